@@ -1,0 +1,258 @@
+"""The one small interface every mailbox protocol implements.
+
+The copy engine (``mailmigrate.sync``) speaks only this interface. A message is described by a
+:class:`MessageInfo` (its reference on the server, its identity, size, flags and date) and carried
+as a :class:`Message` (info plus the exact bytes). Flags always use the IMAP vocabulary
+(``\\Seen``, ``\\Answered``, ``\\Flagged``, ``\\Deleted``, ``\\Draft`` and keywords); adapters for
+other protocols translate.
+
+Folders are addressed by their *path*: the tuple of name components below the personal namespace
+root, e.g. ``("INBOX",)`` or ``("Projects", "2024")``. Adapters translate a path to and from their
+native names (prefix, separator, encoding), so the engine never sees a separator.
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime as dt
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+Ref = int | str
+"""A message's reference inside one folder: the UID for IMAP, the item id for EWS."""
+
+SYSTEM_FLAGS = frozenset({"\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft"})
+
+SPECIAL_USES = ("\\Sent", "\\Trash", "\\Drafts", "\\Junk", "\\Archive", "\\All", "\\Flagged")
+
+
+@dataclass(frozen=True)
+class Folder:
+    """A folder as listed by a server.
+
+    :param path: name components below the personal namespace root; ``("INBOX",)`` for the inbox.
+    :param name: the server's own full name (for logs and reports).
+    :param special_use: an RFC 6154 attribute such as ``\\Sent``, or ``None``. Adapters report what
+        the server says; the folder mapper adds well-known-name guesses.
+    :param subscribed: whether the user is subscribed to it.
+    :param selectable: ``False`` for ``\\Noselect`` containers, which hold no messages.
+    """
+
+    path: tuple[str, ...]
+    name: str
+    special_use: str | None = None
+    subscribed: bool = True
+    selectable: bool = True
+
+
+@dataclass(frozen=True)
+class FolderStats:
+    """Message count, total size and largest message of one folder (sizes in bytes)."""
+
+    messages: int
+    size: int | None = None
+    largest: int | None = None
+
+
+@dataclass(frozen=True)
+class MessageInfo:
+    """What the engine knows of a message without its bytes.
+
+    :param ref: the message's reference in its folder (UID / item id).
+    :param identity: ``mailmigrate.identity.identity_of(content)`` of the exact bytes; equal on
+        both sides for a faithful copy. Never a sequence number.
+    :param size: the exact size of the content in bytes.
+    :param flags: IMAP-style flags, ``\\Recent`` excluded.
+    :param internaldate: the arrival date (timezone-aware).
+    """
+
+    ref: Ref
+    identity: str
+    size: int
+    flags: frozenset[str] = frozenset()
+    internaldate: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class Message:
+    """A message with its exact bytes, ready to append."""
+
+    info: MessageInfo
+    content: bytes
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    """The outcome of appending one message: its new reference, or the server's refusal."""
+
+    ref: Ref | None = None
+    error: str | None = None
+
+
+@dataclass
+class Listing:
+    """A folder's messages and the sync token that stands for "this moment" of the folder.
+
+    The token is opaque to the engine and small (it is stored between passes); it must be taken
+    before the messages are read, so nothing arriving in between is missed.
+    """
+
+    messages: list[MessageInfo]
+    token: str | None
+
+
+@dataclass
+class Changes:
+    """What changed in a source folder since a token.
+
+    :param new: messages that arrived since the token.
+    :param flags: current flags of messages whose flags may have changed (a superset is fine).
+    :param removed: references of messages gone since the token, out of the ``known`` ones asked
+        about; empty when nothing was removed.
+    :param token: the token for the next pass.
+    """
+
+    new: list[MessageInfo] = field(default_factory=list)
+    flags: dict[Ref, frozenset[str]] = field(default_factory=dict)
+    removed: set[Ref] = field(default_factory=set)
+    token: str | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not (self.new or self.flags or self.removed)
+
+
+@dataclass(frozen=True)
+class Quota:
+    """Storage use and limit in bytes; ``limit`` is ``None`` when unlimited."""
+
+    used: int
+    limit: int | None
+
+
+class MailboxError(Exception):
+    """A failure talking to one mailbox; the text names the account, the side and the cause.
+
+    It never contains a password or token.
+
+    :param retryable: ``True`` for disconnects, timeouts, throttling and ``[UNAVAILABLE]``.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = False, folder: str | None = None):
+        super().__init__(message)
+        self.retryable = retryable
+        self.folder = folder
+
+
+class AuthenticationFailed(MailboxError):
+    """Credentials were refused: never retried."""
+
+
+class Mailbox(abc.ABC):
+    """One logged-in mailbox of one account on one server.
+
+    Use as a context manager: ``with adapter as mb: ...`` logs in and out. ``label`` (e.g.
+    ``"source alice@example.com"``) prefixes every error text.
+    """
+
+    label: str = "mailbox"
+
+    # -- session ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    def connect(self) -> None:
+        """Connect and log in; raise :class:`AuthenticationFailed` or :class:`MailboxError`."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Log out; never raises."""
+
+    def reconnect(self) -> None:
+        """Drop the session and log in again (after a retryable error)."""
+        self.close()
+        self.connect()
+
+    def __enter__(self) -> Mailbox:
+        self.connect()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @abc.abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """Server facts for the preflight report: capabilities, namespace, separator, limits."""
+
+    # -- folders ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    def list_folders(self) -> list[Folder]:
+        """Every folder of the personal namespace, containers included."""
+
+    @abc.abstractmethod
+    def folder_stats(self, path: tuple[str, ...]) -> FolderStats:
+        """Message count and total size of a folder."""
+
+    @abc.abstractmethod
+    def create_folder(self, path: tuple[str, ...], special_use: str | None = None) -> None:
+        """Create a folder (and its parents); no error when it exists."""
+
+    @abc.abstractmethod
+    def subscribe(self, path: tuple[str, ...]) -> None:
+        """Subscribe to a folder; no error when already subscribed."""
+
+    def valid_name_part(self, part: str) -> bool:
+        """Whether one path component can be held by this server as it is."""
+        return bool(part)
+
+    def quota(self) -> Quota | None:
+        """The account's storage quota, or ``None`` when the server does not say."""
+        return None
+
+    def append_limit(self) -> int | None:
+        """The largest message the server accepts, or ``None`` when it does not say."""
+        return None
+
+    # -- messages --------------------------------------------------------------------------
+    @abc.abstractmethod
+    def listing(self, path: tuple[str, ...]) -> Listing:
+        """Every message of the folder, and the token for a later :meth:`changes`."""
+
+    @abc.abstractmethod
+    def changes(self, path: tuple[str, ...], token: str, known: Collection[Ref]) -> Changes | None:
+        """What changed since ``token``, or ``None`` when the token is no longer valid (UIDVALIDITY
+        changed, sync state expired): the engine then compares the full :meth:`listing`.
+
+        :param known: references the engine holds from earlier passes, to report removals among.
+        """
+
+    @abc.abstractmethod
+    def append_mark(self, path: tuple[str, ...]) -> str | None:
+        """A mark such that every message appended later is returned by
+        :meth:`listing_since` (IMAP: UIDVALIDITY and UIDNEXT). ``None`` when the adapter cannot
+        tell; :meth:`listing_since` then lists the whole folder."""
+
+    @abc.abstractmethod
+    def listing_since(self, path: tuple[str, ...], mark: str | None) -> list[MessageInfo]:
+        """Messages appended since ``mark`` (all messages when the mark is ``None`` or stale)."""
+
+    @abc.abstractmethod
+    def fetch(self, path: tuple[str, ...], refs: Sequence[Ref]) -> Iterable[Message]:
+        """The exact bytes of the given messages, in one batch, in any order."""
+
+    @abc.abstractmethod
+    def append(self, path: tuple[str, ...], messages: Sequence[Message]) -> list[AppendResult]:
+        """Append messages with their flags and dates, one result per message, in order.
+
+        A refusal of one message (too big, over quota) is reported in its result and does not stop
+        the others; connection failures raise :class:`MailboxError`.
+        """
+
+    @abc.abstractmethod
+    def set_flags(
+        self, path: tuple[str, ...], ref: Ref, add: frozenset[str], remove: frozenset[str]
+    ) -> None:
+        """Add and remove flags on one message."""
+
+    @abc.abstractmethod
+    def delete(self, path: tuple[str, ...], refs: Collection[Ref]) -> None:
+        """Remove messages for good (used only when the plan propagates deletions)."""

@@ -1,0 +1,510 @@
+"""The IMAP adapter: :class:`~mailmigrate.mailbox.base.Mailbox` over imapclient.
+
+Messages are identified by UID inside a folder whose UIDVALIDITY is part of every sync token.
+Listing reads sizes, flags, dates and Message-IDs in one FETCH; only messages without a
+Message-ID get their header read for a hash. Appends use MULTIAPPEND (RFC 3502) with LITERAL+
+where the server offers them and read the new UIDs from APPENDUID (RFC 4315).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections.abc import Collection, Iterable, Sequence
+from typing import Any
+
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError
+from imapclient.response_parser import parse_fetch_response
+
+from mailmigrate import identity as ident
+from mailmigrate.connections import Endpoint
+from mailmigrate.mailbox.base import (
+    SPECIAL_USES,
+    AppendResult,
+    Changes,
+    Folder,
+    FolderStats,
+    Listing,
+    Mailbox,
+    MailboxError,
+    Message,
+    MessageInfo,
+    Quota,
+    Ref,
+)
+from mailmigrate.mailbox.imap_session import TRANSIENT_ERRORS, open_session
+
+LIST_FIELDS = [b"RFC822.SIZE", b"FLAGS", b"INTERNALDATE", b"BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"]
+HEADER_FIELDS_KEY = b"BODY[HEADER.FIELDS (MESSAGE-ID)]"
+# Server refusals that concern the connection, not one message: reconnect and retry.
+RETRYABLE_CODES = ("[UNAVAILABLE]", "[LIMIT]", "[INUSE]", "[SERVERBUG]")
+STORAGE = re.compile(rb"\bSTORAGE (\d+) (\d+)", re.IGNORECASE)
+APPENDUID = re.compile(rb"\[APPENDUID (\d+) ([\d:,]+)\]", re.IGNORECASE)
+
+
+def _uid_set(text: bytes) -> list[int]:
+    uids: list[int] = []
+    for part in text.split(b","):
+        first, _, last = part.partition(b":")
+        uids.extend(range(int(first), int(last or first) + 1))
+    return uids
+
+
+def uid_ranges(uids: Iterable[int]) -> str:
+    """A compact UID set: ``[1, 2, 3, 7, 9, 10]`` -> ``"1:3,7,9:10"``."""
+    parts: list[str] = []
+    run: list[int] = []
+    for uid in sorted(set(uids)):
+        if run and uid == run[-1] + 1:
+            run.append(uid)
+            continue
+        if run:
+            parts.append(f"{run[0]}:{run[-1]}" if len(run) > 1 else str(run[0]))
+        run = [uid]
+    if run:
+        parts.append(f"{run[0]}:{run[-1]}" if len(run) > 1 else str(run[0]))
+    return ",".join(parts)
+
+
+def _clean_flags(flags: Iterable[bytes | str]) -> frozenset[str]:
+    out = {f.decode() if isinstance(f, bytes) else f for f in flags}
+    out.discard("\\Recent")
+    return frozenset(out)
+
+
+def _guarded(operation: str):
+    """Turn protocol and socket failures into :class:`MailboxError` naming the folder."""
+
+    def decorate(method):
+        @functools.wraps(method)
+        def wrapper(self: ImapMailbox, *args: Any, **kwargs: Any):
+            folder = "/".join(args[0]) if args and isinstance(args[0], tuple) else None
+            where = f" {folder}" if folder else ""
+            try:
+                return method(self, *args, **kwargs)
+            except MailboxError:
+                raise
+            except TRANSIENT_ERRORS as exc:
+                self._client = None
+                raise MailboxError(
+                    f"{self.label}: {operation}{where}: connection lost ({exc})",
+                    retryable=True,
+                    folder=folder,
+                ) from None
+            except IMAPClientError as exc:
+                text = str(exc)
+                raise MailboxError(
+                    f"{self.label}: {operation}{where}: server said: {text}",
+                    retryable=any(code in text for code in RETRYABLE_CODES),
+                    folder=folder,
+                ) from None
+
+        return wrapper
+
+    return decorate
+
+
+class ImapMailbox(Mailbox):
+    """One account on an IMAP server.
+
+    :param endpoint: the server and its options (``security``, ``ca_file``, ``auth``...).
+    :param user: the account's login.
+    :param password: the account's password, or ``None`` for the connection's admin credentials.
+    :param label: names this mailbox in errors, e.g. ``"source alice@example.com"``.
+    """
+
+    def __init__(self, endpoint: Endpoint, user: str, password: str | None, label: str):
+        self.endpoint = endpoint
+        self.user = user
+        self._password = password
+        self.label = label
+        self._client: IMAPClient | None = None
+        self._selected: tuple[tuple[str, ...], bool] | None = None
+        self._select_info: dict[bytes, Any] = {}
+        self.prefix = ""
+        self.separator = "/"
+
+    # -- session ---------------------------------------------------------------------------
+    def connect(self) -> None:
+        self._client = open_session(self.endpoint, self.user, self._password, self.label)
+        self._selected = None
+        try:
+            personal = self._client.namespace().personal
+        except (IMAPClientError, *TRANSIENT_ERRORS):
+            personal = None
+        if personal:
+            self.prefix, separator = personal[0]
+            self.separator = separator or "/"
+        else:
+            folders = self._client.list_folders(directory="", pattern="")
+            self.separator = folders[0][1].decode() if folders and folders[0][1] else "/"
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.logout()
+            except Exception:
+                try:
+                    client.shutdown()
+                except Exception:
+                    pass
+
+    @property
+    def client(self) -> IMAPClient:
+        if self._client is None:
+            self.connect()
+        assert self._client is not None
+        return self._client
+
+    def has(self, capability: str) -> bool:
+        return self.client.has_capability(capability)
+
+    def _uid_fetch(
+        self, uid_set: str | Sequence[int], items: list[bytes], modifiers: str | None = None
+    ) -> dict[int, dict[bytes, Any]]:
+        """``UID FETCH`` keyed by UID. Unlike imapclient's fetch it takes UID ranges (``5:*``)
+        and drops unsolicited FETCH responses that carry no UID, so a flag update pushed by
+        another session is never mistaken for the message with that sequence number."""
+        if not isinstance(uid_set, str):
+            uid_set = uid_ranges(uid_set)
+        if not uid_set:
+            return {}
+        imap = self.client._imap
+        args = ["UID", "FETCH", uid_set, "(" + " ".join(i.decode() for i in items) + ")"]
+        if modifiers:
+            args.append(f"({modifiers})")
+        tag = imap._command(*args)
+        typ, data = imap._command_complete("FETCH", tag)
+        self.client._checkok("fetch", typ, data)
+        _, data = imap._untagged_response(typ, data, "FETCH")
+        by_uid: dict[int, dict[bytes, Any]] = {}
+        for entry in parse_fetch_response(data, False, uid_is_key=False).values():
+            uid = entry.get(b"UID")
+            if uid is not None:
+                by_uid.setdefault(int(uid), {}).update(entry)
+        return by_uid
+
+    @_guarded("reading server facts")
+    def describe(self) -> dict[str, Any]:
+        capabilities = sorted(c.decode() for c in self.client.capabilities())
+        return {
+            "protocol": "imap",
+            "server": f"{self.endpoint.host}:{self.client.port}",
+            "capabilities": capabilities,
+            "namespace_prefix": self.prefix,
+            "separator": self.separator,
+            "append_limit": self.append_limit(),
+        }
+
+    # -- names -----------------------------------------------------------------------------
+    def path_of(self, name: str) -> tuple[str, ...]:
+        if name.upper() == "INBOX":
+            return ("INBOX",)
+        if self.prefix and name.startswith(self.prefix):
+            name = name[len(self.prefix) :]
+        return tuple(name.split(self.separator)) if self.separator else (name,)
+
+    def name_of(self, path: tuple[str, ...]) -> str:
+        if path == ("INBOX",):
+            return "INBOX"
+        return self.prefix + self.separator.join(path)
+
+    def valid_name_part(self, part: str) -> bool:
+        return bool(part) and self.separator not in part and not any(ord(c) < 32 for c in part)
+
+    # -- folders ---------------------------------------------------------------------------
+    @_guarded("listing folders")
+    def list_folders(self) -> list[Folder]:
+        subscribed = {name for _, _, name in self.client.list_sub_folders()}
+        folders = []
+        for flags, _, name in self.client.list_folders():
+            attributes = {f.decode() if isinstance(f, bytes) else f for f in flags}
+            lowered = {a.lower() for a in attributes}
+            special = next((use for use in SPECIAL_USES if use.lower() in lowered), None)
+            folders.append(
+                Folder(
+                    path=self.path_of(name),
+                    name=name,
+                    special_use=special,
+                    subscribed=name in subscribed or name.upper() == "INBOX",
+                    selectable="\\noselect" not in lowered and "\\nonexistent" not in lowered,
+                )
+            )
+        return folders
+
+    @_guarded("reading folder size")
+    def folder_stats(self, path: tuple[str, ...]) -> FolderStats:
+        self._selected = None
+        info = self._select(path)
+        if not info.get(b"EXISTS"):
+            return FolderStats(messages=0, size=0, largest=0)
+        fetched = self._uid_fetch("1:*", [b"RFC822.SIZE"])
+        sizes = [d[b"RFC822.SIZE"] for d in fetched.values() if b"RFC822.SIZE" in d]
+        return FolderStats(messages=len(sizes), size=sum(sizes), largest=max(sizes, default=0))
+
+    @_guarded("creating folder")
+    def create_folder(self, path: tuple[str, ...], special_use: str | None = None) -> None:
+        existing = {self.path_of(name) for _, _, name in self.client.list_folders()}
+        for depth in range(1, len(path) + 1):
+            part = path[:depth]
+            if part in existing or part == ("INBOX",):
+                continue
+            name = self.name_of(part)
+            if special_use and depth == len(path) and self.has("CREATE-SPECIAL-USE"):
+                self.client._command_and_check(
+                    "create", self.client._normalise_folder(name), f"(USE ({special_use}))"
+                )
+            else:
+                self.client.create_folder(name)
+
+    @_guarded("subscribing folder")
+    def subscribe(self, path: tuple[str, ...]) -> None:
+        self.client.subscribe_folder(self.name_of(path))
+
+    @_guarded("reading quota")
+    def quota(self) -> Quota | None:
+        if not self.has("QUOTA"):
+            return None
+        # imaplib's own GETQUOTAROOT: imapclient 4.1 fails on a QUOTAROOT without roots.
+        typ, data = self.client._imap.getquotaroot("INBOX")
+        if typ != "OK":
+            return None
+        for line in data[1] if len(data) > 1 else []:
+            match = STORAGE.search(line if isinstance(line, bytes) else b"")
+            if match:
+                return Quota(used=int(match.group(1)) * 1024, limit=int(match.group(2)) * 1024)
+        return None
+
+    def append_limit(self) -> int | None:
+        for capability in self.client.capabilities():
+            if capability.upper().startswith(b"APPENDLIMIT="):
+                return int(capability.split(b"=", 1)[1])
+        return None
+
+    # -- selection and tokens --------------------------------------------------------------
+    def _select(self, path: tuple[str, ...], *, writable: bool = False) -> dict[bytes, Any]:
+        if self._selected == (path, writable) or (self._selected == (path, True) and not writable):
+            return self._select_info
+        self._select_info = self.client.select_folder(self.name_of(path), readonly=not writable)
+        self._selected = (path, writable)
+        return self._select_info
+
+    def _token(self, info: dict[bytes, Any]) -> str:
+        return json.dumps(
+            {
+                "v": int(info[b"UIDVALIDITY"]),
+                "n": int(info.get(b"UIDNEXT") or 0),
+                "m": int(info[b"HIGHESTMODSEQ"]) if info.get(b"HIGHESTMODSEQ") else None,
+                "c": int(info.get(b"EXISTS") or 0),
+            },
+            separators=(",", ":"),
+        )
+
+    def _status(self, path: tuple[str, ...]) -> dict[bytes, Any]:
+        items = [b"MESSAGES", b"UIDNEXT", b"UIDVALIDITY"]
+        if self.has("CONDSTORE"):
+            items.append(b"HIGHESTMODSEQ")
+        status = self.client.folder_status(self.name_of(path), items)
+        return {
+            b"UIDVALIDITY": status[b"UIDVALIDITY"],
+            b"UIDNEXT": status[b"UIDNEXT"],
+            b"HIGHESTMODSEQ": status.get(b"HIGHESTMODSEQ"),
+            b"EXISTS": status[b"MESSAGES"],
+        }
+
+    # -- reading ---------------------------------------------------------------------------
+    def _infos(self, criteria: str, min_uid: int = 0) -> list[MessageInfo]:
+        """Message infos for the selected folder's UIDs in ``criteria`` (a UID set)."""
+        data = self._uid_fetch(criteria, LIST_FIELDS)
+        data = {uid: d for uid, d in data.items() if uid >= min_uid and b"RFC822.SIZE" in d}
+        headers: dict[int, bytes] = {}
+        missing = [
+            uid for uid, d in data.items() if not ident.message_id(d.get(HEADER_FIELDS_KEY) or b"")
+        ]
+        if missing:
+            fetched = self._uid_fetch(missing, [b"BODY.PEEK[HEADER]"])
+            headers = {uid: d.get(b"BODY[HEADER]") or b"" for uid, d in fetched.items()}
+        infos = []
+        for uid in sorted(data):
+            d = data[uid]
+            size = int(d[b"RFC822.SIZE"])
+            msgid = ident.message_id(d.get(HEADER_FIELDS_KEY) or b"")
+            infos.append(
+                MessageInfo(
+                    ref=uid,
+                    identity=ident.identity(size, msgid, headers.get(uid)),
+                    size=size,
+                    flags=_clean_flags(d.get(b"FLAGS", ())),
+                    internaldate=d.get(b"INTERNALDATE"),
+                )
+            )
+        return infos
+
+    @_guarded("listing messages in")
+    def listing(self, path: tuple[str, ...]) -> Listing:
+        self._selected = None  # a fresh SELECT gives a fresh token
+        info = self._select(path)
+        token = self._token(info)
+        messages = self._infos("1:*") if info.get(b"EXISTS") else []
+        return Listing(messages=messages, token=token)
+
+    @_guarded("reading changes in")
+    def changes(self, path: tuple[str, ...], token: str, known: Collection[Ref]) -> Changes | None:
+        then = json.loads(token)
+        now = self._status(path)
+        if int(now[b"UIDVALIDITY"]) != then["v"]:
+            return None
+        modseq = now[b"HIGHESTMODSEQ"]
+        if (
+            then["m"] is not None
+            and modseq is not None
+            and int(modseq) == then["m"]
+            and int(now[b"UIDNEXT"]) == then["n"]
+            and int(now[b"EXISTS"]) == then["c"]
+        ):
+            return Changes(token=token)
+        self._selected = None
+        info = self._select(path)
+        if int(info[b"UIDVALIDITY"]) != then["v"]:
+            return None
+        changes = Changes(token=self._token(info))
+        if not info.get(b"EXISTS"):
+            changes.removed = set(known)
+            return changes
+        changes.new = self._infos(f"{then['n']}:*", min_uid=then["n"])
+        if then["m"] is not None and info.get(b"HIGHESTMODSEQ"):
+            changed = self._uid_fetch("1:*", [b"FLAGS"], f"CHANGEDSINCE {then['m']}")
+        else:
+            changed = self._uid_fetch("1:*", [b"FLAGS"])
+        changes.flags = {
+            uid: _clean_flags(d[b"FLAGS"]) for uid, d in changed.items() if b"FLAGS" in d
+        }
+        if int(info[b"EXISTS"]) != then["c"] + len(changes.new):
+            present = set(self.client.search("ALL"))
+            changes.removed = {ref for ref in known if ref not in present}
+        return changes
+
+    @_guarded("reading append mark of")
+    def append_mark(self, path: tuple[str, ...]) -> str | None:
+        status = self._status(path)
+        return f"{int(status[b'UIDVALIDITY'])}:{int(status[b'UIDNEXT'])}"
+
+    @_guarded("listing new messages in")
+    def listing_since(self, path: tuple[str, ...], mark: str | None) -> list[MessageInfo]:
+        self._selected = None
+        info = self._select(path)
+        if not info.get(b"EXISTS"):
+            return []
+        if mark:
+            validity, uidnext = (int(x) for x in mark.split(":"))
+            if validity == int(info[b"UIDVALIDITY"]):
+                return self._infos(f"{uidnext}:*", min_uid=uidnext)
+        return self._infos("1:*")
+
+    @_guarded("fetching messages from")
+    def fetch(self, path: tuple[str, ...], refs: Sequence[Ref]) -> Iterable[Message]:
+        self._select(path)
+        data = self._uid_fetch([int(r) for r in refs], [b"BODY.PEEK[]", b"FLAGS", b"INTERNALDATE"])
+        messages = []
+        for uid, d in data.items():
+            content = d.get(b"BODY[]")
+            if content is None:
+                continue  # expunged meanwhile
+            info = MessageInfo(
+                ref=uid,
+                identity="",
+                size=len(content),
+                flags=_clean_flags(d.get(b"FLAGS", ())),
+                internaldate=d.get(b"INTERNALDATE"),
+            )
+            messages.append(Message(info=info, content=content))
+        return messages
+
+    # -- writing ---------------------------------------------------------------------------
+    def _accepted(self, flags: frozenset[str]) -> list[str]:
+        """The flags the selected folder stores: all when PERMANENTFLAGS has ``\\*``."""
+        permanent = {
+            f.decode() if isinstance(f, bytes) else f
+            for f in self._select_info.get(b"PERMANENTFLAGS", ())
+        }
+        if not permanent or "\\*" in permanent:
+            return sorted(flags)
+        return sorted(f for f in flags if f in permanent)
+
+    @_guarded("appending to")
+    def append(self, path: tuple[str, ...], messages: Sequence[Message]) -> list[AppendResult]:
+        if not messages:
+            return []
+        self._select(path, writable=True)
+        name = self.name_of(path)
+        if len(messages) > 1 and self.has("MULTIAPPEND"):
+            mark = self.append_mark(path)
+            items = [
+                {
+                    "msg": m.content,
+                    "flags": self._accepted(m.info.flags),
+                    "date": m.info.internaldate,
+                }
+                if m.info.internaldate
+                else {"msg": m.content, "flags": self._accepted(m.info.flags)}
+                for m in messages
+            ]
+            typ, data = self.client.multiappend(name, items)
+            if typ == "OK":
+                return self._results(data, len(messages))
+            # MULTIAPPEND is all-or-nothing on conforming servers; check before one-by-one.
+            landed = self.listing_since(path, mark)
+            self._select(path, writable=True)
+            if landed:
+                raise MailboxError(
+                    f"{self.label}: appending to {name}: MULTIAPPEND failed but stored "
+                    f"{len(landed)} message(s); retrying the batch",
+                    retryable=True,
+                )
+        return [self._append_one(name, m) for m in messages]
+
+    def _append_one(self, name: str, message: Message) -> AppendResult:
+        try:
+            response = self.client.append(
+                name, message.content, self._accepted(message.info.flags), message.info.internaldate
+            )
+        except IMAPClientError as exc:
+            text = str(exc)
+            if any(code in text for code in RETRYABLE_CODES):
+                raise
+            return AppendResult(error=text)
+        results = self._results([response], 1)
+        return results[0]
+
+    def _results(self, data: list[Any], count: int) -> list[AppendResult]:
+        text = b" ".join(d if isinstance(d, bytes) else str(d).encode() for d in data if d)
+        match = APPENDUID.search(text)
+        if match:
+            uids = _uid_set(match.group(2))
+            if len(uids) == count:
+                return [AppendResult(ref=uid) for uid in uids]
+        return [AppendResult() for _ in range(count)]
+
+    @_guarded("setting flags in")
+    def set_flags(
+        self, path: tuple[str, ...], ref: Ref, add: frozenset[str], remove: frozenset[str]
+    ) -> None:
+        self._select(path, writable=True)
+        if add:
+            self.client.add_flags([ref], self._accepted(add), silent=True)
+        if remove:
+            self.client.remove_flags([ref], sorted(remove), silent=True)
+
+    @_guarded("deleting from")
+    def delete(self, path: tuple[str, ...], refs: Collection[Ref]) -> None:
+        if not refs:
+            return
+        self._select(path, writable=True)
+        self.client.add_flags(list(refs), ["\\Deleted"], silent=True)
+        if self.has("UIDPLUS"):
+            self.client.uid_expunge(list(refs))
+        else:
+            self.client.expunge()

@@ -1,0 +1,179 @@
+"""Copying a list of messages: batched fetch and append, overlapped, bounded in memory.
+
+A reader thread fetches the next batch from the source while the calling thread appends the
+previous one to the destination. At most one fetched batch waits in between, so memory is bounded
+by about three batches of ``batch_bytes`` (a single message larger than that travels alone).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterator, Sequence
+
+from mailmigrate.mailbox.base import Mailbox, Message, MessageInfo
+from mailmigrate.plan import CopyOptions
+from mailmigrate.results import FolderResult, MessageFailure, human_bytes
+from mailmigrate.state import AccountState, Entry
+
+PROGRESS_EVERY = 10.0  # seconds between progress lines in the task log
+
+
+def batches(
+    infos: Sequence[MessageInfo], max_messages: int, max_bytes: int
+) -> Iterator[list[MessageInfo]]:
+    """Consecutive batches of at most ``max_messages`` and about ``max_bytes``."""
+    batch: list[MessageInfo] = []
+    size = 0
+    for info in infos:
+        if batch and (len(batch) >= max_messages or size + info.size > max_bytes):
+            yield batch
+            batch, size = [], 0
+        batch.append(info)
+        size += info.size
+    if batch:
+        yield batch
+
+
+class RateLimit:
+    """Sleeps so that no more than the given messages and bytes per second pass."""
+
+    def __init__(self, messages_per_second: float | None, bytes_per_second: float | None):
+        self.mps, self.bps = messages_per_second, bytes_per_second
+        self.started = time.monotonic()
+        self.messages = self.bytes = 0
+
+    def wait(self, messages: int, size: int) -> None:
+        self.messages += messages
+        self.bytes += size
+        due = max(
+            self.messages / self.mps if self.mps else 0.0,
+            self.bytes / self.bps if self.bps else 0.0,
+        )
+        delay = self.started + due - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+
+class CopyPipeline:
+    """Copies messages of one folder pair and records each confirmed append in the state."""
+
+    def __init__(
+        self,
+        src: Mailbox,
+        dst: Mailbox,
+        source: tuple[str, ...],
+        destination: tuple[str, ...],
+        options: CopyOptions,
+        state: AccountState,
+        result: FolderResult,
+        failures: list[MessageFailure],
+        say,
+    ) -> None:
+        self.src, self.dst, self.source, self.destination = src, dst, source, destination
+        self.options, self.state, self.result, self.failures, self.say = (
+            options,
+            state,
+            result,
+            failures,
+            say,
+        )
+        self.rate = RateLimit(options.messages_per_second, options.bytes_per_second)
+
+    def run(self, todo: Sequence[MessageInfo]) -> None:
+        fetched: queue.Queue = queue.Queue(maxsize=1)
+        stop = threading.Event()
+        reader = threading.Thread(target=self._read, args=(todo, fetched, stop), daemon=True)
+        reader.start()
+        started = last_report = time.monotonic()
+        try:
+            while True:
+                item = fetched.get()
+                if item is None:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                self._append(*item)
+                now = time.monotonic()
+                if now - last_report >= PROGRESS_EVERY:
+                    last_report = now
+                    rate = self.result.copied / (now - started)
+                    self.say(
+                        f"{self.result.source}: {self.result.copied}/{len(todo)} copied "
+                        f"({human_bytes(self.result.copied_bytes)}, {rate:.0f} msg/s)"
+                    )
+        finally:
+            stop.set()
+            while reader.is_alive():  # unblock a reader waiting on a full queue
+                try:
+                    fetched.get(timeout=0.1)
+                except queue.Empty:
+                    pass
+            reader.join()
+
+    def _read(self, todo: Sequence[MessageInfo], out: queue.Queue, stop: threading.Event) -> None:
+        try:
+            for batch in batches(todo, self.options.batch_messages, self.options.batch_bytes):
+                if stop.is_set():
+                    return
+                messages = self.src.fetch(self.source, [info.ref for info in batch])
+                self._put(out, (batch, {m.info.ref: m for m in messages}), stop)
+        except BaseException as exc:
+            self._put(out, exc, stop)
+        finally:
+            self._put(out, None, stop)
+
+    @staticmethod
+    def _put(out: queue.Queue, item, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _append(self, batch: list[MessageInfo], fetched: dict) -> None:
+        outgoing: list[Message] = []
+        for info in batch:
+            message = fetched.get(info.ref)
+            if message is None:
+                continue  # expunged on the source since it was listed: nothing to copy
+            outgoing.append(
+                Message(
+                    info=MessageInfo(
+                        ref=info.ref,
+                        identity=info.identity,
+                        size=len(message.content),
+                        flags=message.info.flags,
+                        internaldate=message.info.internaldate or info.internaldate,
+                    ),
+                    content=message.content,
+                )
+            )
+        if not outgoing:
+            return
+        self.rate.wait(len(outgoing), sum(m.info.size for m in outgoing))
+        results = self.dst.append(self.destination, outgoing)
+        entries = []
+        for message, outcome in zip(outgoing, results, strict=True):
+            if outcome.error is None:
+                entries.append(
+                    (
+                        message.info.ref,
+                        Entry(outcome.ref, message.info.identity, message.info.flags),
+                    )
+                )
+                self.result.copied += 1
+                self.result.copied_bytes += message.info.size
+            else:
+                self.result.failed += 1
+                self.failures.append(
+                    MessageFailure(
+                        folder=self.result.source,
+                        ref=str(message.info.ref),
+                        size=message.info.size,
+                        reason=outcome.error,
+                    )
+                )
+        self.state.record(self.source, entries)

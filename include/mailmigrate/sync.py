@@ -1,0 +1,408 @@
+"""The copy engine: one pass (initial or delta) over one account, folder by folder.
+
+Read top-down:
+
+1. :func:`copy_account` opens both mailboxes, maps the folders (``folders.map_folders``), creates
+   and subscribes the destination folders, then runs every folder through :class:`FolderPass`
+   on ``parallel_folders`` lanes (a lane is one source and one destination connection).
+2. :class:`FolderPass` decides what to copy. With a sync token from the previous pass it asks the
+   source only for what changed (new messages, flag changes, removals). Without one (first pass,
+   lost state, UIDVALIDITY changed) it compares both folders by message identity as multisets,
+   so whatever is already on the destination is never copied twice.
+3. :class:`~mailmigrate.pipeline.CopyPipeline` copies: a reader thread fetches batches (bounded by
+   bytes) while the caller appends the previous batch; each appended batch is recorded in the
+   state in one transaction.
+
+Every step is safe to kill and re-run: state is written only for messages the destination
+confirmed, and messages appended but not yet recorded are found again through the destination's
+append mark and matched by identity.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from mailmigrate.connections import Endpoint
+from mailmigrate.folders import FolderMapping, FolderPlan, map_folders
+from mailmigrate.mailbox import open_mailbox
+from mailmigrate.mailbox.base import AuthenticationFailed, Mailbox, MailboxError, MessageInfo, Ref
+from mailmigrate.pipeline import CopyPipeline
+from mailmigrate.plan import Account, Plan
+from mailmigrate.results import AccountResult, FolderResult, PreflightResult, human_bytes
+from mailmigrate.state import AccountState, Entry, default_state_dir
+
+log = logging.getLogger("mailmigrate.sync")
+
+RETRY_DELAYS = (1, 2, 4, 8, 16, 30, 60)
+
+
+def _name(path: tuple[str, ...]) -> str:
+    return "/".join(path)
+
+
+def open_pair(account: Account, source: Endpoint, destination: Endpoint) -> tuple[Mailbox, Mailbox]:
+    """Unconnected source and destination mailboxes of one account."""
+    return (
+        open_mailbox(source, account.source_user, account.source_password,
+                     f"source {account.source_user}"),
+        open_mailbox(destination, account.destination_user, account.destination_password,
+                     f"destination {account.destination_user}"),
+    )  # fmt: skip
+
+
+def plan_folders(
+    plan: Plan, src: Mailbox, dst: Mailbox, state: AccountState | None = None
+) -> FolderPlan:
+    """The folder mapping; with a state, folders keep the destinations earlier passes chose."""
+    return map_folders(
+        src.list_folders(),
+        dst.list_folders(),
+        plan.folders,
+        destination_separator=getattr(dst, "separator", "/"),
+        valid_part=dst.valid_name_part,
+        case_sensitive=getattr(dst, "case_sensitive_names", True),
+        previous=state.destinations() if state else None,
+    )
+
+
+# -- preflight -------------------------------------------------------------------------------
+def preflight(
+    plan: Plan, account: Account, source: Endpoint, destination: Endpoint
+) -> PreflightResult:
+    """The `test` step: log in on both sides, read capabilities, folders, sizes and quota, and
+    show the folder mapping that a copy will use."""
+    result = PreflightResult(account=account.source_user)
+    src, dst = open_pair(account, source, destination)
+    connected = []
+    for mailbox in (src, dst):
+        try:
+            mailbox.connect()
+            connected.append(mailbox)
+        except MailboxError as exc:
+            result.problems.append(str(exc))
+    try:
+        if len(connected) == 2:
+            _inspect(plan, src, dst, result)
+    finally:
+        for mailbox in connected:
+            mailbox.close()
+    return result
+
+
+def _inspect(plan: Plan, src: Mailbox, dst: Mailbox, result: PreflightResult) -> None:
+    for facts, mailbox in ((result.source, src), (result.destination, dst)):
+        facts.update(mailbox.describe())
+        quota = mailbox.quota()
+        facts["quota_used"] = quota.used if quota else None
+        facts["quota_limit"] = quota.limit if quota else None
+    folder_plan = plan_folders(plan, src, dst)
+    total = largest = 0
+    for mapping in folder_plan.mappings:
+        stats = mapping.source.selectable and src.folder_stats(mapping.source.path)
+        messages, size = (stats.messages, stats.size or 0) if stats else (0, 0)
+        total += size
+        largest = max(largest, (stats.largest or 0) if stats else 0)
+        result.folders.append({
+            "source": _name(mapping.source.path), "destination": _name(mapping.destination),
+            "messages": messages, "bytes": size, "special_use": mapping.special_use,
+            "renamed": mapping.renamed,
+        })  # fmt: skip
+    for folder in folder_plan.excluded:
+        result.warnings.append(f"folder {_name(folder.path)} excluded by the plan")
+    limit, used = result.destination["quota_limit"], result.destination["quota_used"] or 0
+    if limit is not None and used + total > limit:
+        result.problems.append(
+            f"destination quota too small: {human_bytes(limit - used)} free of "
+            f"{human_bytes(limit)}, the source holds {human_bytes(total)}"
+        )
+    append_limit = dst.append_limit()
+    if append_limit is not None and largest > append_limit:
+        result.warnings.append(
+            f"the largest source message ({human_bytes(largest)}) exceeds the destination's "
+            f"APPENDLIMIT ({human_bytes(append_limit)}): such messages will be reported, not copied"
+        )
+
+
+# -- copy ------------------------------------------------------------------------------------
+def copy_account(
+    plan: Plan,
+    account: Account,
+    source: Endpoint,
+    destination: Endpoint,
+    phase: str,
+    *,
+    state_dir=None,
+    progress: Callable[[str], None] | None = None,
+    retry_delays: Sequence[float] = RETRY_DELAYS,
+) -> AccountResult:
+    """One pass over one account. ``phase`` ("initial" or "delta") only labels the pass: both
+    copy what is missing and sync flags; the state decides how much has to be read.
+
+    :raises AuthenticationFailed: credentials refused (do not retry).
+    :raises MailboxError: the servers stayed unreachable through every reconnect.
+    :param retry_delays: back-off in seconds between reconnects after a dropped connection.
+    """
+    if phase not in ("initial", "delta"):
+        raise ValueError(f"phase must be initial or delta, not {phase!r}")
+    say = progress or (lambda text: log.info("%s: %s", account.source_user, text))
+    result = AccountResult(account=account.source_user, phase=phase)
+    started = time.monotonic()
+    directory = state_dir or plan.state_dir or default_state_dir()
+    with AccountState(directory, plan.name, account.source_user) as state:
+        src, dst = open_pair(account, source, destination)
+        _with_reconnects(lambda: (src.connect(), dst.connect()), say, "connecting", retry_delays)
+        try:
+            folder_plan = plan_folders(plan, src, dst, state)
+            _prepare_destination(folder_plan, dst, say)
+            work: queue.Queue[FolderMapping] = queue.Queue()
+            for mapping in folder_plan.mappings:
+                if mapping.source.selectable:
+                    work.put(mapping)
+            say(f"{phase} pass over {work.qsize()} folders")
+            lanes = max(1, min(plan.copy.parallel_folders, work.qsize()))
+            lane = Lane(plan, state, result, say, retry_delays)
+            _run_lanes(lane, account, source, destination, (src, dst), work, lanes)
+        finally:
+            src.close()
+            dst.close()
+    order = {_name(m.source.path): i for i, m in enumerate(folder_plan.mappings)}
+    result.folders.sort(key=lambda f: order.get(f.source, 0))
+    result.seconds = time.monotonic() - started
+    for line in result.summary_lines()[:1]:
+        say(line)
+    return result
+
+
+def _prepare_destination(folder_plan: FolderPlan, dst: Mailbox, say) -> None:
+    existing = {f.path: f for f in dst.list_folders()}
+    for mapping in folder_plan.mappings:
+        target = existing.get(mapping.destination)
+        if target is None:
+            say(f"creating folder {_name(mapping.destination)}")
+            dst.create_folder(mapping.destination, mapping.create_special_use)
+        if mapping.source.subscribed and not (target and target.subscribed):
+            dst.subscribe(mapping.destination)
+
+
+@dataclass
+class Lane:
+    """What every folder pass of one account shares."""
+
+    plan: Plan
+    state: AccountState
+    result: AccountResult
+    say: Callable[[str], None]
+    retry_delays: Sequence[float]
+
+
+def _run_lanes(lane_ctx: Lane, account, source, destination, first_pair, work, lanes):
+    errors: list[BaseException] = []
+
+    def lane(pair: tuple[Mailbox, Mailbox], own: bool) -> None:
+        src, dst = pair
+        try:
+            if own:
+                _with_reconnects(lambda: (src.connect(), dst.connect()), lane_ctx.say,
+                                 "connecting", lane_ctx.retry_delays)  # fmt: skip
+            while not errors:
+                try:
+                    mapping = work.get_nowait()
+                except queue.Empty:
+                    return
+                lane_ctx.result.folders.append(_folder_with_retries(lane_ctx, src, dst, mapping))
+        except BaseException as exc:  # surfaced to the caller below
+            errors.append(exc)
+        finally:
+            if own:
+                src.close()
+                dst.close()
+
+    threads = [
+        threading.Thread(
+            target=lane, args=(open_pair(account, source, destination), True), daemon=True
+        )
+        for _ in range(lanes - 1)
+    ]
+    for thread in threads:
+        thread.start()
+    lane(first_pair, False)
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
+def _with_reconnects(action, say, what: str, delays: Sequence[float], reconnect=None):
+    """Run ``action``; on a retryable error wait with back-off, reconnect and run it again."""
+    for attempt, delay in enumerate((*delays, None), start=1):
+        try:
+            return action()
+        except AuthenticationFailed:
+            raise
+        except MailboxError as exc:
+            if not exc.retryable or delay is None:
+                raise
+            say(f"{what}: {exc}; attempt {attempt} failed, retrying in {delay} s")
+            time.sleep(delay)
+            if reconnect:
+                try:
+                    reconnect()
+                except MailboxError as again:
+                    if not again.retryable:
+                        raise
+                    say(f"reconnect failed: {again}")
+
+
+def _folder_with_retries(lane: Lane, src, dst, mapping) -> FolderResult:
+    say = lane.say
+
+    def reconnect():
+        src.reconnect()
+        dst.reconnect()
+
+    def attempt():
+        return FolderPass(lane.plan, src, dst, mapping, lane.state, lane.result, say).run()
+
+    try:
+        what = f"folder {_name(mapping.source.path)}"
+        return _with_reconnects(attempt, say, what, lane.retry_delays, reconnect)
+    except AuthenticationFailed:
+        raise
+    except MailboxError as exc:
+        if exc.retryable:
+            raise  # the servers are gone: let the task retry the account later
+        folder = FolderResult(
+            source=_name(mapping.source.path), destination=_name(mapping.destination)
+        )
+        folder.error = str(exc)
+        say(f"folder {folder.source} failed: {exc}")
+        return folder
+
+
+class FolderPass:
+    """One pass over one folder pair: work out what is missing, copy it, sync flags."""
+
+    def __init__(self, plan: Plan, src: Mailbox, dst: Mailbox, mapping: FolderMapping,
+                 state: AccountState, account_result: AccountResult, say) -> None:  # fmt: skip
+        self.plan, self.src, self.dst, self.state, self.say = plan, src, dst, state, say
+        self.source, self.destination = mapping.source.path, mapping.destination
+        self.account_result = account_result
+        self.result = FolderResult(
+            source=_name(self.source), destination=_name(self.destination), renamed=mapping.renamed
+        )
+
+    def run(self) -> FolderResult:
+        self.state.begin_folder(self.source, self.destination)
+        saved = self.state.folder(self.source)
+        known = self.state.entries(self.source)
+        changes = None
+        if saved and saved.token and saved.destination == self.destination:
+            changes = self.src.changes(self.source, saved.token, known.keys())
+        if changes is None:
+            todo, token = self._full_compare(known)
+        else:
+            todo, token = self._apply_changes(changes, known, saved.mark), changes.token
+        if todo:
+            self.say(
+                f"{self.result.source}: copying {len(todo)} messages "
+                f"({human_bytes(sum(i.size for i in todo))}) to {self.result.destination}"
+            )
+            pipeline = CopyPipeline(self.src, self.dst, self.source, self.destination,
+                                    self.plan.copy, self.state, self.result,
+                                    self.account_result.failures, self.say)  # fmt: skip
+            pipeline.run(todo)
+        if self.result.failed == 0:
+            self.state.finish(self.source, token, self.dst.append_mark(self.destination))
+        self.result.destination_messages = self.state.count(self.source)
+        return self.result
+
+    def _full_compare(self, known: dict[Ref, Entry]) -> tuple[list[MessageInfo], str | None]:
+        """Match both folders by identity (multisets); what the destination lacks is copied."""
+        self.result.full_compare = True
+        listing = self.src.listing(self.source)
+        on_destination = self.dst.listing_since(self.destination, None)
+        self._count_source(listing.messages)
+        pool: dict[str, list[MessageInfo]] = defaultdict(list)
+        for info in on_destination:
+            pool[info.identity].append(info)
+        todo, matched = [], []
+        for info in listing.messages:
+            candidates = pool.get(info.identity)
+            if candidates:
+                twin = candidates.pop(0)
+                matched.append((info, twin))
+            else:
+                todo.append(info)
+        self.state.reset_folder(self.source)
+        entries = []
+        for info, twin in matched:
+            previous = known.get(info.ref)
+            base = previous.flags if previous and previous.identity == info.identity else None
+            self._sync_flags(twin.ref, base, info.flags, twin.flags)
+            entries.append((info.ref, Entry(twin.ref, info.identity, info.flags)))
+        self.state.record(self.source, entries)
+        self.result.skipped = len(matched)
+        return todo, listing.token
+
+    def _apply_changes(
+        self, changes, known: dict[Ref, Entry], mark: str | None
+    ) -> list[MessageInfo]:
+        """Apply source-side flag changes and removals; return new messages still to copy."""
+        self.result.source_messages = len(known) + len(changes.new) - len(changes.removed)
+        self.result.source_bytes = sum(i.size for i in changes.new)
+        updated = []
+        for ref, flags in changes.flags.items():
+            entry = known.get(ref)
+            if entry is None or entry.flags == flags:
+                continue
+            self._sync_flags(entry.dest_ref, entry.flags, flags, None)
+            updated.append((ref, Entry(entry.dest_ref, entry.identity, flags)))
+        self.state.record(self.source, updated)
+        if changes.removed:
+            gone = [known[r].dest_ref for r in changes.removed if r in known and known[r].dest_ref]
+            if self.plan.copy.propagate_deletions and gone:
+                self.dst.delete(self.destination, gone)
+                self.result.deleted = len(gone)
+            self.state.forget(self.source, changes.removed)
+        candidates = [i for i in changes.new if i.ref not in known]
+        if not candidates:
+            return []
+        # Messages appended by an interrupted pass but never recorded sit after the mark.
+        claimed = {e.dest_ref for e in known.values() if e.dest_ref is not None}
+        pool: dict[str, list[MessageInfo]] = defaultdict(list)
+        for info in self.dst.listing_since(self.destination, mark):
+            if info.ref not in claimed:
+                pool[info.identity].append(info)
+        todo, entries = [], []
+        for info in candidates:
+            if pool.get(info.identity):
+                twin = pool[info.identity].pop(0)
+                entries.append((info.ref, Entry(twin.ref, info.identity, info.flags)))
+            else:
+                todo.append(info)
+        self.state.record(self.source, entries)
+        self.result.skipped = len(entries)
+        return todo
+
+    def _sync_flags(self, dest_ref, base, now: frozenset[str], dest_flags) -> None:
+        """Carry the source's flag change (``base`` -> ``now``) to the destination message,
+        leaving flags the destination user changed alone. Without a base: add what is missing."""
+        if dest_ref is None:
+            return
+        if base is None:
+            add, remove = now - (dest_flags or frozenset()), frozenset()
+        else:
+            add, remove = now - base, base - now
+        if add or remove:
+            self.dst.set_flags(self.destination, dest_ref, add, remove)
+            self.result.flags_updated += 1
+
+    def _count_source(self, messages: list[MessageInfo]) -> None:
+        self.result.source_messages = len(messages)
+        self.result.source_bytes = sum(i.size for i in messages)

@@ -1,0 +1,1 @@
+"""The Airflow layer of mailmigrate: hooks, operators, sensors, triggers and the DAG factory."""

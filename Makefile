@@ -41,10 +41,10 @@ test: install lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 demo: install
-	$(BIN)/python -m mailmigrate_airflow.demo run
+	$(BIN)/python -m demo.run run
 
 demo-flip-mx: install
-	$(BIN)/python -m mailmigrate_airflow.demo flip-mx
+	$(BIN)/python -m demo.run flip-mx
 
 bench: install
 	$(BIN)/python -m bench.run

@@ -1,0 +1,241 @@
+"""Running the two tools under measurement: the ``mailmigrate`` CLI and mbsync.
+
+Each run is one child process; its wall time is taken around the process and its peak RSS is the
+child's own ``ru_maxrss`` (see :func:`measure`), so every figure is the copy's own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+MBSYNC = "/usr/bin/mbsync"
+REPO = Path(__file__).resolve().parents[1]
+MAILMIGRATE = [sys.executable, "-m", "mailmigrate.cli"]
+
+
+@dataclass(frozen=True)
+class Login:
+    """One account on one test server, logging in with its own password."""
+
+    host: str
+    port: int
+    user: str
+    password: str = field(repr=False)
+
+
+@dataclass
+class Run:
+    """One measured process run.
+
+    :param seconds: wall time of the process, start to exit.
+    :param engine_seconds: the pass time the engine reports itself (without interpreter start).
+    :param peak_rss_mb: the child's peak resident set size.
+    """
+
+    tool: str
+    step: str
+    seconds: float
+    peak_rss_mb: float
+    exit_code: int
+    engine_seconds: float | None = None
+    copied: int | None = None
+    copied_bytes: int | None = None
+    output_tail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "output_tail" or self.exit_code}
+
+
+TIME = "/usr/bin/time"  # GNU time: a small parent, so the child's peak RSS is its own
+
+
+def measure(command: list[str], env: dict[str, str], workdir: Path, name: str) -> tuple:
+    """Run ``command`` to completion; ``(exit code, wall seconds, peak RSS MB, stdout, stderr)``.
+
+    The peak RSS is taken by GNU time around the command, not by ``wait4`` here: Linux carries a
+    process's peak RSS across fork and exec, so a child of this (corpus-holding) process would
+    report at least our own peak. GNU time is tiny, so its child starts from almost nothing.
+    """
+    out, err, usage = (workdir / f"{name}.{ext}" for ext in ("out", "err", "rusage"))
+    wrapped = [TIME, "-f", "%M", "-o", str(usage), *command] if os.path.exists(TIME) else command
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        started = time.monotonic()
+        process = subprocess.run(wrapped, env=env, cwd=workdir, stdout=stdout, stderr=stderr,
+                                 stdin=subprocess.DEVNULL, check=False)  # fmt: skip
+        seconds = time.monotonic() - started
+    try:
+        peak_kb = float(usage.read_text().strip().splitlines()[-1])
+    except (OSError, ValueError, IndexError):
+        peak_kb = float("nan")
+    return (
+        process.returncode,
+        seconds,
+        peak_kb / 1024,
+        out.read_text(errors="replace"),
+        err.read_text(errors="replace"),
+    )
+
+
+# -- the engine ------------------------------------------------------------------------------
+def _connection(login: Login) -> str:
+    return json.dumps(
+        {"conn_type": "imap", "host": login.host, "port": login.port,
+         "extra": {"security": "none", "auth": "login"}}
+    )  # fmt: skip
+
+
+def write_plan(
+    workdir: Path, pairs: list[tuple[Login, Login]], copy: dict[str, Any] | None = None
+) -> Path:
+    """A plan over ``pairs`` of (source, destination) logins, with its state under ``workdir``."""
+    lines = [
+        "name: bench",
+        "source: {connection: bench_src}",
+        "destination: {connection: bench_dst}",
+        f"parallel_accounts: {max(1, len(pairs))}",
+        "delta: {window: any}",
+        "state_dir: state",
+        "accounts:",
+    ]
+    for src, dst in pairs:
+        lines.append(
+            f"  - {{source_user: {json.dumps(src.user)}, source_password: {json.dumps(src.password)},"
+            f" destination_user: {json.dumps(dst.user)},"
+            f" destination_password: {json.dumps(dst.password)}}}"
+        )
+    if copy:
+        lines.append("copy:")
+        lines += [f"  {key}: {json.dumps(value)}" for key, value in copy.items()]
+    path = workdir / "plan.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def engine_env(source: Login, destination: Login) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")}
+    env["AIRFLOW_CONN_BENCH_SRC"] = _connection(source)
+    env["AIRFLOW_CONN_BENCH_DST"] = _connection(destination)
+    env["PYTHONPATH"] = str(REPO)
+    return env
+
+
+def run_engine(
+    workdir: Path,
+    source: Login,
+    destination: Login,
+    phase: str,
+    step: str,
+    *,
+    copy: dict[str, Any] | None = None,
+    profile: Path | None = None,
+) -> Run:
+    """One ``mailmigrate copy --phase PHASE`` of one account (plan and state in ``workdir``).
+
+    :param profile: write a cProfile of the whole process there.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    plan = workdir / "plan.yaml"
+    if not plan.exists():
+        write_plan(workdir, [(source, destination)], copy)
+    command = list(MAILMIGRATE)
+    if profile:
+        command = [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "mailmigrate.cli"]
+    command += ["copy", str(plan), "--phase", phase, "--json"]
+    code, seconds, rss, out, err = measure(command, engine_env(source, destination), workdir, step)
+    run = Run("engine", step, seconds, rss, code, output_tail=err[-2000:])
+    try:
+        summary = json.loads(out)
+        account = summary["accounts"][0]
+        run.engine_seconds = float(account.get("seconds") or 0.0)
+        run.copied = int(account["totals"]["copied"])
+        run.copied_bytes = int(account["totals"]["copied_bytes"])
+        if not account.get("ok"):
+            run.exit_code = run.exit_code or 1
+            run.output_tail = err[-2000:]
+    except (ValueError, KeyError, IndexError, TypeError):
+        run.exit_code = run.exit_code or 1
+    return run
+
+
+# -- mbsync ----------------------------------------------------------------------------------
+MBSYNC_CONFIG = """\
+# Generated by bench/tools.py: {source_user} -> {destination_user}
+IMAPAccount far
+Host {source_host}
+Port {source_port}
+User {source_user}
+Pass {source_password}
+AuthMechs LOGIN
+SSLType None
+
+IMAPStore far
+Account far
+
+IMAPAccount near
+Host {destination_host}
+Port {destination_port}
+User {destination_user}
+Pass {destination_password}
+AuthMechs LOGIN
+SSLType None
+
+IMAPStore near
+Account near
+
+Channel bench
+Far :far:
+Near :near:
+Patterns *{exclude}
+Create Near
+Sync Pull
+CopyArrivalDate yes
+SyncState {state}/
+"""
+
+
+def write_mbsync_config(
+    workdir: Path, source: Login, destination: Login, exclude: tuple[str, ...] = ()
+) -> Path:
+    """The mbsync config of one account pair; its sync state lives in ``workdir/mbsync-state``.
+
+    :param exclude: destination-only folders (the modern server's auto-created special-use
+        folders the source lacks): without ``Create Far`` mbsync fails on them otherwise.
+    """
+    state = workdir / "mbsync-state"
+    state.mkdir(parents=True, exist_ok=True)
+    for login in (source, destination):
+        if any(c in login.password for c in ' "\\'):
+            raise ValueError(f"{login.user}: password unsuitable for an mbsync config")
+    path = workdir / "mbsyncrc"
+    path.write_text(
+        MBSYNC_CONFIG.format(
+            source_host=source.host, source_port=source.port, source_user=source.user,
+            source_password=source.password, destination_host=destination.host,
+            destination_port=destination.port, destination_user=destination.user,
+            destination_password=destination.password, state=state,
+            exclude="".join(f" !{name}" for name in exclude),
+        )  # fmt: skip
+    )
+    path.chmod(0o600)
+    return path
+
+
+def run_mbsync(
+    workdir: Path, source: Login, destination: Login, step: str, exclude: tuple[str, ...] = ()
+) -> Run:
+    """One ``mbsync bench`` run (same config, same state for the initial run and the deltas)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = workdir / "mbsyncrc"
+    if not config.exists():
+        write_mbsync_config(workdir, source, destination, exclude)
+    env = dict(os.environ, HOME=str(workdir))
+    command = [MBSYNC, "-q", "-c", str(config), "bench"]
+    code, seconds, rss, _out, err = measure(command, env, workdir, step)
+    return Run("mbsync", step, seconds, rss, code, output_tail=err[-2000:])

@@ -1,0 +1,326 @@
+"""Connecting the EWS adapter: endpoint options, exchangelib configuration, and error texts.
+
+Turns an :class:`~mailmigrate.connections.Endpoint` of kind ``ews`` plus one account into an
+exchangelib ``Account``: service endpoint or autodiscover, auth type (NTLM, basic, OAuth2 client
+credentials), impersonation or delegate access, TLS verification (custom CA), the retry policy
+(``FaultTolerance`` that logs back-offs and never retries a refused login) and the maximum number of
+connections per server. Also turns exchangelib's exceptions into :class:`MailboxError` texts that
+name the account and side and never carry a secret.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests.adapters
+from exchangelib import (
+    DELEGATE,
+    IMPERSONATION,
+    NTLM,
+    Account,
+    Configuration,
+    Credentials,
+    FaultTolerance,
+    OAuth2Credentials,
+)
+from exchangelib.errors import (
+    ErrorAccessDenied,
+    ErrorImpersonateUserDenied,
+    ErrorImpersonationDenied,
+    ErrorInternalServerTransientError,
+    ErrorNonExistentMailbox,
+    ErrorServerBusy,
+    ErrorTimeoutExpired,
+    ErrorTooManyObjectsOpened,
+    RateLimitError,
+    TransportError,
+    UnauthorizedError,
+)
+from exchangelib.ewsdatetime import UTC
+from exchangelib.protocol import BaseProtocol
+from exchangelib.transport import BASIC, OAUTH2
+from oauthlib.oauth2 import OAuth2Error
+
+from mailmigrate.connections import Endpoint
+
+from .base import AuthenticationFailed, MailboxError
+
+log = logging.getLogger(__name__)
+
+AUTH_TYPES = {"ntlm": NTLM, "basic": BASIC, "oauth2": OAUTH2}
+DEFAULT_MAX_WAIT = 300  # seconds; keep below the task's execution timeout
+RETRYABLE = (
+    RateLimitError,
+    ErrorServerBusy,
+    ErrorTimeoutExpired,
+    ErrorTooManyObjectsOpened,
+    ErrorInternalServerTransientError,
+    requests.exceptions.ConnectionError,
+    requests.exceptions.Timeout,
+)
+REFUSED = (UnauthorizedError, OAuth2Error, ErrorImpersonateUserDenied, ErrorImpersonationDenied)
+
+
+class LoggingFaultTolerance(FaultTolerance):
+    """exchangelib's ``FaultTolerance`` (honours ``BackOffMilliseconds``, waits up to ``max_wait``)
+    that logs every back-off and treats HTTP 401 as refused credentials instead of as throttling."""
+
+    def __init__(self, max_wait: float, server: str):
+        super().__init__(max_wait=max_wait)
+        self.server = server
+
+    def back_off(self, seconds: float | None) -> None:
+        wait = self.DEFAULT_BACKOFF if seconds is None else seconds
+        if wait > self.max_wait:
+            log.warning(
+                "EWS server %s asked to back off %.1f s, more than max_wait %s s: giving up",
+                self.server,
+                wait,
+                self.max_wait,
+            )
+        else:
+            log.warning(
+                "EWS server %s is busy (ErrorServerBusy): backing off %.1f s, then resuming",
+                self.server,
+                wait,
+            )
+        super().back_off(seconds)
+
+    def raise_response_errors(self, response: Any) -> None:
+        if response.status_code == 401:
+            raise UnauthorizedError(f"HTTP 401 from {response.url}: credentials refused")
+        super().raise_response_errors(response)
+
+
+# -- TLS: per-endpoint CA file or verification switch --------------------------------------------
+_TLS_VERIFY: dict[str, str | bool] = {}
+_TLS_LOCK = threading.Lock()
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+class EndpointTlsAdapter(requests.adapters.HTTPAdapter):
+    """An HTTP adapter that applies the ``ca_file``/``verify`` option of the endpoint it talks to."""
+
+    def _verify(self, url: str, verify: Any) -> Any:
+        return _TLS_VERIFY.get(_origin(url), verify)
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        super().cert_verify(conn, url, self._verify(url, verify), cert)
+
+    def get_connection_with_tls_context(
+        self, request: Any, verify: Any, proxies: Any = None, cert: Any = None
+    ) -> Any:
+        return super().get_connection_with_tls_context(
+            request, self._verify(request.url, verify), proxies=proxies, cert=cert
+        )
+
+
+def register_tls(urls: list[str], verify: str | bool) -> None:
+    """Use ``verify`` (a CA file path or a bool) for these URLs' servers."""
+    with _TLS_LOCK:
+        for url in urls:
+            _TLS_VERIFY[_origin(url)] = verify
+        if not issubclass(BaseProtocol.HTTP_ADAPTER_CLS, EndpointTlsAdapter):
+            BaseProtocol.HTTP_ADAPTER_CLS = EndpointTlsAdapter
+
+
+class _TokenUrlOAuth2Credentials(OAuth2Credentials):
+    """Client-credentials OAuth2 whose token endpoint may be overridden (national clouds, tests)."""
+
+    def __init__(self, *args: Any, token_endpoint: str | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.token_endpoint = token_endpoint
+
+    @property
+    def token_url(self) -> str:
+        return self.token_endpoint or super().token_url
+
+
+@dataclass(frozen=True)
+class EwsOptions:
+    """The resolved options of one account on one EWS endpoint."""
+
+    service_endpoint: str | None
+    autodiscover: bool
+    auth: str | None
+    impersonation: bool
+    uses_admin: bool
+    login: str
+    max_wait: float
+    max_connections: int | None
+    verify: str | bool
+    client_id: str | None = None
+    tenant_id: str | None = None
+    token_url: str | None = None
+
+    @property
+    def server(self) -> str:
+        return urlsplit(self.service_endpoint).netloc if self.service_endpoint else "(autodiscover)"
+
+
+def _bool(value: Any, name: str, conn_id: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+        return value.lower() in ("true", "yes", "1")
+    raise MailboxError(
+        f"connection {conn_id!r}: extra {name!r} must be true or false, not {value!r}"
+    )
+
+
+def resolve_options(endpoint: Endpoint, user: str, password: str | None, label: str) -> EwsOptions:
+    """Check and resolve the endpoint's extras for one account; a :class:`MailboxError` when wrong."""
+    conn = endpoint.conn_id
+    auth = endpoint.option("auth")
+    if auth is not None and str(auth).lower() not in AUTH_TYPES:
+        raise MailboxError(
+            f"{label}: connection {conn!r}: extra 'auth' must be one of {', '.join(AUTH_TYPES)}, not {auth!r}"
+        )
+    auth = str(auth).lower() if auth else None
+    autodiscover = _bool(endpoint.option("autodiscover", False), "autodiscover", conn)
+    url = endpoint.option("service_endpoint") or (endpoint.host if "://" in endpoint.host else None)
+    if url is None and endpoint.host and not autodiscover:
+        port = f":{endpoint.port}" if endpoint.port else ""
+        url = f"https://{endpoint.host}{port}/EWS/Exchange.asmx"
+    if auth == "oauth2":
+        impersonation, uses_admin, login = True, True, user
+        if (
+            not endpoint.option("client_id")
+            or not endpoint.option("tenant_id")
+            or not endpoint.password
+        ):
+            raise MailboxError(
+                f"{label}: connection {conn!r}: OAuth2 needs extras 'client_id', 'tenant_id' and the client secret as password"
+            )
+    else:
+        impersonation = _bool(
+            endpoint.option("impersonation", password is None), "impersonation", conn
+        )
+        uses_admin = impersonation or password is None
+        login = (endpoint.login or "") if uses_admin else user
+        if uses_admin and not (endpoint.login and endpoint.password):
+            raise MailboxError(
+                f"{label}: {user} has no password and connection {conn!r} has no admin login and password"
+            )
+    verify: str | bool = _bool(endpoint.option("verify", True), "verify", conn)
+    if endpoint.option("ca_file"):
+        verify = str(endpoint.option("ca_file"))
+    try:
+        max_wait = float(endpoint.option("max_wait", DEFAULT_MAX_WAIT))
+        max_connections = endpoint.option("max_connections")
+        max_connections = int(max_connections) if max_connections not in (None, "") else None
+    except (TypeError, ValueError):
+        raise MailboxError(
+            f"{label}: connection {conn!r}: extras 'max_wait' and 'max_connections' must be numbers"
+        ) from None
+    return EwsOptions(
+        service_endpoint=url,
+        autodiscover=autodiscover,
+        auth=auth,
+        impersonation=impersonation,
+        uses_admin=uses_admin,
+        login=login,
+        max_wait=max_wait,
+        max_connections=max_connections,
+        verify=verify,
+        client_id=endpoint.option("client_id"),
+        tenant_id=endpoint.option("tenant_id"),
+        token_url=endpoint.option("token_url"),
+    )
+
+
+def build_account(options: EwsOptions, user: str, secret: str) -> Account:
+    """An unverified exchangelib account (no request is sent until it is used)."""
+    if options.auth == "oauth2":
+        credentials: Any = _TokenUrlOAuth2Credentials(
+            client_id=options.client_id,
+            client_secret=secret,
+            tenant_id=options.tenant_id,
+            token_endpoint=options.token_url,
+        )
+    else:
+        credentials = Credentials(username=options.login, password=secret)
+    tls_urls = [u for u in (options.service_endpoint, options.token_url) if u]
+    if options.verify is not True and tls_urls:
+        register_tls(tls_urls, options.verify)
+    config = Configuration(
+        credentials=credentials,
+        service_endpoint=options.service_endpoint if not options.autodiscover else None,
+        auth_type=AUTH_TYPES.get(options.auth or ""),
+        retry_policy=LoggingFaultTolerance(options.max_wait, options.server),
+        max_connections=options.max_connections,
+    )
+    return Account(
+        primary_smtp_address=user,
+        access_type=IMPERSONATION if options.impersonation else DELEGATE,
+        autodiscover=options.autodiscover,
+        credentials=credentials if options.autodiscover else None,
+        config=config,
+        locale="en_US",
+        default_timezone=UTC,
+    )
+
+
+class Failures:
+    """Builds the adapter's error texts: label, action, cause; secrets replaced by ``***``."""
+
+    def __init__(self, label: str, secrets: list[str | None]):
+        self.label = label
+        self.secrets = [s for s in secrets if s]
+
+    def scrub(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def error(
+        self, exc: BaseException, action: str, *, connected: bool, folder: str | None = None
+    ) -> MailboxError:
+        cause = self.scrub(f"{type(exc).__name__}: {exc}")[:500]
+        where = f" in folder {folder!r}" if folder else ""
+        text = f"{self.label}: {action}{where} failed: {cause}"
+        if isinstance(exc, MailboxError):
+            return exc
+        if isinstance(exc, REFUSED) and not (connected and isinstance(exc, UnauthorizedError)):
+            return AuthenticationFailed(f"{text} (login or impersonation refused)", folder=folder)
+        if isinstance(exc, UnauthorizedError):
+            return MailboxError(text, retryable=True, folder=folder)
+        if isinstance(exc, ErrorNonExistentMailbox):
+            return MailboxError(
+                f"{text} (the account has no mailbox on this server)", folder=folder
+            )
+        if isinstance(exc, ErrorAccessDenied) and not connected:
+            return AuthenticationFailed(f"{text} (no access to the mailbox)", folder=folder)
+        if isinstance(exc, RETRYABLE):
+            return MailboxError(text, retryable=True, folder=folder)
+        if isinstance(exc, TransportError) and not any(
+            w in str(exc) for w in ("SSL", "certificate", "CERTIFICATE")
+        ):
+            return MailboxError(text, retryable=True, folder=folder)
+        return MailboxError(text, folder=folder)
+
+
+class _RedactAuthorization(logging.Filter):
+    """exchangelib logs request headers at DEBUG level: never let an Authorization value through."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, dict) and "request_headers" in record.args:
+            headers = record.args.get("request_headers")
+            if headers and any(k.lower() == "authorization" for k in headers):
+                redacted = {
+                    k: ("[redacted]" if k.lower() == "authorization" else v)
+                    for k, v in headers.items()
+                }
+                record.args = {**record.args, "request_headers": redacted}
+        return True
+
+
+logging.getLogger("exchangelib.util").addFilter(_RedactAuthorization())

@@ -1,0 +1,273 @@
+"""The DAG factory: one DAG ``migration_<name>`` per plan file.
+
+``dags/migrations.py`` calls :func:`build_dags` with its own path. Every plan in the plans
+directory (``plans/`` next to that file, or ``$MAILMIGRATE_PLANS_DIR``) becomes a DAG::
+
+    migration_acme
+      ├─ <account group>  test >> initial_copy >> wait_for_mx >> wait_for_delta_window >> delta_copy
+      └─ cutover_ready    (after every initial_copy)
+
+An invalid plan never costs the other plans their DAGs: its problems (``file:line: message``) are
+recorded as an import error of the plan file itself, in the DagBag that is parsing
+``migrations.py`` (see :func:`report_plan_error`), and logged.
+
+Parsing stays cheap: plans are read from local files, nothing touches the network or the
+database, and the engine is imported only when a task runs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import DAG, Param, TaskGroup, TriggerRule
+from airflow.sdk.definitions.param import ParamsDict
+
+from mailmigrate.plan import Account, Plan, PlanError, find_plans, load_plan
+from mailmigrate_airflow.operators import (
+    STOP_POINTS,
+    CutoverReadyOperator,
+    MailboxCopyOperator,
+    MailboxTestOperator,
+    NoMxCheckOperator,
+    WaitForDeltaWindowSensor,
+    WaitForMxSensor,
+    mx_domain_of,
+    plans_dir_for,
+)
+
+log = logging.getLogger(__name__)
+
+RETRY_DELAY = dt.timedelta(minutes=2)  # first retry; doubles up to MAX_RETRY_DELAY
+MAX_RETRY_DELAY = dt.timedelta(hours=1)
+TAGS = ["mailmigrate"]
+STOP_LABELS = {
+    "test": "test only: logins, sizes, quota, folder mapping",
+    "initial_copy": "test and initial copy",
+    "all": "everything, through wait for MX, delta window and delta copy",
+}
+
+
+def build_dags(dag_file: str) -> dict[str, DAG]:
+    """Every valid plan's DAG by DAG id; each invalid plan reported as its own import error.
+
+    :param dag_file: the calling DAG file (``__file__``); the plans directory is found from it.
+    """
+    plans_dir = plans_dir_for(dag_file)
+    dags: dict[str, DAG] = {}
+    names: dict[str, Path] = {}
+    for path in find_plans(plans_dir):
+        try:
+            plan = load_plan(path)
+            if plan.name in names:
+                raise PlanError([_duplicate_name(path, plan.name, names[plan.name])])
+            dags[plan.dag_id] = build_dag(plan, path.relative_to(plans_dir).as_posix(), dag_file)
+            names[plan.name] = path
+        except PlanError as exc:
+            report_plan_error(path, str(exc))
+        except Exception as exc:  # a bug must not cost the other plans their DAGs either
+            log.exception("building the DAG of %s failed", path)
+            report_plan_error(path, f"{path}:1: cannot build the DAG: {type(exc).__name__}: {exc}")
+    return dags
+
+
+def build_dag(plan: Plan, plan_file: str, dag_file: str | None = None) -> DAG:
+    """The DAG of one plan.
+
+    :param plan_file: the plan's path relative to the plans directory; tasks reload it from there.
+    :param dag_file: the DAG file defining it (its ``fileloc``; tasks find the plans from it).
+    """
+    users = [account.source_user for account in plan.accounts]
+    with DAG(
+        dag_id=plan.dag_id,
+        description=(
+            f"{len(users)} mailboxes from {plan.source_connection} to {plan.destination_connection}"
+        ),
+        doc_md=_doc(plan, plan_file),
+        schedule=None,  # started by hand; the sensors wait for the MX change and the window
+        catchup=False,
+        max_active_runs=1,  # two runs would copy the same mailboxes at once
+        max_active_tasks=plan.parallel_accounts,  # per run; each account runs one task at a time
+        tags=TAGS,
+    ) as dag:
+        initial_copies = []
+        for account in plan.accounts:
+            with TaskGroup(
+                group_id=account.group_id,
+                group_display_name=account.source_user,
+                tooltip=f"{account.source_user} -> {account.destination_user}",
+            ):
+                initial_copies.append(_account_tasks(plan, plan_file, account))
+        cutover = CutoverReadyOperator(
+            task_id="cutover_ready",
+            plan=plan_file,
+            # Skipped (unselected) accounts do not block it; a failed initial copy does, and a
+            # run with every initial copy skipped (stop = test) skips it.
+            trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,
+            retries=2,  # a notifier's server may be briefly away
+            retry_delay=dt.timedelta(minutes=1),
+        )
+        cutover.set_upstream(initial_copies)
+    # Set after the tasks exist: Airflow copies DAG params into every task created later, and the
+    # serialized DAG would carry the account list once per task. Tasks read the run's params
+    # through the DAG (process_params) all the same.
+    dag.params = ParamsDict(_params(users))
+    if dag_file:
+        dag.fileloc = str(dag_file)
+    return dag
+
+
+def _account_tasks(plan: Plan, plan_file: str, account: Account) -> MailboxCopyOperator:
+    """The five tasks of one account, chained; returns ``initial_copy``."""
+    server_task: dict[str, Any] = {
+        "plan": plan_file,
+        "source_user": account.source_user,
+        "source_conn_id": plan.source_connection,
+        "destination_conn_id": plan.destination_connection,
+        "retries": plan.retries,
+        "retry_delay": RETRY_DELAY,
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": MAX_RETRY_DELAY,
+    }
+    if plan.pool:
+        server_task["pool"] = plan.pool
+    # Every task skips itself when its account is not selected or the run stops before it
+    # (operators.AccountStep).
+    test = MailboxTestOperator(task_id="test", **server_task)
+    initial = MailboxCopyOperator(task_id="initial_copy", phase="initial", **server_task)
+    wait_for_mx: Any
+    if plan.mx is None:
+        wait_for_mx = NoMxCheckOperator(task_id="wait_for_mx")
+    else:
+        wait_for_mx = WaitForMxSensor(
+            task_id="wait_for_mx",
+            domain=mx_domain_of(account),
+            expect=list(plan.mx.expect),
+            resolvers=list(plan.mx.resolvers),
+            authoritative=list(plan.mx.authoritative),
+            poke_interval=plan.mx.poke_interval,
+            timeout=plan.mx.timeout,
+        )
+    wait_for_window = WaitForDeltaWindowSensor(
+        task_id="wait_for_delta_window",
+        timezone=plan.delta.timezone,
+        window=window_text(plan.delta.window),
+        weekdays=list(plan.delta.weekdays),
+    )
+    delta = MailboxCopyOperator(task_id="delta_copy", phase="delta", **server_task)
+    test >> initial >> wait_for_mx >> wait_for_window >> delta
+    return initial
+
+
+def _params(users: list[str]) -> dict[str, Param]:
+    return {
+        "accounts": Param(
+            default=[],
+            type=["array", "null"],
+            items={"type": "string", "enum": users},
+            uniqueItems=True,
+            examples=users,
+            title="Accounts",
+            description=(
+                "Source users to migrate in this run; empty for all. Pick a few large mailboxes "
+                "for a test migration (cutover_ready then stays skipped)."
+            ),
+        ),
+        "stop": Param(
+            default="all",
+            type="string",
+            enum=list(STOP_POINTS),
+            values_display=STOP_LABELS,
+            title="Run until",
+            description="The last step to run; the steps after it are skipped.",
+        ),
+    }
+
+
+def window_text(window: tuple[dt.time, dt.time] | None) -> str | None:
+    """A plan's delta window as the sensor takes it: ``"19:00-06:00"``, or ``None`` for any time."""
+    if window is None:
+        return None
+    return f"{window[0]:%H:%M}-{window[1]:%H:%M}"
+
+
+def _doc(plan: Plan, plan_file: str) -> str:
+    mx = (
+        f"wait for MX of the accounts' domains to show {', '.join(plan.mx.expect)}"
+        if plan.mx
+        else "no MX check (the plan has no `mx` section)"
+    )
+    window = window_text(plan.delta.window) or "any time"
+    return "\n".join(
+        [
+            f"Mailbox migration from plan `{plan_file}`: {len(plan.accounts)} accounts, "
+            f"`{plan.source_connection}` -> `{plan.destination_connection}`.",
+            "",
+            f"* {plan.parallel_accounts} accounts at a time, {plan.retries} retries per copy"
+            + (f", pool `{plan.pool}`" if plan.pool else ""),
+            f"* {mx}",
+            f"* delta copy window: {window} ({plan.delta.timezone})",
+            "",
+            "Trigger with **Accounts** to run a test migration of a few accounts, and with "
+            "**Run until** to stop after the test or the initial copy.",
+        ]
+    )
+
+
+def _duplicate_name(path: Path, name: str, first: Path) -> Any:
+    from mailmigrate.plan import Problem
+
+    line = 1
+    for number, text in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+        if re.match(r"name\s*:", text):
+            line = number
+            break
+    return Problem(
+        str(path), line, f'name: "{name}" is already the name of {first}; DAG ids must be unique'
+    )
+
+
+def report_plan_error(path: Path, message: str) -> bool:
+    """Record an invalid plan as an import error of the plan file; log it in any case.
+
+    Airflow keeps import errors per file, and the only error a DAG file can raise takes every
+    DAG of that file with it. So the error goes into the ``import_errors`` of the DagBag that is
+    importing this file right now (the dag-processor's, ``airflow dags list-import-errors``'s,
+    a test's), keyed by the plan's path relative to the bundle, which is how the UI lists it.
+
+    :return: whether a parsing DagBag was found (``False`` on a plain import).
+    """
+    log.error("invalid migration plan, no DAG for it:\n%s", message)
+    bag = _parsing_dagbag()
+    if bag is None:
+        return False
+    bundle = getattr(bag, "bundle_path", None)
+    key = str(path)
+    if bundle:
+        try:
+            key = str(Path(path).resolve().relative_to(Path(bundle).resolve()))
+        except ValueError:
+            pass  # plans outside the bundle ($MAILMIGRATE_PLANS_DIR elsewhere): absolute path
+    bag.import_errors[key] = message
+    return True
+
+
+def _parsing_dagbag() -> Any:
+    """The DagBag whose ``process_file`` is executing the calling DAG file, if any."""
+    module = sys.modules.get("airflow.dag_processing.dagbag")
+    dagbag_class = getattr(module, "DagBag", None)
+    if dagbag_class is None:
+        return None
+    frame = sys._getframe(1)
+    while frame is not None:
+        candidate = frame.f_locals.get("self")
+        if isinstance(candidate, dagbag_class) and isinstance(
+            getattr(candidate, "import_errors", None), dict
+        ):
+            return candidate
+        frame = frame.f_back
+    return None

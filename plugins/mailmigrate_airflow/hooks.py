@@ -1,0 +1,189 @@
+"""Hooks for the ``imap`` and ``ews`` connection types: an Airflow connection -> an Endpoint.
+
+A hook does not talk to the server: the engine's mailbox adapters do, per account. The hook reads
+the connection (Admin -> Connections, a secrets backend or ``AIRFLOW_CONN_<ID>``), checks its
+extras and hands the engine a :class:`mailmigrate.connections.Endpoint`::
+
+    with MailboxImapHook("acme_old") as hook:
+        endpoint = hook.get_endpoint()
+
+The connection form (extra fields, labels, placeholders) is declared in
+:mod:`mailmigrate_airflow.provider`; ``get_ui_field_behaviour`` returns the same behaviour.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from airflow.sdk import BaseHook
+
+from mailmigrate.connections import ConnectionConfigError, Endpoint, endpoint_from_dict
+from mailmigrate_airflow.provider import (
+    EWS_CONN_FIELDS,
+    EWS_UI_FIELD_BEHAVIOUR,
+    IMAP_CONN_FIELDS,
+    IMAP_UI_FIELD_BEHAVIOUR,
+)
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0", ""}
+
+
+def _ui_behaviour(declared: dict[str, Any]) -> dict[str, Any]:
+    """The provider's kebab-case ``ui-field-behaviour`` in the hook method's snake_case form."""
+    return {
+        "hidden_fields": list(declared["hidden-fields"]),
+        "relabeling": dict(declared["relabeling"]),
+        "placeholders": dict(declared["placeholders"]),
+    }
+
+
+class MailboxHook(BaseHook):
+    """Common part of the mailbox hooks: read a connection and turn it into an Endpoint.
+
+    :param conn_id: the Airflow connection id (conn_type :attr:`conn_type`).
+    """
+
+    conn_type: ClassVar[str]
+    conn_fields: ClassVar[dict[str, dict[str, Any]]]
+    ui_field_behaviour: ClassVar[dict[str, Any]]
+
+    def __init__(self, conn_id: str | None = None, logger_name: str | None = None) -> None:
+        super().__init__(logger_name=logger_name)
+        self.conn_id = conn_id or self.default_conn_name
+        self._endpoint: Endpoint | None = None
+
+    def __enter__(self) -> MailboxHook:
+        self.get_endpoint()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._endpoint = None  # drop the reference to the password as soon as it is not needed
+
+    def get_conn(self) -> Endpoint:
+        """The endpoint (hooks' conventional accessor)."""
+        return self.get_endpoint()
+
+    def get_endpoint(self) -> Endpoint:
+        """The connection as an Endpoint; raises ConnectionConfigError naming the connection."""
+        if self._endpoint is None:
+            connection = self.get_connection(self.conn_id)
+            self._endpoint = endpoint_from_connection(connection, expect=self.conn_type)
+        return self._endpoint
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Hidden, relabelled and placeholder fields of the connection form."""
+        return _ui_behaviour(cls.ui_field_behaviour)
+
+    @classmethod
+    def check_extra(cls, conn_id: str, extra: dict[str, Any]) -> dict[str, Any]:
+        """The extras with unknown values refused and form values (strings) typed.
+
+        Airflow's form stores unset fields as null and older forms prefix field names with
+        ``extra__<conn_type>__``; both are accepted.
+        """
+        prefix = f"extra__{cls.conn_type}__"
+        checked: dict[str, Any] = {}
+        for key, value in extra.items():
+            name = key.removeprefix(prefix)
+            if value is None or value == "":
+                continue
+            field = cls.conn_fields.get(name)
+            if field is None:
+                checked[name] = value  # not ours to judge: the adapter may know it
+                continue
+            checked[name] = _typed(conn_id, name, value, field["schema"])
+        return checked
+
+
+class MailboxImapHook(MailboxHook):
+    """An IMAP server: host, port, admin login/password and extras ``security`` (ssl, starttls,
+    none), ``ca_file``, ``auth`` (login, master, authzid, xoauth2) and ``master_separator``."""
+
+    conn_name_attr = "imap_conn_id"
+    default_conn_name = "imap_default"
+    conn_type = "imap"
+    hook_name = "IMAP mailbox server"
+    conn_fields = IMAP_CONN_FIELDS
+    ui_field_behaviour = IMAP_UI_FIELD_BEHAVIOUR
+
+    def __init__(self, imap_conn_id: str = default_conn_name, logger_name: str | None = None):
+        super().__init__(imap_conn_id, logger_name=logger_name)
+        self.imap_conn_id = imap_conn_id
+
+
+class ExchangeHook(MailboxHook):
+    """An Exchange server over EWS: host, admin login/password (or OAuth2 client secret) and
+    extras ``auth``, ``service_endpoint``, ``autodiscover``, ``impersonation``, ``ca_file``,
+    ``max_wait``, ``max_connections``, ``client_id`` and ``tenant_id``."""
+
+    conn_name_attr = "ews_conn_id"
+    default_conn_name = "ews_default"
+    conn_type = "ews"
+    hook_name = "Exchange Web Services (EWS)"
+    conn_fields = EWS_CONN_FIELDS
+    ui_field_behaviour = EWS_UI_FIELD_BEHAVIOUR
+
+    def __init__(self, ews_conn_id: str = default_conn_name, logger_name: str | None = None):
+        super().__init__(ews_conn_id, logger_name=logger_name)
+        self.ews_conn_id = ews_conn_id
+
+
+HOOKS: dict[str, type[MailboxHook]] = {"imap": MailboxImapHook, "ews": ExchangeHook}
+
+
+def endpoint_from_connection(connection: Any, expect: str | None = None) -> Endpoint:
+    """An Endpoint from an Airflow ``Connection``.
+
+    :param expect: the conn_type the caller needs (``imap``/``ews``), or ``None`` for either.
+    """
+    conn_id = connection.conn_id
+    kind = (connection.conn_type or "").lower()
+    hook = HOOKS.get(kind)
+    if hook is None or (expect and kind != expect):
+        wanted = expect or " or ".join(HOOKS)
+        raise ConnectionConfigError(
+            f"connection {conn_id!r}: conn_type is {connection.conn_type!r}; it must be {wanted}"
+        )
+    extra = hook.check_extra(conn_id, connection.extra_dejson)
+    return endpoint_from_dict(
+        conn_id,
+        {
+            "conn_type": kind,
+            "host": connection.host,
+            "port": connection.port,
+            "login": connection.login,
+            "password": connection.password,
+            "extra": extra,
+        },
+    )
+
+
+def get_endpoint(conn_id: str) -> Endpoint:
+    """The Endpoint of a connection of either type (the operators' entry point)."""
+    return endpoint_from_connection(BaseHook.get_connection(conn_id))
+
+
+def _typed(conn_id: str, name: str, value: Any, schema: dict[str, Any]) -> Any:
+    types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+    where = f"connection {conn_id!r}: extra {name}"
+    if "boolean" in types and not isinstance(value, bool):
+        text = str(value).strip().lower()
+        if text not in _TRUE | _FALSE:
+            raise ConnectionConfigError(f"{where} must be true or false, not {value!r}")
+        value = text in _TRUE
+    elif "integer" in types and not isinstance(value, int):
+        try:
+            value = int(str(value).strip())
+        except ValueError:
+            raise ConnectionConfigError(f"{where} must be a whole number, not {value!r}") from None
+    if "integer" in types and isinstance(value, int) and value < schema.get("minimum", value):
+        raise ConnectionConfigError(f"{where} must be at least {schema['minimum']}, not {value}")
+    if "enum" in schema:
+        value = str(value).strip().lower()
+        if value not in schema["enum"]:
+            raise ConnectionConfigError(
+                f"{where} must be one of {', '.join(schema['enum'])}, not {value!r}"
+            )
+    return value

@@ -1,0 +1,417 @@
+"""Operators that run the engine's steps for one account of a plan.
+
+Operators hold references only: the plan file (relative to the plans directory), the account's
+source user and the connection ids. They load the plan when they run (masking every password of
+its accounts at once), get both endpoints from the connections, call :mod:`mailmigrate.sync`
+(imported only then, so that parsing the DAGs stays cheap) and return a small JSON summary as
+their XCom.
+
+Errors: refused credentials, a missing or malformed connection, an invalid plan and a failed
+preflight fail the task without retries (retrying cannot help); a retryable
+:class:`~mailmigrate.mailbox.base.MailboxError` (disconnects, timeouts, throttling) fails the try
+and lets Airflow retry with back-off.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
+
+from mailmigrate_airflow.sensors import DeltaWindowSensor, MxPropagationSensor
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from mailmigrate.plan import Account, Plan
+
+PLANS_DIR_ENV = "MAILMIGRATE_PLANS_DIR"
+
+STEPS = ("test", "initial_copy", "wait_for_mx", "wait_for_delta_window", "delta_copy")
+"""The task ids inside every account's group, in order (contract)."""
+
+STOP_POINTS = {"test": 0, "initial_copy": 1, "all": len(STEPS) - 1}
+"""Values of the ``stop`` trigger parameter: the last step index that runs."""
+
+XCOM_LIMIT = 64 * 1024  # bytes of JSON; an XCom summary is counts and watermarks, never messages
+
+
+def plans_dir_for(dag_file: str | os.PathLike[str]) -> Path:
+    """The plans directory: ``$MAILMIGRATE_PLANS_DIR`` (relative to the DAG file's directory
+    unless absolute) or ``plans/`` next to the DAG file.
+
+    Resolving from the DAG file means a worker running a versioned bundle reads the plan of
+    that bundle version.
+    """
+    here = Path(dag_file).resolve().parent
+    configured = os.environ.get(PLANS_DIR_ENV, "").strip()
+    return (here / Path(configured).expanduser()) if configured else here / "plans"
+
+
+def selected_accounts(params: Any) -> list[str]:
+    """The ``accounts`` trigger parameter as a list; empty means every account."""
+    value = params.get("accounts") if params else None
+    if not value:
+        return []
+    if isinstance(value, str):  # a hand-written conf: "a@x, b@x"
+        value = value.replace("\n", ",").split(",")
+    return [str(user).strip() for user in value if str(user).strip()]
+
+
+def stop_point(params: Any) -> str:
+    value = (params.get("stop") if params else None) or "all"
+    if value not in STOP_POINTS:
+        raise AirflowFailException(f"stop must be one of {', '.join(STOP_POINTS)}, not {value!r}")
+    return value
+
+
+def group_id_of(source_user: str) -> str:
+    """The task-group id of an account (as ``mailmigrate.plan.Account.group_id``)."""
+    return re.sub(r"[^\w-]", "_", source_user)
+
+
+def check_selected(context: Context, group_id: str, step: str, who: str = "") -> None:
+    """Raise AirflowSkipException unless ``step`` of the account with ``group_id`` runs in this
+    DAG run (trigger parameters ``accounts`` and ``stop``)."""
+    params = context.get("params")
+    selected = selected_accounts(params)
+    if selected and group_id not in {group_id_of(user) for user in selected}:
+        raise AirflowSkipException(
+            f"{who or group_id} is not one of the {len(selected)} accounts selected for this run"
+        )
+    stop = stop_point(params)
+    if step in STEPS and STEPS.index(step) > STOP_POINTS[stop]:
+        raise AirflowSkipException(f"this run stops after {stop}; {step} is not run")
+
+
+class AccountStep:
+    """Mixin of the five tasks of an account's group: before running, skip the task when its
+    account is not selected or its step lies beyond the run's stop point.
+
+    The account and the step come from the task id, ``<group_id>.<step>``, so every kind of
+    task (operators and sensors alike) is gated the same way, with nothing extra serialized.
+    """
+
+    task_id: str
+
+    def pre_execute(self, context: Context) -> None:
+        group_id, _, step = self.task_id.rpartition(".")
+        group = getattr(self, "task_group", None)
+        check_selected(context, group_id, step, getattr(group, "group_display_name", ""))
+        super().pre_execute(context)  # type: ignore[misc]
+
+
+# Only the concrete operators define __init__: Airflow wraps every __init__ of the class
+# hierarchy (default_args, params), and a DAG of 200 accounts creates 600 of these operators.
+
+
+class PlanOperator(BaseOperator):
+    """Base of the operators that read a plan when they run (attribute ``plan``: the plan file,
+    relative to the plans directory)."""
+
+    ui_color = "#e8f0fe"
+    plan: str
+
+    def load_plan(self, context: Context) -> Plan:
+        """Load and validate the plan, then mask every account password in logs."""
+        from airflow.sdk.log import mask_secret
+
+        from mailmigrate.plan import PlanError, load_plan
+
+        path = plans_dir_for(context["dag"].fileloc) / self.plan
+        try:
+            plan = load_plan(path)
+        except PlanError as exc:
+            raise AirflowFailException(f"the plan is not valid (any more):\n{exc}") from None
+        passwords = [
+            secret
+            for account in plan.accounts
+            for secret in (account.source_password, account.destination_password)
+            if secret
+        ]
+        if passwords:
+            mask_secret(passwords)  # one message to the supervisor for all of them
+        return plan
+
+
+class AccountOperator(AccountStep, PlanOperator):
+    """Base of the operators that work on one account with both connections."""
+
+    template_fields = ("source_conn_id", "destination_conn_id")
+    source_user: str
+    source_conn_id: str
+    destination_conn_id: str
+
+    def _refer(self, plan: str, source_user: str, source_conn_id: str, destination_conn_id: str):
+        self.plan = plan
+        self.source_user = source_user
+        self.source_conn_id = source_conn_id
+        self.destination_conn_id = destination_conn_id
+
+    def prepare(self, context: Context) -> tuple[Plan, Account, Any, Any]:
+        """The plan, this account and both endpoints."""
+        from airflow.sdk.exceptions import AirflowNotFoundException
+
+        from mailmigrate.connections import ConnectionConfigError
+        from mailmigrate_airflow.hooks import get_endpoint
+
+        plan = self.load_plan(context)
+        try:
+            account = plan.account(self.source_user)
+        except KeyError:
+            raise AirflowFailException(
+                f"{plan.path}: no account {self.source_user!r} any more; re-parse the DAG"
+            ) from None
+        endpoints = []
+        for side, conn_id in (
+            ("source", self.source_conn_id),
+            ("destination", self.destination_conn_id),
+        ):
+            try:
+                endpoints.append(get_endpoint(conn_id))
+            except AirflowNotFoundException:
+                raise AirflowFailException(
+                    f"{side} connection {conn_id!r} does not exist; add it in Admin -> Connections"
+                ) from None
+            except ConnectionConfigError as exc:
+                raise AirflowFailException(f"{side}: {exc}") from None
+        return plan, account, endpoints[0], endpoints[1]
+
+    def run_engine(self, what: str, call: Callable[[], Any]) -> Any:
+        """Call the engine, turning its errors into Airflow's fail/retry decisions."""
+        from mailmigrate.mailbox.base import AuthenticationFailed, MailboxError
+
+        try:
+            return call()
+        except AuthenticationFailed as exc:
+            raise AirflowFailException(
+                f"{self.source_user}: {what}: {exc} (not retried: fix the credentials, then clear "
+                "this task)"
+            ) from exc
+        except MailboxError as exc:
+            if exc.retryable:
+                raise  # Airflow retries the task with back-off
+            raise AirflowFailException(f"{self.source_user}: {what}: {exc}") from exc
+
+    def report(self, result: Any) -> dict[str, Any]:
+        """Log the result's summary lines and return its small dict (the XCom)."""
+        for line in result.summary_lines():
+            self.log.info("%s", line)
+        return small_summary(result.to_dict())
+
+    @staticmethod
+    def fail_with(context: Context, summary: dict[str, Any], error: AirflowException) -> NoReturn:
+        """Keep the summary as the XCom of a failed try too, then raise ``error``."""
+        context["ti"].xcom_push(key="return_value", value=summary)
+        raise error
+
+
+class MailboxTestOperator(AccountOperator):
+    """The ``test`` step: log in on both sides, compare capabilities, sizes and quota, show the
+    folder mapping. Fails (without retry) when the account cannot be migrated as it is.
+
+    :param plan: the plan file, relative to the plans directory (e.g. ``acme.yaml``).
+    :param source_user: the account, by its source user (as in the accounts CSV).
+    :param source_conn_id: the source server's connection (imap or ews).
+    :param destination_conn_id: the destination server's connection (imap or ews).
+    """
+
+    def __init__(
+        self,
+        *,
+        plan: str,
+        source_user: str,
+        source_conn_id: str,
+        destination_conn_id: str,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self._refer(plan, source_user, source_conn_id, destination_conn_id)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from mailmigrate import sync
+
+        plan, account, source, destination = self.prepare(context)
+        result = self.run_engine(
+            "preflight", lambda: sync.preflight(plan, account, source, destination)
+        )
+        summary = self.report(result)
+        if not result.ok:
+            problems = "; ".join(summary.get("problems") or []) or "see the log"
+            message = f"{self.source_user} cannot be migrated: {problems}"
+            self.fail_with(context, summary, AirflowFailException(message))
+        return summary
+
+
+class MailboxCopyOperator(AccountOperator):
+    """The ``initial_copy`` / ``delta_copy`` steps: one pass of the engine over one account.
+
+    :param phase: ``initial`` or ``delta``.
+    :param plan: the plan file, relative to the plans directory (e.g. ``acme.yaml``).
+    :param source_user: the account, by its source user (as in the accounts CSV).
+    :param source_conn_id: the source server's connection (imap or ews).
+    :param destination_conn_id: the destination server's connection (imap or ews).
+    """
+
+    def __init__(
+        self,
+        *,
+        phase: str,
+        plan: str,
+        source_user: str,
+        source_conn_id: str,
+        destination_conn_id: str,
+        **kwargs: Any,
+    ) -> None:
+        if phase not in ("initial", "delta"):
+            raise ValueError(f"phase must be initial or delta, not {phase!r}")
+        super().__init__(**kwargs)
+        self.phase = phase
+        self._refer(plan, source_user, source_conn_id, destination_conn_id)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from mailmigrate import sync
+
+        plan, account, source, destination = self.prepare(context)
+
+        def copy() -> Any:
+            return sync.copy_account(
+                plan, account, source, destination, self.phase,
+                progress=lambda text: self.log.info("%s", text),
+            )  # fmt: skip
+
+        result = self.run_engine(f"{self.phase} copy", copy)
+        summary = self.report(result)
+        if result.ok:
+            return summary
+        # Folder-level or account-level errors may pass on a retry (the pass is retry-safe);
+        # messages the destination refused (too big, over quota) will be refused again.
+        folder_errors = [f for f in summary.get("folders") or [] if f.get("error")]
+        totals = summary.get("totals") or {}
+        text = (
+            f"{self.source_user}: {self.phase} copy incomplete: {totals.get('failed', 0)} messages "
+            f"refused, {len(folder_errors)} folders failed"
+            + (f"; {summary['error']}" if summary.get("error") else "")
+        )
+        if summary.get("error") or folder_errors:
+            self.fail_with(context, summary, AirflowException(text))
+        refused = AirflowFailException(text + " (refusals are not retried; see the log)")
+        self.fail_with(context, summary, refused)
+
+
+class NoMxCheckOperator(AccountStep, BaseOperator):
+    """``wait_for_mx`` of a plan without an ``mx`` section: nothing to wait for in DNS."""
+
+    ui_color = "#f0f0f0"
+
+    def execute(self, context: Context) -> None:
+        self.log.info(
+            "The plan has no mx section, so DNS is not checked: the delta copy runs in the next "
+            "delta window whether or not the MX record has been changed."
+        )
+
+
+class CutoverReadyOperator(PlanOperator):
+    """``cutover_ready``: every initial copy is done, the MX record can be changed now.
+
+    Logs the announcement and sends it through the plan's notifiers (plan key ``notify``: a
+    list of ``{notifier: <import path of a BaseNotifier>, args: {...}}``; the args may use
+    ``{{ cutover.subject }}`` and ``{{ cutover.message }}``). A run over a subset of the accounts
+    (a test migration) announces nothing: this task is skipped.
+
+    :param plan: the plan file, relative to the plans directory (e.g. ``acme.yaml``).
+    """
+
+    ui_color = "#d4edda"
+
+    def __init__(self, *, plan: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.plan = plan
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        plan = self.load_plan(context)
+        selected = set(selected_accounts(context.get("params")))
+        everyone = {account.source_user for account in plan.accounts}
+        if selected and selected != everyone:
+            raise AirflowSkipException(
+                f"a test run of {len(selected & everyone)} of {len(everyone)} accounts: the MX "
+                "record must not be changed yet, so no cutover is announced"
+            )
+        if STOP_POINTS[stop_point(context.get("params"))] < STEPS.index("initial_copy"):
+            raise AirflowSkipException("this run stops after test: there is no cutover")
+        cutover = cutover_announcement(plan)
+        for line in cutover["message"].splitlines():
+            self.log.info("%s", line)
+        for spec in getattr(plan, "notify", None) or ():
+            self.notify(spec, context, cutover)
+        return small_summary({k: v for k, v in cutover.items() if k != "message"})
+
+    def notify(self, spec: Any, context: Context, cutover: dict[str, Any]) -> None:
+        from airflow.sdk import BaseNotifier
+        from airflow.sdk.module_loading import import_string
+
+        path = spec.get("notifier") if isinstance(spec, dict) else spec.notifier
+        args = (spec.get("args") if isinstance(spec, dict) else spec.args) or {}
+        try:
+            notifier = import_string(path)(**args)
+        except Exception as exc:
+            raise AirflowFailException(f"notify: cannot set up {path}: {exc}") from exc
+        if not isinstance(notifier, BaseNotifier):
+            raise AirflowFailException(f"notify: {path} is not an Airflow notifier (BaseNotifier)")
+        self.log.info("Notifying through %s", path)
+        notifier({**context, "cutover": cutover})
+
+
+def cutover_announcement(plan: Plan) -> dict[str, Any]:
+    """What cutover_ready says: subject, message and the facts behind them."""
+    domains = sorted({mx_domain_of(account) for account in plan.accounts})
+    subject = f"{plan.name}: all {len(plan.accounts)} initial copies done, change the MX record now"
+    lines = [subject + "."]
+    if plan.mx:
+        lines.append(
+            f"Point the MX records of {', '.join(domains)} to {', '.join(plan.mx.expect)}."
+        )
+        lines.append("wait_for_mx watches DNS; the delta copies follow in the delta window.")
+    else:
+        lines.append(f"Change the MX records of {', '.join(domains)} to the new servers.")
+        lines.append("The plan has no mx section: the delta copies do not wait for DNS.")
+    return {
+        "plan": plan.name,
+        "accounts": len(plan.accounts),
+        "domains": domains,
+        "mx_expect": list(plan.mx.expect) if plan.mx else [],
+        "subject": subject,
+        "message": "\n".join(lines),
+    }
+
+
+def mx_domain_of(account: Account) -> str:
+    """The domain whose MX decides where the account's mail goes."""
+    return account.mx_domain or account.destination_user.rpartition("@")[2]
+
+
+class WaitForMxSensor(AccountStep, MxPropagationSensor):
+    """``wait_for_mx``: the MX propagation sensor, gated like the other account tasks."""
+
+
+class WaitForDeltaWindowSensor(AccountStep, DeltaWindowSensor):
+    """``wait_for_delta_window``: the delta window sensor, gated like the other account tasks."""
+
+
+def small_summary(summary: dict[str, Any], limit: int = XCOM_LIMIT) -> dict[str, Any]:
+    """The summary as plain JSON, lists cut short when it would exceed ``limit`` bytes."""
+    plain = json.loads(json.dumps(summary, default=str))
+    if len(json.dumps(plain)) <= limit:
+        return plain
+    trimmed = {k: (v[:10] if isinstance(v, list) else v) for k, v in plain.items()}
+    trimmed["truncated"] = True
+    if len(json.dumps(trimmed)) > limit:
+        trimmed = {k: v for k, v in trimmed.items() if not isinstance(v, list | dict)}
+        trimmed["truncated"] = True
+    return trimmed

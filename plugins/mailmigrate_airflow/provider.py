@@ -1,0 +1,153 @@
+"""Provider metadata: registers the ``imap`` and ``ews`` connection types with Airflow.
+
+Airflow finds this through the ``apache_airflow_provider`` entry point in ``pyproject.toml`` and
+calls :func:`get_provider_info` while it reads its own configuration, so this module is pure data:
+it must not import Airflow (nor anything slow). The connection form's extra fields are declared
+here (``conn-fields``, the Airflow 3.2+ way, which needs no Flask/WTForms import) and the hooks
+expose the same dicts through ``get_ui_field_behaviour``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PACKAGE_NAME = "mailmigrate"  # must equal the distribution name in pyproject.toml
+INTEGRATION = "Mailbox migration"
+
+
+def _text(label: str, description: str, default: str | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": ["string", "null"]}
+    if default is not None:
+        schema["default"] = default
+    return {"label": label, "description": description, "schema": schema}
+
+
+def _choice(label: str, description: str, values: list[str], default: str | None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": ["string", "null"], "enum": values}
+    if default is not None:
+        schema["default"] = default
+    return {"label": label, "description": description, "schema": schema}
+
+
+def _number(label: str, description: str, minimum: int = 1) -> dict[str, Any]:
+    return {
+        "label": label,
+        "description": description,
+        "schema": {"type": ["integer", "null"], "minimum": minimum},
+    }
+
+
+def _flag(label: str, description: str, default: bool = False) -> dict[str, Any]:
+    return {
+        "label": label,
+        "description": description,
+        "schema": {"type": ["boolean", "null"], "default": default},
+    }
+
+
+IMAP_CONN_FIELDS: dict[str, dict[str, Any]] = {
+    "security": _choice(
+        "Security",
+        "ssl: implicit TLS (port 993); starttls: upgrade a plain connection (port 143); none: "
+        "plain text, for loopback tests only.",
+        ["ssl", "starttls", "none"],
+        "ssl",
+    ),
+    "ca_file": _text(
+        "CA file", "PEM file of the CA that signed the server certificate (optional)."
+    ),
+    "auth": _choice(
+        "Authentication",
+        "How accounts log in. Empty: with their own password from the accounts file, else as "
+        "master user. login: own passwords only; master: 'user<separator>admin' with the admin "
+        "password above (Dovecot master user); authzid: SASL PLAIN as the admin on behalf of "
+        "the user; xoauth2: OAuth2 access tokens (the account's password, else the one above).",
+        ["login", "master", "authzid", "xoauth2"],
+        None,
+    ),
+    "master_separator": _text(
+        "Master user separator", "Separator between user and master login (auth = master).", "*"
+    ),
+    "timeout": _number("Timeout (s)", "Seconds to wait for the server before a retry (120)."),
+}
+
+EWS_CONN_FIELDS: dict[str, dict[str, Any]] = {
+    "auth": _text("Authentication", "ntlm, basic or oauth2 (client credentials); default ntlm."),
+    "service_endpoint": _text(
+        "Service endpoint",
+        "Full EWS URL, e.g. https://mail.example.com/EWS/Exchange.asmx (default: built from host).",
+    ),
+    "autodiscover": _flag("Autodiscover", "Find the EWS endpoint of each account by autodiscover."),
+    "impersonation": _flag(
+        "Impersonation",
+        "Act as each account with the login above (ApplicationImpersonation role) when the "
+        "account has no password of its own.",
+    ),
+    "ca_file": _text(
+        "CA file", "PEM file of the CA that signed the server certificate (optional)."
+    ),
+    "max_wait": _number("Max back-off (s)", "Longest wait after ErrorServerBusy before giving up."),
+    "max_connections": _number("Max connections", "Concurrent HTTP sessions per account."),
+    "client_id": _text(
+        "OAuth2 client id", "Application (client) id; the password holds the secret."
+    ),
+    "tenant_id": _text("OAuth2 tenant id", "Directory (tenant) id for auth = oauth2."),
+}
+
+IMAP_UI_FIELD_BEHAVIOUR: dict[str, Any] = {
+    "hidden-fields": ["schema"],
+    "relabeling": {"login": "Admin login", "password": "Admin password"},
+    "placeholders": {
+        "host": "imap.example.com",
+        "port": "993",
+        "login": "admin user (master user / authzid), optional",
+    },
+}
+
+EWS_UI_FIELD_BEHAVIOUR: dict[str, Any] = {
+    "hidden-fields": ["schema"],
+    "relabeling": {"login": "Admin login", "password": "Admin password / client secret"},
+    "placeholders": {
+        "host": "mail.example.com",
+        "port": "443",
+        "login": "impersonation account, e.g. svc-migrate@example.com",
+    },
+}
+
+
+def get_provider_info() -> dict[str, Any]:
+    """The provider-info dict (``airflow/provider_info.schema.json``)."""
+    return {
+        "package-name": PACKAGE_NAME,
+        "name": "mailmigrate",
+        "description": "Mailbox and groupware migrations (IMAP, Exchange Web Services) as DAGs.",
+        "integrations": [{"integration-name": INTEGRATION, "tags": ["protocol"]}],
+        "hooks": [
+            {"integration-name": INTEGRATION, "python-modules": ["mailmigrate_airflow.hooks"]}
+        ],
+        "operators": [
+            {"integration-name": INTEGRATION, "python-modules": ["mailmigrate_airflow.operators"]}
+        ],
+        "sensors": [
+            {"integration-name": INTEGRATION, "python-modules": ["mailmigrate_airflow.sensors"]}
+        ],
+        "triggers": [
+            {"integration-name": INTEGRATION, "python-modules": ["mailmigrate_airflow.triggers"]}
+        ],
+        "connection-types": [
+            {
+                "connection-type": "imap",
+                "hook-class-name": "mailmigrate_airflow.hooks.MailboxImapHook",
+                "hook-name": "IMAP mailbox server",
+                "conn-fields": IMAP_CONN_FIELDS,
+                "ui-field-behaviour": IMAP_UI_FIELD_BEHAVIOUR,
+            },
+            {
+                "connection-type": "ews",
+                "hook-class-name": "mailmigrate_airflow.hooks.ExchangeHook",
+                "hook-name": "Exchange Web Services (EWS)",
+                "conn-fields": EWS_CONN_FIELDS,
+                "ui-field-behaviour": EWS_UI_FIELD_BEHAVIOUR,
+            },
+        ],
+    }

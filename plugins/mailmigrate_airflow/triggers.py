@@ -1,0 +1,117 @@
+"""Triggers: the waiting parts of a migration, run in the triggerer (asyncio, no database)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from mailmigrate.mx import DEFAULT_QUERY_TIMEOUT, PropagationTracker, acheck_mx
+from mailmigrate.plan import MxCheck
+
+
+class MxPropagationTrigger(BaseTrigger):
+    """
+    Wait until a domain's MX change has propagated to every resolver and authoritative server.
+
+    Every ``poke_interval`` seconds it asks every server (see :func:`mailmigrate.mx.acheck_mx`),
+    logs each server's answer, and feeds the answers to a
+    :class:`~mailmigrate.mx.PropagationTracker`. When the tracker says the change has propagated
+    (every server answers the expected hosts and the old record's TTL has passed), it yields one
+    event ``{"status": "propagated", ...}``. When only the TTL wait is left it sleeps just that
+    long. It never gives up by itself: the sensor's deferral timeout bounds the wait.
+
+    The triggerer stores these kwargs once, when the task defers; the tracker's later progress
+    lives in memory only. After a triggerer restart the trigger continues from the state the
+    sensor seeded (so the old TTL seen before the change survives) and restarts the clock at its
+    first check that sees the change: the wait can only get longer, never shorter.
+
+    :param domain: the mail domain whose MX records changed.
+    :param expect: the MX host names the domain must have after the change.
+    :param resolvers: resolvers to ask, ``host`` or ``host:port``; the system's when empty.
+    :param authoritative: authoritative servers to ask; the domain's NS records when empty.
+    :param poke_interval: seconds between checks.
+    :param tracker_state: the tracker's memory (:meth:`PropagationTracker.to_state`) to continue.
+    :param ns_port: the port of name servers found through NS records.
+    :param query_timeout: seconds per DNS query.
+    """
+
+    def __init__(
+        self,
+        domain: str,
+        expect: Sequence[str],
+        resolvers: Sequence[str] = (),
+        authoritative: Sequence[str] = (),
+        poke_interval: float = 600.0,
+        tracker_state: dict[str, Any] | None = None,
+        ns_port: int = 53,
+        query_timeout: float = DEFAULT_QUERY_TIMEOUT,
+    ) -> None:
+        super().__init__()
+        self.domain = domain
+        self.expect = list(expect)
+        self.resolvers = list(resolvers)
+        self.authoritative = list(authoritative)
+        self.poke_interval = float(poke_interval)
+        self.tracker_state = dict(tracker_state) if tracker_state else None
+        self.ns_port = int(ns_port)
+        self.query_timeout = float(query_timeout)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            "mailmigrate_airflow.triggers.MxPropagationTrigger",
+            {
+                "domain": self.domain,
+                "expect": list(self.expect),
+                "resolvers": list(self.resolvers),
+                "authoritative": list(self.authoritative),
+                "poke_interval": self.poke_interval,
+                "tracker_state": dict(self.tracker_state) if self.tracker_state else None,
+                "ns_port": self.ns_port,
+                "query_timeout": self.query_timeout,
+            },
+        )
+
+    @property
+    def check(self) -> MxCheck:
+        return MxCheck(
+            expect=tuple(self.expect),
+            resolvers=tuple(self.resolvers),
+            authoritative=tuple(self.authoritative),
+            poke_interval=self.poke_interval,
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Check, log, update the tracker; yield once propagated, else sleep and check again."""
+        tracker = PropagationTracker(self.expect, self.tracker_state)
+        check = self.check
+        while True:
+            observation = await acheck_mx(
+                self.domain, check, timeout=self.query_timeout, ns_port=self.ns_port
+            )
+            self.log.info("MX check %d for %s:", tracker.checks + 1, self.domain)
+            for line in observation.lines():
+                self.log.info("  %s", line)
+            progress = tracker.update(observation)
+            self.tracker_state = tracker.to_state()
+            if progress.propagated:
+                self.log.info("MX of %s has propagated: %s", self.domain, progress.reason)
+                yield TriggerEvent(
+                    {
+                        "status": "propagated",
+                        "domain": self.domain,
+                        "mx": sorted(tracker.expected),
+                        "checks": tracker.checks,
+                        "changed_at": tracker.changed_at,
+                        "waited_ttl": tracker.wait_seconds,
+                        "answers": observation.lines(),
+                    }
+                )
+                return
+            delay = self.poke_interval
+            if progress.remaining is not None:
+                delay = min(delay, max(progress.remaining, 0.1))
+            self.log.info("Not propagated yet (%s); next check in %.1f s", progress.reason, delay)
+            await asyncio.sleep(delay)

@@ -1,0 +1,31 @@
+"""A local simulator of Exchange Web Services (EWS) for tests; not an Exchange server.
+
+No Exchange server can run here, so the tests talk to this simulator: a small HTTP(S) server on
+127.0.0.1 that speaks EWS SOAP for exactly the operations mailmigrate's EWS adapter and exchangelib
+use (ConvertId, GetFolder, FindFolder, CreateFolder, SyncFolderHierarchy, FindItem, GetItem,
+CreateItem, UpdateItem, DeleteItem, SyncFolderItems), backed by an in-memory store with
+deterministic ids and change keys. exchangelib's own request and response code runs unchanged
+against it.
+
+Usage::
+
+    store = SimulatorStore()
+    store.add_user("admin@example.com", "secret", impersonation=True)
+    store.add_mailbox("alice@example.com")
+    with EwsSimulator(store) as sim:
+        ...  # sim.url is the EWS endpoint; sim.busy(2) throttles the next two requests
+"""
+
+from .auth import self_signed_certificate
+from .server import EwsSimulator, RequestRecord
+from .store import SimulatorStore, StoredFolder, StoredItem, StoredMailbox
+
+__all__ = [
+    "EwsSimulator",
+    "RequestRecord",
+    "SimulatorStore",
+    "StoredFolder",
+    "StoredItem",
+    "StoredMailbox",
+    "self_signed_certificate",
+]

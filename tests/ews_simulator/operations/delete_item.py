@@ -1,0 +1,37 @@
+"""DeleteItem: hard/soft delete, or move to Deleted Items."""
+
+from __future__ import annotations
+
+from lxml import etree
+
+from ..soap import SoapFault
+from .base import Operation
+
+
+class DeleteItem(Operation):
+    NAME = "DeleteItem"
+
+    def handle(self, request: etree._Element) -> list[etree._Element]:
+        delete_type = request.get("DeleteType")
+        if delete_type not in ("HardDelete", "SoftDelete", "MoveToDeletedItems"):
+            raise SoapFault(
+                "ErrorSchemaValidation",
+                f"The request failed schema validation: DeleteType {delete_type!r}.",
+            )
+
+        def build(item_id: etree._Element, message: etree._Element) -> None:
+            mailbox, item = self.context.item(item_id)
+            trash = mailbox.distinguished("deleteditems")
+            if delete_type != "MoveToDeletedItems" or item.folder_id == trash.id:
+                self.store.delete_item(mailbox, item)
+                return
+            self.store.delete_item(mailbox, item)
+            moved = self.store.create_item(mailbox, trash, item.mime, received=item.received)
+            moved.is_read, moved.is_draft, moved.categories, moved.props = (
+                item.is_read,
+                item.is_draft,
+                item.categories,
+                item.props,
+            )
+
+        return self.each(self.child(request, "ItemIds"), build)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import sys
@@ -19,8 +20,8 @@ class BenchServers:
     """A legacy-layout source and a modern-layout destination Dovecot, started and stopped
     together, in one temporary directory (outside pytest's 0700 tmp, so Dovecot can reach it)."""
 
-    def __init__(self) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="mailmigrate-bench-"))
+    def __init__(self, store_dir: str | None = None) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="mailmigrate-bench-", dir=store_dir))
         self.root.chmod(0o755)
         self.source = DovecotServer(self.root / "legacy", "legacy")
         self.destination = DovecotServer(self.root / "modern", "modern")
@@ -55,3 +56,25 @@ class BenchServers:
     @staticmethod
     def client(server: DovecotServer, login: Login):
         return server.client(login.user, login.password)
+
+
+def server_cpu_seconds(server: DovecotServer) -> float:
+    """CPU seconds the server has used so far: its live processes (one process group) plus the
+    finished ones its master has reaped. The difference over a run is the run's server cost."""
+    if server.pid is None:
+        return float("nan")
+    ticks = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) != server.pid:  # process group
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        if int(entry.name) == server.pid:
+            ticks += int(fields[13]) + int(fields[14])  # cutime, cstime of reaped children
+    return ticks / os.sysconf("SC_CLK_TCK")

@@ -37,6 +37,9 @@ class Run:
     :param seconds: wall time of the process, start to exit.
     :param engine_seconds: the pass time the engine reports itself (without interpreter start).
     :param peak_rss_mb: the child's peak resident set size.
+    :param cpu_seconds: the child's user + system CPU time.
+    :param server_cpu_seconds: CPU time both Dovecot servers spent meanwhile (their finished
+        processes, as their masters account them).
     """
 
     tool: str
@@ -44,6 +47,8 @@ class Run:
     seconds: float
     peak_rss_mb: float
     exit_code: int
+    cpu_seconds: float | None = None
+    server_cpu_seconds: float | None = None
     engine_seconds: float | None = None
     copied: int | None = None
     copied_bytes: int | None = None
@@ -57,27 +62,28 @@ TIME = "/usr/bin/time"  # GNU time: a small parent, so the child's peak RSS is i
 
 
 def measure(command: list[str], env: dict[str, str], workdir: Path, name: str) -> tuple:
-    """Run ``command`` to completion; ``(exit code, wall seconds, peak RSS MB, stdout, stderr)``.
+    """Run ``command``; ``(exit code, wall seconds, peak RSS MB, CPU seconds, stdout, stderr)``.
 
     The peak RSS is taken by GNU time around the command, not by ``wait4`` here: Linux carries a
     process's peak RSS across fork and exec, so a child of this (corpus-holding) process would
     report at least our own peak. GNU time is tiny, so its child starts from almost nothing.
     """
     out, err, usage = (workdir / f"{name}.{ext}" for ext in ("out", "err", "rusage"))
-    wrapped = [TIME, "-f", "%M", "-o", str(usage), *command] if os.path.exists(TIME) else command
+    wrapped = [TIME, "-f", "%M %U %S", "-o", str(usage), *command] if os.path.exists(TIME) else command
     with out.open("wb") as stdout, err.open("wb") as stderr:
         started = time.monotonic()
         process = subprocess.run(wrapped, env=env, cwd=workdir, stdout=stdout, stderr=stderr,
                                  stdin=subprocess.DEVNULL, check=False)  # fmt: skip
         seconds = time.monotonic() - started
     try:
-        peak_kb = float(usage.read_text().strip().splitlines()[-1])
+        peak_kb, user, system = (float(x) for x in usage.read_text().splitlines()[-1].split())
     except (OSError, ValueError, IndexError):
-        peak_kb = float("nan")
+        peak_kb = user = system = float("nan")
     return (
         process.returncode,
         seconds,
         peak_kb / 1024,
+        user + system,
         out.read_text(errors="replace"),
         err.read_text(errors="replace"),
     )
@@ -148,8 +154,10 @@ def run_engine(
     if profile:
         command = [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "mailmigrate.cli"]
     command += ["copy", str(plan), "--phase", phase, "--json"]
-    code, seconds, rss, out, err = measure(command, engine_env(source, destination), workdir, step)
-    run = Run("engine", step, seconds, rss, code, output_tail=err[-2000:])
+    code, seconds, rss, cpu, out, err = measure(
+        command, engine_env(source, destination), workdir, step
+    )
+    run = Run("engine", step, seconds, rss, code, cpu_seconds=cpu, output_tail=err[-2000:])
     try:
         summary = json.loads(out)
         account = summary["accounts"][0]
@@ -237,5 +245,5 @@ def run_mbsync(
         write_mbsync_config(workdir, source, destination, exclude)
     env = dict(os.environ, HOME=str(workdir))
     command = [MBSYNC, "-q", "-c", str(config), "bench"]
-    code, seconds, rss, _out, err = measure(command, env, workdir, step)
-    return Run("mbsync", step, seconds, rss, code, output_tail=err[-2000:])
+    code, seconds, rss, cpu, _out, err = measure(command, env, workdir, step)
+    return Run("mbsync", step, seconds, rss, code, cpu_seconds=cpu, output_tail=err[-2000:])

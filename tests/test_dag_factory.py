@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from airflow.sdk import BaseNotifier
 from harness.airflow_env import REPO_ROOT, load_dag_folder
 
 STEPS = ("test", "initial_copy", "wait_for_mx", "wait_for_delta_window", "delta_copy")
@@ -288,7 +289,8 @@ def _run(dag_folder: Path, run_conf: dict) -> tuple[dict, dict]:
 
 @pytest.fixture
 def migration(dag_folder, legacy_imap, modern_imap, new_account, monkeypatch, airflow_db):
-    """A plan "run<N>" over two accounts, legacy Dovecot -> modern Dovecot, each with a message."""
+    """A plan over two accounts, legacy Dovecot -> modern Dovecot, with a message each; returns
+    (source user, source password, destination password) per account."""
     from harness.corpus import make_message, seed_folder
 
     rows = ["source_user,source_password,destination_user,destination_password"]
@@ -332,9 +334,10 @@ def test_a_test_run_of_one_account_tests_it_and_skips_everything_else(dag_folder
     assert not any(secret in dumped for _, *secrets in migration for secret in secrets)
 
 
-def test_initial_copies_of_every_account_then_cutover_ready(dag_folder, migration):
+def test_initial_copies_of_every_account_then_cutover_ready(dag_folder, migration, capfd):
     alice, bob = _groups(migration)
     runs, xcoms = _run(dag_folder, {"stop": "initial_copy"})
+    logs = "".join(capfd.readouterr())
 
     state = runs["state"]
     for group in (alice, bob):
@@ -348,6 +351,8 @@ def test_initial_copies_of_every_account_then_cutover_ready(dag_folder, migratio
     assert xcoms["cutover_ready"]["mx_expect"] == ["mx1.new.example", "mx2.new.example"]
     dumped = json.dumps(xcoms)
     assert not any(secret in dumped for _, *secrets in migration for secret in secrets)
+    assert "initial pass: 1 copied" in logs and "change the MX record now" in logs
+    assert not any(secret in logs for _, *secrets in migration for secret in secrets)
 
 
 def test_refused_credentials_fail_the_task_at_once_and_block_cutover(dag_folder, migration):
@@ -363,3 +368,107 @@ def test_refused_credentials_fail_the_task_at_once_and_block_cutover(dag_folder,
     assert runs["state"][f"{alice}.initial_copy"] == "upstream_failed"
     assert runs["state"][f"{bob}.initial_copy"] == "skipped"
     assert runs["state"]["cutover_ready"] == "upstream_failed"
+
+
+def test_plans_dir_from_the_environment(dag_folder: Path, tmp_path: Path, monkeypatch) -> None:
+    write_plan(tmp_path / "elsewhere", "absolute")
+    monkeypatch.setenv("MAILMIGRATE_PLANS_DIR", str(tmp_path / "elsewhere"))
+    assert set(load_dag_folder(dag_folder).dags) == {"migration_absolute"}
+
+    write_plan(dag_folder / "prod_plans", "relative")
+    monkeypatch.setenv("MAILMIGRATE_PLANS_DIR", "prod_plans")  # next to migrations.py
+    assert set(load_dag_folder(dag_folder).dags) == {"migration_relative"}
+
+
+def test_a_task_parse_builds_only_its_own_dag(dag_folder: Path, monkeypatch) -> None:
+    for name in ("first", "second", "third"):
+        write_plan(dag_folder / "plans", name)
+    write_plan(dag_folder / "plans", "broken", extra="retries: -1\n")
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "migration_second")  # as a worker does
+
+    bag = load_dag_folder(dag_folder)
+
+    assert set(bag.dags) == {"migration_second"}
+    assert bag.import_errors == {}
+
+
+def test_account_selection_and_stop_point() -> None:
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from mailmigrate_airflow.operators import check_selected
+
+    def runs(params: dict, group_id: str, step: str) -> bool:
+        try:
+            check_selected({"params": params}, group_id, step)
+        except AirflowSkipException:
+            return False
+        return True
+
+    everyone = {"accounts": [], "stop": "all"}
+    assert all(runs(everyone, "alice_example_com", step) for step in STEPS)
+    assert runs({"accounts": None, "stop": "all"}, "bob_example_com", "delta_copy")  # form: null
+    alice_only = {"accounts": ["alice@example.com"], "stop": "initial_copy"}
+    assert runs(alice_only, "alice_example_com", "initial_copy")
+    assert not runs(alice_only, "alice_example_com", "wait_for_mx")
+    assert not runs(alice_only, "bob_example_com", "test")
+    assert [runs({"stop": "test"}, "carol", step) for step in STEPS] == [True] + [False] * 4
+
+
+def test_a_task_loading_the_plan_masks_every_account_password(dag_folder: Path) -> None:
+    from airflow.sdk._shared.secrets_masker import redact
+
+    from mailmigrate_airflow.factory import build_dags
+
+    write_plan(dag_folder / "plans", "masked")
+    (dag,) = build_dags(str(dag_folder / "migrations.py")).values()
+    line = "passwords: " + " | ".join(SECRETS)
+    assert redact(line) == line  # nothing known yet
+
+    plan = dag.get_task("carol.test").load_plan({"dag": dag})  # what every task does first
+
+    assert {a.source_password for a in plan.accounts} >= {"Alice-Old-Pw-7731", "Bob-Old-Pw-4417"}
+    assert redact(line) == "passwords: *** | *** | *** | ***"
+
+
+def test_cutover_is_sent_through_the_plans_notifiers(tmp_path: Path) -> None:
+    """A real notifier, templated with the cutover text; the plan's ``notify`` entry as the
+    factory reads it (the plan loader does not know the key yet)."""
+    import logging
+    from types import SimpleNamespace
+
+    from mailmigrate.plan import MxCheck
+    from mailmigrate_airflow.notifiers import cutover_announcement, notify_cutover
+
+    plan = SimpleNamespace(
+        name="acme",
+        accounts=[object()] * 3,
+        mx=MxCheck(expect=("mx1.new.example",)),
+        notify=[
+            {
+                "notifier": "test_dag_factory.FileNotifier",
+                "args": {"path": str(tmp_path / "sent"), "text": "{{ cutover.subject }}"},
+            }
+        ],
+    )
+    cutover = cutover_announcement(plan, ["example.com", "example.org", "example.com"])
+    notify_cutover(plan, {"dag": None}, cutover, logging.getLogger("test"))
+
+    sent = (tmp_path / "sent").read_text()
+    assert sent == "acme: all 3 initial copies done, change the MX record now"
+    assert (
+        "Point the MX records of example.com, example.org to mx1.new.example."
+        in (cutover["message"])
+    )
+
+
+class FileNotifier(BaseNotifier):
+    """A notifier that writes its rendered text to a file."""
+
+    template_fields = ("text",)
+
+    def __init__(self, path: str, text: str) -> None:
+        super().__init__()
+        self.path, self.text = path, text
+
+    def notify(self, context: dict) -> None:
+        Path(self.path).write_text(self.text)

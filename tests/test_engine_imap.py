@@ -268,3 +268,21 @@ def test_preflight_reports_folders_sizes_quota_and_mapping(
     failed = preflight(plan, wrong, source, destination)
     assert not failed.ok
     assert f"source {user}" in failed.problems[0] and "not-the-password" not in failed.problems[0]
+
+
+def test_rate_limit_spreads_the_copy(legacy_imap, modern_imap, new_account, tmp_path):
+    import time
+
+    user, password = new_account(legacy_imap)
+    src = legacy_imap.client(user, password)
+    seed_account(src, {"INBOX": rich_corpus(15)[:24]})
+    dst_user, dst_password = new_account(modern_imap)
+    account = Account(user, dst_user, password, dst_password)
+    plan = make_plan(tmp_path, [account], messages_per_second=20.0, batch_messages=4)
+    source, destination = endpoints(legacy_imap, modern_imap)
+    started = time.monotonic()
+    result = copy_account(plan, account, source, destination, "initial")
+    assert result.ok and result.totals()["copied"] == 24
+    # 24 messages at 20 per second cannot be done in much under 1.2 s (a functional bound,
+    # not a speed measurement).
+    assert time.monotonic() - started >= 1.0

@@ -39,8 +39,8 @@ from exchangelib.errors import (
     ErrorInvalidSyncStateData,
     ErrorItemNotFound,
     ErrorNonExistentMailbox,
-    ErrorServerBusy,
     ErrorSchemaValidation,
+    ErrorServerBusy,
     UnauthorizedError,
 )
 from exchangelib.extended_properties import ExtendedProperty
@@ -183,7 +183,10 @@ def test_simulator_sync_folder_items_reports_changes_after_a_state(
     changes = list(acct.inbox.sync_items(sync_state=state, only_fields=fields))
     by_kind = {kind: item for kind, item in changes}
     assert set(by_kind) == {SyncFolderItems.READ_FLAG_CHANGE, "update", "delete", "create"}
-    assert by_kind[SyncFolderItems.READ_FLAG_CHANGE] == (ItemId(ids[0], by_kind["read_flag_change"][0].changekey), True)
+    assert by_kind[SyncFolderItems.READ_FLAG_CHANGE] == (
+        ItemId(ids[0], by_kind["read_flag_change"][0].changekey),
+        True,
+    )
     assert by_kind["update"].id == ids[1]
     assert by_kind["delete"].id == ids[2]
     assert by_kind["create"].id == new_id
@@ -203,7 +206,9 @@ def _post(sim: EwsSimulator, body: bytes) -> requests.Response:
 
 
 def test_simulator_rejects_malformed_requests_with_soap_faults(simulator: EwsSimulator) -> None:
-    broken = _post(simulator, b"<s:Envelope xmlns:s='http://schemas.xmlsoap.org/soap/envelope/'><s:Body>")
+    broken = _post(
+        simulator, b"<s:Envelope xmlns:s='http://schemas.xmlsoap.org/soap/envelope/'><s:Body>"
+    )
     assert broken.status_code == 500
     assert b"ErrorSchemaValidation" in broken.content and b"faultcode" in broken.content
 
@@ -215,15 +220,22 @@ def test_simulator_rejects_malformed_requests_with_soap_faults(simulator: EwsSim
     )
     unknown = _post(simulator, envelope.format("<m:SendItem/>").encode())
     assert unknown.status_code == 500 and b"ErrorSchemaValidation" in unknown.content
-    no_shape = _post(simulator, envelope.format("<m:GetFolder><m:FolderIds/></m:GetFolder>").encode())
+    no_shape = _post(
+        simulator, envelope.format("<m:GetFolder><m:FolderIds/></m:GetFolder>").encode()
+    )
     assert no_shape.status_code == 500 and b"FolderShape is missing" in no_shape.content
     empty_body = _post(simulator, envelope.format("").encode())
     assert empty_body.status_code == 500 and b"ErrorInvalidRequest" in empty_body.content
-    bad_version = _post(simulator, envelope.replace("Exchange2016", "Exchange1999").format("<m:GetFolder/>").encode())
+    bad_version = _post(
+        simulator,
+        envelope.replace("Exchange2016", "Exchange1999").format("<m:GetFolder/>").encode(),
+    )
     assert b"ErrorInvalidServerVersion" in bad_version.content
 
     acct = account(simulator)
-    (malformed, missing) = acct.fetch([ItemId("not-an-id"), ItemId(base64.b64encode(b"AAMkI" + b"\0" * 14).decode())])
+    (malformed, missing) = acct.fetch(
+        [ItemId("not-an-id"), ItemId(base64.b64encode(b"AAMkI" + b"\0" * 14).decode())]
+    )
     assert isinstance(malformed, ErrorInvalidIdMalformed)
     assert isinstance(missing, ErrorItemNotFound)
     with pytest.raises(ErrorInvalidRestriction):
@@ -301,7 +313,9 @@ def test_simulator_pages_find_item_and_updates_and_deletes(
 
 
 @pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
-def test_simulator_serves_https_and_oauth2_client_credentials(store: SimulatorStore, tmp_path) -> None:
+def test_simulator_serves_https_and_oauth2_client_credentials(
+    store: SimulatorStore, tmp_path
+) -> None:
     class SimulatorOAuth2Credentials(OAuth2Credentials):
         token_endpoint = ""
 
@@ -317,9 +331,13 @@ def test_simulator_serves_https_and_oauth2_client_credentials(store: SimulatorSt
         with EwsSimulator(store, auth=("oauth2", "basic"), tls=(cert, key)) as sim:
             assert sim.url.startswith("https://")
             assert account(sim).inbox.name == "Inbox"
-            credentials = SimulatorOAuth2Credentials(client_id="app-1", client_secret="client-Secret-4", tenant_id="tenant-1")
+            credentials = SimulatorOAuth2Credentials(
+                client_id="app-1", client_secret="client-Secret-4", tenant_id="tenant-1"
+            )
             credentials.token_endpoint = sim.token_url("tenant-1")
-            config = Configuration(service_endpoint=sim.url, credentials=credentials, retry_policy=FailFast())
+            config = Configuration(
+                service_endpoint=sim.url, credentials=credentials, retry_policy=FailFast()
+            )
             acct = Account(ALICE, config=config, access_type=IMPERSONATION, default_timezone=UTC)
             assert acct.inbox.name == "Inbox"
             assert sim.requests[-1].principal == "app-1" and sim.requests[-1].impersonated == ALICE

@@ -130,8 +130,10 @@ def test_every_problem_is_reported_at_once_with_its_line_and_field(tmp_path):
         """,
     )
     assert problems(path) == [
-        'acme.yaml:7: mx.resolvers: "1.1.1.1:99999" is not "host" or "host:port" (an IPv4/IPv6 '
-        'address or host name; port 1-65535; IPv6 with a port as "[::1]:53")',
+        'acme.yaml:7: mx.resolvers: "1.1.1.1:99999" is not "address" or "address:port" (an '
+        'IPv4/IPv6 address, port 1-65535, IPv6 with a port as "[::1]:53")',
+        'acme.yaml:7: mx.resolvers: "ns1.example.net" is not "address" or "address:port" (an '
+        'IPv4/IPv6 address, port 1-65535, IPv6 with a port as "[::1]:53")',
         'acme.yaml:8: mx.poke_interval: "10 minutes" is not a duration > 0; write e.g. 30s, 10m, '
         "2h, 7d or a number of seconds",
         'acme.yaml:10: delta.timezone: "Europe/Berln" is not a known time zone; did you mean '

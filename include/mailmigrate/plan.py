@@ -207,6 +207,14 @@ def split_host_port(text: str) -> tuple[str, int | None] | None:
     return host, int(port) if port is not None else None
 
 
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def _valid_domain(name: str) -> str | None:
     """The lower-case ASCII (IDNA) form of a domain or host name, ``None`` if it is not one."""
     name = name.strip().rstrip(".").lower()
@@ -430,11 +438,14 @@ def _mx(reader: _Yaml, node: Node) -> MxCheck | None:
         items = reader.texts(list_node, f"mx.{key}", '["1.1.1.1", "127.0.0.1:5353"]')
         ok = items is not None and ok
         for item, text in items or []:
-            if split_host_port(text) is None:
+            parsed = split_host_port(text)
+            if parsed is None or not _is_ip(parsed[0]):
+                # DNS servers by address: a name would need DNS to find DNS, and the MX check
+                # must not depend on the resolver it is checking.
                 reader.problem(
                     item,
-                    f'mx.{key}: "{text}" is not "host" or "host:port" (an IPv4/IPv6 address or '
-                    'host name; port 1-65535; IPv6 with a port as "[::1]:53")',
+                    f'mx.{key}: "{text}" is not "address" or "address:port" (an IPv4/IPv6 '
+                    'address, port 1-65535, IPv6 with a port as "[::1]:53")',
                 )
                 ok = False
         servers[key] = tuple(text for _, text in items or [])

@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG, Param, TaskGroup, TriggerRule
+from airflow.sdk import DAG, Param, TaskGroup, TriggerRule, get_parsing_context
 from airflow.sdk.definitions.param import ParamsDict
 
 from mailmigrate.plan import Account, Plan, PlanError, find_plans, load_plan
@@ -55,9 +55,13 @@ STOP_LABELS = {
 def build_dags(dag_file: str) -> dict[str, DAG]:
     """Every valid plan's DAG by DAG id; each invalid plan reported as its own import error.
 
+    A worker that parses the file to run one task gets only that task's DAG (Airflow's parsing
+    context): building all DAGs of all plans for every task would cost seconds per task.
+
     :param dag_file: the calling DAG file (``__file__``); the plans directory is found from it.
     """
     plans_dir = plans_dir_for(dag_file)
+    wanted = get_parsing_context().dag_id
     dags: dict[str, DAG] = {}
     names: dict[str, Path] = {}
     for path in find_plans(plans_dir):
@@ -65,10 +69,13 @@ def build_dags(dag_file: str) -> dict[str, DAG]:
             plan = load_plan(path)
             if plan.name in names:
                 raise PlanError([_duplicate_name(path, plan.name, names[plan.name])])
-            dags[plan.dag_id] = build_dag(plan, path.relative_to(plans_dir).as_posix(), dag_file)
             names[plan.name] = path
+            if wanted is None or plan.dag_id == wanted:
+                relative = path.relative_to(plans_dir).as_posix()
+                dags[plan.dag_id] = build_dag(plan, relative, dag_file)
         except PlanError as exc:
-            report_plan_error(path, str(exc))
+            if wanted is None:  # the dag processor's parse reports; a task's parse need not
+                report_plan_error(path, str(exc))
         except Exception as exc:  # a bug must not cost the other plans their DAGs either
             log.exception("building the DAG of %s failed", path)
             report_plan_error(path, f"{path}:1: cannot build the DAG: {type(exc).__name__}: {exc}")

@@ -178,7 +178,13 @@ def _typed(conn_id: str, name: str, value: Any, schema: dict[str, Any]) -> Any:
             value = int(str(value).strip())
         except ValueError:
             raise ConnectionConfigError(f"{where} must be a whole number, not {value!r}") from None
-    if "integer" in types and isinstance(value, int) and value < schema.get("minimum", value):
+    elif "number" in types and not isinstance(value, int | float):
+        try:
+            value = float(str(value).strip())
+        except ValueError:
+            raise ConnectionConfigError(f"{where} must be a number, not {value!r}") from None
+    numeric = {"integer", "number"} & set(types)
+    if numeric and isinstance(value, int | float) and value < schema.get("minimum", value):
         raise ConnectionConfigError(f"{where} must be at least {schema['minimum']}, not {value}")
     if "enum" in schema:
         value = str(value).strip().lower()

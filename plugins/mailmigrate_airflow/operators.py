@@ -320,10 +320,9 @@ class NoMxCheckOperator(AccountStep, BaseOperator):
 class CutoverReadyOperator(PlanOperator):
     """``cutover_ready``: every initial copy is done, the MX record can be changed now.
 
-    Logs the announcement and sends it through the plan's notifiers (plan key ``notify``: a
-    list of ``{notifier: <import path of a BaseNotifier>, args: {...}}``; the args may use
-    ``{{ cutover.subject }}`` and ``{{ cutover.message }}``). A run over a subset of the accounts
-    (a test migration) announces nothing: this task is skipped.
+    Logs the announcement and sends it through the plan's notifiers (see
+    :mod:`mailmigrate_airflow.notifiers`). A run over a subset of the accounts (a test
+    migration) announces nothing: this task is skipped.
 
     :param plan: the plan file, relative to the plans directory (e.g. ``acme.yaml``).
     """
@@ -345,50 +344,13 @@ class CutoverReadyOperator(PlanOperator):
             )
         if STOP_POINTS[stop_point(context.get("params"))] < STEPS.index("initial_copy"):
             raise AirflowSkipException("this run stops after test: there is no cutover")
-        cutover = cutover_announcement(plan)
+        from mailmigrate_airflow.notifiers import cutover_announcement, notify_cutover
+
+        cutover = cutover_announcement(plan, [mx_domain_of(a) for a in plan.accounts])
         for line in cutover["message"].splitlines():
             self.log.info("%s", line)
-        for spec in getattr(plan, "notify", None) or ():
-            self.notify(spec, context, cutover)
+        notify_cutover(plan, context, cutover, self.log)
         return small_summary({k: v for k, v in cutover.items() if k != "message"})
-
-    def notify(self, spec: Any, context: Context, cutover: dict[str, Any]) -> None:
-        from airflow.sdk import BaseNotifier
-        from airflow.sdk.module_loading import import_string
-
-        path = spec.get("notifier") if isinstance(spec, dict) else spec.notifier
-        args = (spec.get("args") if isinstance(spec, dict) else spec.args) or {}
-        try:
-            notifier = import_string(path)(**args)
-        except Exception as exc:
-            raise AirflowFailException(f"notify: cannot set up {path}: {exc}") from exc
-        if not isinstance(notifier, BaseNotifier):
-            raise AirflowFailException(f"notify: {path} is not an Airflow notifier (BaseNotifier)")
-        self.log.info("Notifying through %s", path)
-        notifier({**context, "cutover": cutover})
-
-
-def cutover_announcement(plan: Plan) -> dict[str, Any]:
-    """What cutover_ready says: subject, message and the facts behind them."""
-    domains = sorted({mx_domain_of(account) for account in plan.accounts})
-    subject = f"{plan.name}: all {len(plan.accounts)} initial copies done, change the MX record now"
-    lines = [subject + "."]
-    if plan.mx:
-        lines.append(
-            f"Point the MX records of {', '.join(domains)} to {', '.join(plan.mx.expect)}."
-        )
-        lines.append("wait_for_mx watches DNS; the delta copies follow in the delta window.")
-    else:
-        lines.append(f"Change the MX records of {', '.join(domains)} to the new servers.")
-        lines.append("The plan has no mx section: the delta copies do not wait for DNS.")
-    return {
-        "plan": plan.name,
-        "accounts": len(plan.accounts),
-        "domains": domains,
-        "mx_expect": list(plan.mx.expect) if plan.mx else [],
-        "subject": subject,
-        "message": "\n".join(lines),
-    }
 
 
 def mx_domain_of(account: Account) -> str:

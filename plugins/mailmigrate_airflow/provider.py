@@ -29,20 +29,17 @@ def _choice(label: str, description: str, values: list[str], default: str | None
     return {"label": label, "description": description, "schema": schema}
 
 
-def _number(label: str, description: str, minimum: int = 1) -> dict[str, Any]:
+def _number(label: str, description: str, kind: str = "integer") -> dict[str, Any]:
     return {
         "label": label,
         "description": description,
-        "schema": {"type": ["integer", "null"], "minimum": minimum},
+        "schema": {"type": [kind, "null"], "minimum": 1},
     }
 
 
-def _flag(label: str, description: str, default: bool = False) -> dict[str, Any]:
-    return {
-        "label": label,
-        "description": description,
-        "schema": {"type": ["boolean", "null"], "default": default},
-    }
+def _flag(label: str, description: str) -> dict[str, Any]:
+    # No default: the form would store false, which is not the same as "unset" for the adapters.
+    return {"label": label, "description": description, "schema": {"type": ["boolean", "null"]}}
 
 
 IMAP_CONN_FIELDS: dict[str, dict[str, Any]] = {
@@ -72,7 +69,14 @@ IMAP_CONN_FIELDS: dict[str, dict[str, Any]] = {
 }
 
 EWS_CONN_FIELDS: dict[str, dict[str, Any]] = {
-    "auth": _text("Authentication", "ntlm, basic or oauth2 (client credentials); default ntlm."),
+    "auth": _choice(
+        "Authentication",
+        "ntlm or basic with the login/password above or the accounts' own passwords; oauth2: "
+        "client credentials (client id and tenant id below, the client secret as password). "
+        "Empty: what exchangelib negotiates.",
+        ["ntlm", "basic", "oauth2"],
+        None,
+    ),
     "service_endpoint": _text(
         "Service endpoint",
         "Full EWS URL, e.g. https://mail.example.com/EWS/Exchange.asmx (default: built from host).",
@@ -80,13 +84,15 @@ EWS_CONN_FIELDS: dict[str, dict[str, Any]] = {
     "autodiscover": _flag("Autodiscover", "Find the EWS endpoint of each account by autodiscover."),
     "impersonation": _flag(
         "Impersonation",
-        "Act as each account with the login above (ApplicationImpersonation role) when the "
-        "account has no password of its own.",
+        "Act as each account with the login above (ApplicationImpersonation role). Empty: only "
+        "for accounts without a password of their own.",
     ),
     "ca_file": _text(
         "CA file", "PEM file of the CA that signed the server certificate (optional)."
     ),
-    "max_wait": _number("Max back-off (s)", "Longest wait after ErrorServerBusy before giving up."),
+    "max_wait": _number(
+        "Max back-off (s)", "Longest wait after ErrorServerBusy before giving up (300).", "number"
+    ),
     "max_connections": _number("Max connections", "Concurrent HTTP sessions per account."),
     "client_id": _text(
         "OAuth2 client id", "Application (client) id; the password holds the secret."

@@ -1,9 +1,9 @@
-"""Item and folder properties of the EWS simulator: response shapes, rendering, and writes.
+"""Item and folder properties of the EWS simulator: response shapes and item writes.
 
-Renders ``t:Message`` and ``t:Folder`` elements with the properties a shape asks for (``BaseShape``
-plus ``AdditionalProperties``), reads item properties from ``CreateItem``/``UpdateItem`` requests,
-and maps the MAPI properties Exchange computes (``PR_MESSAGE_FLAGS``, delivery time, sizes, quotas)
-to the stored state. Unknown FieldURIs are skipped, as Exchange skips properties without a value.
+Parses ``ItemShape``/``FolderShape`` (``BaseShape`` plus ``AdditionalProperties``) and
+``ExtendedFieldURI`` keys, and reads the properties a ``CreateItem``/``UpdateItem`` request sets:
+MimeContent, IsRead, categories and extended properties, where ``PR_MESSAGE_FLAGS`` (read and
+unsent bits) and ``PR_MESSAGE_DELIVERY_TIME`` act on the message's state as on Exchange.
 """
 
 from __future__ import annotations

@@ -174,7 +174,9 @@ def fault_document(fault: SoapFault, api_version: str | None = None) -> bytes:
     if fault.values:
         message_xml = etree.SubElement(detail, t("MessageXml"))
         for name, value in fault.values.items():
-            if fault.code == "ErrorSchemaValidation":  # LineNumber, LinePosition, Violation elements
+            if (
+                fault.code == "ErrorSchemaValidation"
+            ):  # LineNumber, LinePosition, Violation elements
                 etree.SubElement(message_xml, t(name)).text = value
             else:
                 etree.SubElement(message_xml, t("Value"), Name=name).text = value

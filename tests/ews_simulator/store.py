@@ -53,9 +53,8 @@ class StoredFolder:
     created_seq: int
     sync_epoch: int = 0
     props: dict[PropKey, tuple[str, object]] = field(default_factory=dict)
-    tombstones: list[tuple[str, int, int]] = field(
-        default_factory=list
-    )  # (item id, created, deleted)
+    # (item id, created seq, deleted seq) of the items deleted from this folder
+    tombstones: list[tuple[str, int, int]] = field(default_factory=list)
 
 
 @dataclass

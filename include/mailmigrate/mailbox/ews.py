@@ -20,18 +20,10 @@ from contextlib import contextmanager
 from typing import Any
 
 from exchangelib import Message as EwsMessage
-from exchangelib.errors import (
-    ErrorInvalidSyncStateData,
-    ErrorItemNotFound,
-)
+from exchangelib.errors import ErrorInvalidSyncStateData, ErrorItemNotFound
 from exchangelib.items import ALWAYS_OVERWRITE, HARD_DELETE, ID_ONLY, SAVE_ONLY, SEND_TO_NONE
 from exchangelib.properties import ItemId
-from exchangelib.services import (
-    DeleteItem,
-    GetItem,
-    SyncFolderItems,
-    UpdateItem,
-)
+from exchangelib.services import DeleteItem, SyncFolderItems, UpdateItem
 
 from mailmigrate.connections import Endpoint
 from mailmigrate.identity import identity_of
@@ -63,6 +55,7 @@ from .ews_items import (
     representable,
     size_from_identity,
 )
+from .ews_records import GetItemRecords, SyncItemRecords
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +67,10 @@ def _utc(value: Any) -> dt.datetime | None:
         return None
     # EWSDateTime refuses stdlib time zones; go through the epoch to a plain aware datetime.
     return dt.datetime.fromtimestamp(value.timestamp(), dt.UTC)
+
+
+def _info(item: Any, identity: str, size: int) -> MessageInfo:
+    return MessageInfo(item.id, identity, size, flags_of(item), _utc(item.datetime_received))
 
 
 def _folder_tag(folder_id: str) -> str:
@@ -98,11 +95,7 @@ class EwsMailbox(Mailbox):
         self._options: EwsOptions | None = None
         self._account: Any = None
         self._tree: FolderTree | None = None
-        self._identities: dict[str, tuple[str, int]] = {}
-        self.append_batch_bytes = int(endpoint.option("append_batch_bytes", 8 * 1024 * 1024))
-        self.append_batch_count = int(endpoint.option("append_batch_count", 50))
-        self.fetch_batch_bytes = int(endpoint.option("fetch_batch_bytes", 8 * 1024 * 1024))
-        self.fetch_batch_count = int(endpoint.option("fetch_batch_count", 25))
+        self._identities: dict[str, tuple[str, int]] = {}  # native item id -> identity, size
 
     def __repr__(self) -> str:
         return f"EwsMailbox({self.label!r})"
@@ -162,6 +155,7 @@ class EwsMailbox(Mailbox):
                 "max_wait": options.max_wait,
                 "flags": list(SUPPORTED_FLAGS),
                 "keywords": "as categories",
+                "append_limit": options.max_message_size,
                 "folders": len(tree.entries),
             }
 
@@ -214,15 +208,14 @@ class EwsMailbox(Mailbox):
             return tree.quota()
 
     def append_limit(self) -> int | None:
-        limit = self.endpoint.option("max_message_size")
-        return int(limit) if limit else None
+        return self._options.max_message_size if self._options else None
 
     # -- reading ---------------------------------------------------------------------------
     def _sync(
         self, entry: FolderEntry, state: str | None
     ) -> tuple[list[tuple[str, Any]], str | None]:
         fields = field_paths(EwsMessage, LISTING_FIELDS)
-        service = SyncFolderItems(account=self._account)
+        service = SyncItemRecords(account=self._account)
         changes: list[tuple[str, Any]] = []
         while True:
             changes.extend(
@@ -268,7 +261,7 @@ class EwsMailbox(Mailbox):
                 elif kind == SyncFolderItems.UPDATE:
                     result.flags[obj.id] = flags_of(obj)
                 elif kind == SyncFolderItems.READ_FLAG_CHANGE:
-                    read_changed.append(obj[0].id)
+                    read_changed.append(obj.id)
                 elif kind == SyncFolderItems.DELETE and obj.id in known_refs:
                     result.removed.add(obj.id)
             result.new = self._infos(created)
@@ -296,7 +289,7 @@ class EwsMailbox(Mailbox):
         paths = field_paths(EwsMessage, tuple(fields))
         for start in range(0, len(refs), batch):
             chunk = [ItemId(id=r) for r in refs[start : start + batch]]
-            for item in GetItem(account=self._account, chunk_size=len(chunk)).call(
+            for item in GetItemRecords(account=self._account, chunk_size=len(chunk)).call(
                 items=chunk, additional_fields=paths, shape=ID_ONLY
             ):
                 if isinstance(item, ErrorItemNotFound):
@@ -307,16 +300,16 @@ class EwsMailbox(Mailbox):
 
     def _infos(self, items: list[Any]) -> list[MessageInfo]:
         """MessageInfos of synced items; identities from the stored property, else from MIME."""
+        options = self._options
+        known = self._identities
         missing = [
-            i
-            for i in items
-            if size_from_identity(i.mm_identity) is None and i.id not in self._identities
+            i for i in items if size_from_identity(i.mm_identity) is None and i.id not in known
         ]
-        for batch in chunks_by_size(
-            missing, lambda i: i.size or 0, self.fetch_batch_bytes, self.fetch_batch_count
-        ):
+        sizes = (lambda i: i.size or 0, options.fetch_batch_bytes, options.fetch_batch_count)
+        for batch in chunks_by_size(missing, *sizes):
             for got in self._get([i.id for i in batch], ("mime_content",), batch=len(batch)):
-                self._identities[got.id] = (identity_of(got.mime_content), len(got.mime_content))
+                content = got.mime_content or b""
+                self._identities[got.id] = (identity_of(content), len(content))
         infos = []
         for item in items:
             size = size_from_identity(item.mm_identity)
@@ -326,24 +319,18 @@ class EwsMailbox(Mailbox):
                 identity, size = self._identities[item.id]
             else:
                 continue  # deleted since it was listed
-            infos.append(
-                MessageInfo(item.id, identity, size, flags_of(item), _utc(item.datetime_received))
-            )
+            infos.append(_info(item, identity, size))
         return infos
 
     def fetch(self, path: tuple[str, ...], refs: Sequence[Ref]) -> Iterable[Message]:
         self._entry(path)
         fields = ("mime_content", "datetime_received") + FLAG_FIELDS
         with self._guard("fetching messages", path):
-            for item in self._get([str(r) for r in refs], fields, batch=self.fetch_batch_count):
+            for item in self._get(
+                [str(r) for r in refs], fields, batch=self._options.fetch_batch_count
+            ):
                 content = item.mime_content or b""
-                info = MessageInfo(
-                    item.id,
-                    identity_of(content),
-                    len(content),
-                    flags_of(item),
-                    _utc(item.datetime_received),
-                )
+                info = _info(item, identity_of(content), len(content))
                 self._identities[item.id] = (info.identity, info.size)
                 yield Message(info=info, content=content)
 
@@ -352,7 +339,10 @@ class EwsMailbox(Mailbox):
         entry = self._entry(path)
         results: list[AppendResult] = []
         batches = chunks_by_size(
-            messages, lambda m: len(m.content), self.append_batch_bytes, self.append_batch_count
+            messages,
+            lambda m: len(m.content),
+            self._options.append_batch_bytes,
+            self._options.append_batch_count,
         )
         with self._guard("appending messages", path):
             for batch in batches:
@@ -368,11 +358,8 @@ class EwsMailbox(Mailbox):
                 )
                 for outcome in created:
                     if isinstance(outcome, Exception):
-                        results.append(
-                            AppendResult(
-                                error=self._failures.scrub(f"{type(outcome).__name__}: {outcome}")
-                            )
-                        )
+                        error = self._failures.scrub(f"{type(outcome).__name__}: {outcome}")
+                        results.append(AppendResult(error=error))
                     else:
                         results.append(AppendResult(ref=getattr(outcome, "id", None)))
         return results

@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 
 AUTH_TYPES = {"ntlm": NTLM, "basic": BASIC, "oauth2": OAUTH2}
 DEFAULT_MAX_WAIT = 300  # seconds; keep below the task's execution timeout
+NUMBER_OPTIONS = ("max_wait", "max_connections", "append_batch_bytes", "append_batch_count",
+                  "fetch_batch_bytes", "fetch_batch_count", "max_message_size")  # fmt: skip
 RETRYABLE = (
     RateLimitError,
     ErrorServerBusy,
@@ -160,32 +162,36 @@ class EwsOptions:
     client_id: str | None = None
     tenant_id: str | None = None
     token_url: str | None = None
+    append_batch_bytes: int = 8 * 1024 * 1024
+    append_batch_count: int = 50
+    fetch_batch_bytes: int = 8 * 1024 * 1024
+    fetch_batch_count: int = 25
+    max_message_size: int | None = None
 
     @property
     def server(self) -> str:
         return urlsplit(self.service_endpoint).netloc if self.service_endpoint else "(autodiscover)"
 
 
-def _bool(value: Any, name: str, conn_id: str) -> bool:
+def _bool(value: Any, name: str, where: str) -> bool:
     if isinstance(value, bool):
         return value
     if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
         return value.lower() in ("true", "yes", "1")
-    raise MailboxError(
-        f"connection {conn_id!r}: extra {name!r} must be true or false, not {value!r}"
-    )
+    raise MailboxError(f"{where}: extra {name!r} must be true or false, not {value!r}")
 
 
 def resolve_options(endpoint: Endpoint, user: str, password: str | None, label: str) -> EwsOptions:
     """Check and resolve the endpoint's extras for one account; a :class:`MailboxError` when wrong."""
     conn = endpoint.conn_id
+    where = f"{label}: connection {conn!r}"
     auth = endpoint.option("auth")
     if auth is not None and str(auth).lower() not in AUTH_TYPES:
         raise MailboxError(
             f"{label}: connection {conn!r}: extra 'auth' must be one of {', '.join(AUTH_TYPES)}, not {auth!r}"
         )
     auth = str(auth).lower() if auth else None
-    autodiscover = _bool(endpoint.option("autodiscover", False), "autodiscover", conn)
+    autodiscover = _bool(endpoint.option("autodiscover", False), "autodiscover", where)
     url = endpoint.option("service_endpoint") or (endpoint.host if "://" in endpoint.host else None)
     if url is None and endpoint.host and not autodiscover:
         port = f":{endpoint.port}" if endpoint.port else ""
@@ -202,25 +208,29 @@ def resolve_options(endpoint: Endpoint, user: str, password: str | None, label: 
             )
     else:
         impersonation = _bool(
-            endpoint.option("impersonation", password is None), "impersonation", conn
+            endpoint.option("impersonation", password is None), "impersonation", where
         )
         uses_admin = impersonation or password is None
         login = (endpoint.login or "") if uses_admin else user
         if uses_admin and not (endpoint.login and endpoint.password):
-            raise MailboxError(
-                f"{label}: {user} has no password and connection {conn!r} has no admin login and password"
-            )
-    verify: str | bool = _bool(endpoint.option("verify", True), "verify", conn)
+            why = "impersonation" if impersonation else f"{user} has no password of its own"
+            raise MailboxError(f"{where}: an admin login and password are needed ({why})")
+    verify: str | bool = _bool(endpoint.option("verify", True), "verify", where)
     if endpoint.option("ca_file"):
         verify = str(endpoint.option("ca_file"))
-    try:
-        max_wait = float(endpoint.option("max_wait", DEFAULT_MAX_WAIT))
-        max_connections = endpoint.option("max_connections")
-        max_connections = int(max_connections) if max_connections not in (None, "") else None
-    except (TypeError, ValueError):
-        raise MailboxError(
-            f"{label}: connection {conn!r}: extras 'max_wait' and 'max_connections' must be numbers"
-        ) from None
+    numbers: dict[str, Any] = {}
+    for name in NUMBER_OPTIONS:
+        value = endpoint.option(name)
+        if value in (None, ""):
+            continue
+        try:
+            numbers[name] = float(value) if name == "max_wait" else int(value)
+        except (TypeError, ValueError):
+            raise MailboxError(
+                f"{label}: connection {conn!r}: extra {name!r} must be a number, not {value!r}"
+            ) from None
+        if numbers[name] <= 0:
+            raise MailboxError(f"{label}: connection {conn!r}: extra {name!r} must be positive")
     return EwsOptions(
         service_endpoint=url,
         autodiscover=autodiscover,
@@ -228,12 +238,13 @@ def resolve_options(endpoint: Endpoint, user: str, password: str | None, label: 
         impersonation=impersonation,
         uses_admin=uses_admin,
         login=login,
-        max_wait=max_wait,
-        max_connections=max_connections,
+        max_wait=numbers.pop("max_wait", DEFAULT_MAX_WAIT),
+        max_connections=numbers.pop("max_connections", None),
         verify=verify,
         client_id=endpoint.option("client_id"),
         tenant_id=endpoint.option("tenant_id"),
         token_url=endpoint.option("token_url"),
+        **numbers,
     )
 
 

@@ -106,10 +106,11 @@ class FolderTree:
             self.well_known[name] = result.id
 
     def load(self) -> None:
-        self.well_known.clear()
-        self._resolve_well_known(WELL_KNOWN, tolerant=False)
-        for name in OPTIONAL_WELL_KNOWN:
-            self._resolve_well_known((name,), tolerant=True)
+        """(Re)read the folder tree; well-known folders are resolved once (their ids never change)."""
+        if "msgfolderroot" not in self.well_known:
+            self._resolve_well_known(WELL_KNOWN, tolerant=False)
+            for name in OPTIONAL_WELL_KNOWN:
+                self._resolve_well_known((name,), tolerant=True)
         top = self.folder_ref(self.well_known["msgfolderroot"])
         found = self._find_below(top, FOLDER_FIELDS)
         children: dict[str, list[Folder]] = {}

@@ -33,7 +33,9 @@ class FindItem(Operation):
             )
         shape = parse_shape(self.child(request, "ItemShape"), items=True)
         if shape.mime:
-            raise SoapFault("ErrorInvalidPropertyRequest", "MimeContent cannot be used in FindItem requests.")
+            raise SoapFault(
+                "ErrorInvalidPropertyRequest", "MimeContent cannot be used in FindItem requests."
+            )
         offset, count = self.paging(request.find(m("IndexedPageItemView")))
         sort_order = request.find(m("SortOrder"))
 

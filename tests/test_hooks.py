@@ -1,0 +1,178 @@
+"""The imap and ews hooks, and the provider metadata that puts them into the connection form."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+
+import jsonschema
+import pytest
+
+IMAP = {
+    "conn_type": "imap",
+    "host": "imap.old.example",
+    "port": 993,
+    "login": "migration-admin",
+    "password": "Adm1n-Secret-Pw",
+    "extra": {"security": "ssl", "ca_file": "/etc/ssl/old-ca.pem", "auth": "master"},
+}
+EWS = {
+    "conn_type": "ews",
+    "host": "mail.new.example",
+    "login": "svc-migrate@new.example",
+    "password": "Client-Secret-Value",
+    # as Airflow's connection form stores it: strings, nulls, prefixed legacy names
+    "extra": {
+        "auth": "OAuth2",
+        "service_endpoint": "https://mail.new.example/EWS/Exchange.asmx",
+        "autodiscover": "false",
+        "impersonation": True,
+        "max_wait": "2.5",
+        "max_connections": 4,
+        "client_id": "7f0c-client",
+        "extra__ews__tenant_id": "contoso-tenant",
+        "ca_file": None,
+    },
+}
+
+
+@pytest.fixture
+def connections(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_MM_OLD", json.dumps(IMAP))
+    monkeypatch.setenv("AIRFLOW_CONN_MM_NEW", json.dumps(EWS))
+    monkeypatch.setenv("AIRFLOW_CONN_MM_HTTP", json.dumps({"conn_type": "http", "host": "x"}))
+
+
+def _schema(name: str) -> dict:
+    return json.loads(resources.files("airflow").joinpath(name).read_text())
+
+
+def test_imap_hook_builds_the_endpoint_from_the_connection(connections: None) -> None:
+    from mailmigrate_airflow.hooks import MailboxImapHook
+
+    with MailboxImapHook("mm_old") as hook:
+        endpoint = hook.get_endpoint()
+        assert hook.get_conn() is endpoint
+
+    assert (endpoint.conn_id, endpoint.kind, endpoint.host, endpoint.port) == (
+        "mm_old",
+        "imap",
+        "imap.old.example",
+        993,
+    )
+    assert (endpoint.login, endpoint.password) == ("migration-admin", "Adm1n-Secret-Pw")
+    assert endpoint.extra == {"security": "ssl", "ca_file": "/etc/ssl/old-ca.pem", "auth": "master"}
+    assert "Adm1n-Secret-Pw" not in repr(endpoint)
+    assert hook._endpoint is None  # dropped on leaving the with block
+
+
+def test_exchange_hook_types_form_values_and_accepts_prefixed_names(connections: None) -> None:
+    from mailmigrate_airflow.hooks import ExchangeHook
+
+    endpoint = ExchangeHook("mm_new").get_endpoint()
+
+    assert (endpoint.kind, endpoint.host, endpoint.port) == ("ews", "mail.new.example", None)
+    assert endpoint.password == "Client-Secret-Value"
+    assert endpoint.extra == {
+        "auth": "oauth2",
+        "service_endpoint": "https://mail.new.example/EWS/Exchange.asmx",
+        "autodiscover": False,
+        "impersonation": True,
+        "max_wait": 2.5,
+        "max_connections": 4,
+        "client_id": "7f0c-client",
+        "tenant_id": "contoso-tenant",
+    }
+
+
+def test_get_endpoint_picks_the_hook_by_conn_type(connections: None) -> None:
+    from mailmigrate_airflow.hooks import get_endpoint
+
+    assert get_endpoint("mm_old").kind == "imap"
+    assert get_endpoint("mm_new").kind == "ews"
+
+
+def test_wrong_connections_are_refused_with_the_connection_named(
+    connections: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    from mailmigrate.connections import ConnectionConfigError
+    from mailmigrate_airflow.hooks import ExchangeHook, MailboxImapHook, get_endpoint
+
+    with pytest.raises(ConnectionConfigError, match="'mm_new'.*must be imap"):
+        MailboxImapHook("mm_new").get_endpoint()
+    with pytest.raises(ConnectionConfigError, match="'mm_old'.*must be ews"):
+        ExchangeHook("mm_old").get_endpoint()
+    with pytest.raises(ConnectionConfigError, match="'mm_http'.*must be imap or ews"):
+        get_endpoint("mm_http")
+    with pytest.raises(AirflowNotFoundException):
+        get_endpoint("mm_missing")
+
+    bad = {**IMAP, "extra": {"security": "tls", "auth": "master"}}
+    monkeypatch.setenv("AIRFLOW_CONN_MM_BAD", json.dumps(bad))
+    with pytest.raises(ConnectionConfigError, match="'mm_bad': extra security must be one of ssl"):
+        get_endpoint("mm_bad")
+    bad = {**EWS, "extra": {"max_connections": "many"}}
+    monkeypatch.setenv("AIRFLOW_CONN_MM_BAD", json.dumps(bad))
+    with pytest.raises(ConnectionConfigError, match="extra max_connections must be a whole number"):
+        get_endpoint("mm_bad")
+
+
+def test_provider_info_validates_against_airflows_schemas() -> None:
+    from mailmigrate_airflow.provider import get_provider_info
+
+    info = get_provider_info()
+    jsonschema.validate(info, _schema("provider_info.schema.json"))
+    # The stricter provider.yaml schema describes conn-fields and ui-field-behaviour in detail.
+    connection_types = _schema("provider.yaml.schema.json")["properties"]["connection-types"]
+    jsonschema.validate(info["connection-types"], connection_types)
+    assert {c["connection-type"]: c["hook-class-name"] for c in info["connection-types"]} == {
+        "imap": "mailmigrate_airflow.hooks.MailboxImapHook",
+        "ews": "mailmigrate_airflow.hooks.ExchangeHook",
+    }
+
+
+def test_ui_field_behaviour_dicts() -> None:
+    from mailmigrate_airflow.hooks import ExchangeHook, MailboxImapHook
+
+    schema = _schema("customized_form_field_behaviours.schema.json")
+    imap = MailboxImapHook.get_ui_field_behaviour()
+    ews = ExchangeHook.get_ui_field_behaviour()
+    for behaviour in (imap, ews):
+        jsonschema.validate(behaviour, schema)
+        assert behaviour["hidden_fields"] == ["schema"]
+    assert imap["relabeling"] == {"login": "Admin login", "password": "Admin password"}
+    assert imap["placeholders"]["port"] == "993"
+    assert ews["relabeling"]["password"] == "Admin password / client secret"
+
+
+def test_the_connection_form_offers_both_types_with_their_fields() -> None:
+    """What the API server's connection form endpoint serves, from the installed entry point."""
+    from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
+
+    forms = {m.connection_type: m for m in HookMetaService.hook_meta_data()}
+
+    imap, ews = forms["imap"], forms["ews"]
+    assert (imap.hook_name, ews.hook_name) == ("IMAP mailbox server", "Exchange Web Services (EWS)")
+    assert set(imap.extra_fields) == {"security", "ca_file", "auth", "master_separator", "timeout"}
+    assert imap.extra_fields["security"]["schema"]["enum"] == ["ssl", "starttls", "none"]
+    assert imap.extra_fields["auth"]["schema"]["enum"] == ["login", "master", "authzid", "xoauth2"]
+    assert set(ews.extra_fields) == {
+        "auth",
+        "service_endpoint",
+        "autodiscover",
+        "impersonation",
+        "ca_file",
+        "max_wait",
+        "max_connections",
+        "client_id",
+        "tenant_id",
+    }
+    assert ews.extra_fields["auth"]["schema"]["enum"] == ["ntlm", "basic", "oauth2"]
+    # unset stays unset: a form default of false would override the adapters' own defaults
+    assert ews.extra_fields["impersonation"]["value"] is None
+    assert imap.extra_fields["auth"]["value"] is None
+    assert imap.standard_fields.url_schema.hidden is True
+    assert imap.standard_fields.login.title == "Admin login"
+    assert ews.standard_fields.password.title == "Admin password / client secret"

@@ -151,7 +151,9 @@ def apply_change(client, corpus: Corpus, round_number: int, share: float = 0.01)
         uidnext = int(info[b"UIDNEXT"])
         fresh = [
             (
-                make_message(900_000 + round_number * 1000 + i, size=rng.choice((3000, 9000, 24000))),
+                make_message(
+                    900_000 + round_number * 1000 + i, size=rng.choice((3000, 9000, 24000))
+                ),
                 ("\\Seen",) if i % 2 else (),
                 BASE_DATE + timedelta(days=900, minutes=i),
             )

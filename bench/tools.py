@@ -69,7 +69,9 @@ def measure(command: list[str], env: dict[str, str], workdir: Path, name: str) -
     report at least our own peak. GNU time is tiny, so its child starts from almost nothing.
     """
     out, err, usage = (workdir / f"{name}.{ext}" for ext in ("out", "err", "rusage"))
-    wrapped = [TIME, "-f", "%M %U %S", "-o", str(usage), *command] if os.path.exists(TIME) else command
+    wrapped = (
+        [TIME, "-f", "%M %U %S", "-o", str(usage), *command] if os.path.exists(TIME) else command
+    )
     with out.open("wb") as stdout, err.open("wb") as stderr:
         started = time.monotonic()
         process = subprocess.run(wrapped, env=env, cwd=workdir, stdout=stdout, stderr=stderr,
@@ -224,10 +226,15 @@ def write_mbsync_config(
     path = workdir / "mbsyncrc"
     path.write_text(
         MBSYNC_CONFIG.format(
-            source_host=source.host, source_port=source.port, source_user=source.user,
-            source_password=source.password, destination_host=destination.host,
-            destination_port=destination.port, destination_user=destination.user,
-            destination_password=destination.password, state=state,
+            source_host=source.host,
+            source_port=source.port,
+            source_user=source.user,
+            source_password=source.password,
+            destination_host=destination.host,
+            destination_port=destination.port,
+            destination_user=destination.user,
+            destination_password=destination.password,
+            state=state,
             exclude="".join(f" !{name}" for name in exclude),
         )  # fmt: skip
     )

@@ -40,7 +40,14 @@ ACCOUNTS = [  # (address, password or None for admin login, messages)
     ("bob@demo.example", None, 250),
     ("carol@demo.example", None, 150),
 ]
-FOLDERS = ["INBOX", "INBOX.Sent", "INBOX.Drafts", "INBOX.Trash", "INBOX.Projects", "INBOX.Projects.2024"]
+FOLDERS = [
+    "INBOX",
+    "INBOX.Sent",
+    "INBOX.Drafts",
+    "INBOX.Trash",
+    "INBOX.Projects",
+    "INBOX.Projects.2024",
+]
 
 
 def say(text: str) -> None:
@@ -104,6 +111,7 @@ def airflow_environment(source: DovecotServer, destination: DovecotServer, port:
         AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS="True",
         AIRFLOW__API__PORT=str(port),
         AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="10",
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",  # its children
         MAILMIGRATE_PLANS_DIR=str(DEMO / "plans"),
         MAILMIGRATE_STATE_DIR=str(DEMO / "state"),
         AIRFLOW_CONN_DEMO_OLD=json.dumps(source.connection("demo_old")),
@@ -132,25 +140,39 @@ def flip(source: DovecotServer, dns: DnsServer) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
     for n, (address, _, _) in enumerate(ACCOUNTS):
         client = source.master_client(address)
-        seed_folder(client, "INBOX", [(make_message(900_000 + n * 100 + i), (), now) for i in range(5)])
+        seed_folder(
+            client, "INBOX", [(make_message(900_000 + n * 100 + i), (), now) for i in range(5)]
+        )
         client.logout()
     say("delivered 5 new messages to every old mailbox")
     dns.set_mx(DOMAIN, [NEW_MX], ttl=5)
     say(f"MX of {DOMAIN} now points to {NEW_MX}: wait_for_mx releases within a poke or two")
 
 
+def stop_leftovers() -> None:
+    """Stop servers of an earlier demo that did not end cleanly (they hold .demo files)."""
+    subprocess.run(["pkill", "-f", f"-c {DEMO}/"], check=False)
+    subprocess.run(["pkill", "-f", f"--conf-file={DEMO}/"], check=False)
+
+
 def run(port: int) -> None:
+    stop_leftovers()
     if DEMO.exists():
         shutil.rmtree(DEMO)
     DEMO.mkdir()
-    servers = [DovecotServer(DEMO / "old-provider", "legacy"), DovecotServer(DEMO / "new-provider", "modern")]
+    servers = [
+        DovecotServer(DEMO / "old-provider", "legacy"),
+        DovecotServer(DEMO / "new-provider", "modern"),
+    ]
     dns = DnsServer(DEMO / "dns")
     airflow = None
     try:
         for server in servers:
             server.start()
         source, destination = servers
-        say(f"old provider IMAP on 127.0.0.1:{source.port}, new provider on 127.0.0.1:{destination.port}")
+        say(
+            f"old provider IMAP on 127.0.0.1:{source.port}, new provider on 127.0.0.1:{destination.port}"
+        )
         seed_mailboxes(source, destination)
         dns.set_mx(DOMAIN, [OLD_MX], ttl=5)
         dns.start()
@@ -167,7 +189,9 @@ def run(port: int) -> None:
         )
         say("starting Airflow (api-server, scheduler, dag-processor, triggerer)...")
         wait_for_api(port, airflow)
-        say(f"Airflow UI: http://127.0.0.1:{port}/dags/migration_demo  (no login needed in the demo)")
+        say(
+            f"Airflow UI: http://127.0.0.1:{port}/dags/migration_demo  (no login needed in the demo)"
+        )
         say("trigger migration_demo there; when cutover_ready is green run, in another terminal:")
         say("    make demo-flip-mx")
         say("Ctrl-C stops everything.")
@@ -197,7 +221,9 @@ def request_flip() -> None:
     FLIP_REQUEST.touch()
     for _ in range(60):
         if not FLIP_REQUEST.exists():
-            print("[demo] MX flipped and new mail delivered; watch wait_for_mx and delta_copy in the UI")
+            print(
+                "[demo] MX flipped and new mail delivered; watch wait_for_mx and delta_copy in the UI"
+            )
             return
         time.sleep(1)
     raise SystemExit("the demo did not answer; is `make demo` still running?")

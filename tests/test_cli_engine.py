@@ -40,7 +40,10 @@ def test_test_copy_and_report_commands(legacy_imap, modern_imap, new_account, tm
     users = []
     for seed in (1, 2):
         user, password = new_account(legacy_imap)
-        seed_account(legacy_imap.client(user, password), {"INBOX": rich_corpus(seed)[:12], "INBOX.Sent": rich_corpus(seed + 5)[:4]})
+        seed_account(
+            legacy_imap.client(user, password),
+            {"INBOX": rich_corpus(seed)[:12], "INBOX.Sent": rich_corpus(seed + 5)[:4]},
+        )
         dst_user, dst_password = new_account(modern_imap)
         users.append((user, password, dst_user, dst_password))
     # The second account has no passwords: the connections' master user logs in for it.
@@ -82,7 +85,9 @@ def test_test_copy_and_report_commands(legacy_imap, modern_imap, new_account, tm
             assert secret not in output.stdout + output.stderr
 
 
-def test_a_refused_login_fails_the_account_with_a_clear_message(legacy_imap, modern_imap, new_account, tmp_path):
+def test_a_refused_login_fails_the_account_with_a_clear_message(
+    legacy_imap, modern_imap, new_account, tmp_path
+):
     user, _ = new_account(legacy_imap)
     dst_user, dst_password = new_account(modern_imap)
     plan = _write_plan(tmp_path, [(user, "wrong-secret-123", dst_user, dst_password)])

@@ -431,32 +431,27 @@ def test_a_task_loading_the_plan_masks_every_account_password(dag_folder: Path) 
 
 
 def test_cutover_is_sent_through_the_plans_notifiers(tmp_path: Path) -> None:
-    """A real notifier, templated with the cutover text; the plan's ``notify`` entry as the
-    factory reads it (the plan loader does not know the key yet)."""
+    """A real notifier from the plan's ``notify`` key, templated with the cutover text."""
     import logging
-    from types import SimpleNamespace
 
-    from mailmigrate.plan import MxCheck
+    from mailmigrate.plan import load_plan
     from mailmigrate_airflow.notifiers import cutover_announcement, notify_cutover
 
-    plan = SimpleNamespace(
-        name="acme",
-        accounts=[object()] * 3,
-        mx=MxCheck(expect=("mx1.new.example",)),
-        notify=[
-            {
-                "notifier": "test_dag_factory.FileNotifier",
-                "args": {"path": str(tmp_path / "sent"), "text": "{{ cutover.subject }}"},
-            }
-        ],
+    sent = tmp_path / "sent"
+    notify = (
+        "notify:\n"
+        "  - notifier: test_dag_factory.FileNotifier\n"
+        "    args:\n"
+        f"      path: {json.dumps(str(sent))}\n"
+        '      text: "{{ cutover.subject }}"\n'
     )
+    plan = load_plan(write_plan(tmp_path / "plans", "acme", extra=notify))
     cutover = cutover_announcement(plan, ["example.com", "example.org", "example.com"])
     notify_cutover(plan, {"dag": None}, cutover, logging.getLogger("test"))
 
-    sent = (tmp_path / "sent").read_text()
-    assert sent == "acme: all 3 initial copies done, change the MX record now"
+    assert sent.read_text() == "acme: all 3 initial copies done, change the MX record now"
     assert (
-        "Point the MX records of example.com, example.org to mx1.new.example."
+        "Point the MX records of example.com, example.org to mx1.new.example, mx2.new.example."
         in (cutover["message"])
     )
 

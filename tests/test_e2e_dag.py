@@ -69,11 +69,17 @@ class Operator(threading.Thread):
             now = datetime.now(UTC).replace(microsecond=0)
             for n, (user, password, _, _) in enumerate(self.accounts):
                 client = self.legacy.client(user, password)
-                seed_folder(client, "INBOX", [(make_message(80_000 + n * 10 + i), (), now) for i in range(3)])
+                seed_folder(
+                    client,
+                    "INBOX",
+                    [(make_message(80_000 + n * 10 + i), (), now) for i in range(3)],
+                )
                 client.logout()
             for server in self.dns:
                 time.sleep(3 * POKE)
-                self.delta_ran_early.append(any(self._destination_count(a) > 20 for a in self.accounts))
+                self.delta_ran_early.append(
+                    any(self._destination_count(a) > 20 for a in self.accounts)
+                )
                 server.set_mx("example.com", [NEW_MX], ttl=1)
         except BaseException as exc:
             self.error = exc
@@ -105,7 +111,14 @@ def test_a_plan_runs_the_whole_way_through_the_dag(
         client = legacy_imap.client(user, password)
         seed_folder(client, "INBOX", [(make_message(70_000 + n * 100 + i, size=3000), ("\\Seen",) if i % 2 else (),
                                        datetime(2024, 2, 1, 8, i, tzinfo=UTC)) for i in range(20)])  # fmt: skip
-        seed_folder(client, "INBOX.Sent", [(make_message(75_000 + n * 100 + i), ("\\Seen",), datetime(2024, 2, 2, tzinfo=UTC)) for i in range(5)])
+        seed_folder(
+            client,
+            "INBOX.Sent",
+            [
+                (make_message(75_000 + n * 100 + i), ("\\Seen",), datetime(2024, 2, 2, tzinfo=UTC))
+                for i in range(5)
+            ],
+        )
         client.logout()
         accounts.append((user, password, dst_user, dst_password))
     dns = dns_servers(3)  # one authoritative server, two resolvers
@@ -146,7 +159,10 @@ def test_a_plan_runs_the_whole_way_through_the_dag(
     for server in dns:
         assert f"{server.address}: {OLD_MX}" in logs and f"{server.address}: {NEW_MX}" in logs
 
-    secrets = [s for a in accounts for s in (a[1], a[3])] + [legacy_imap.master_password, modern_imap.master_password]
+    secrets = [s for a in accounts for s in (a[1], a[3])] + [
+        legacy_imap.master_password,
+        modern_imap.master_password,
+    ]
     serialized = json.dumps(DagSerialization.to_dict(dag), default=str)
     dumped = json.dumps(xcoms, default=str)
     for secret in secrets:

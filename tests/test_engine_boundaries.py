@@ -19,13 +19,17 @@ def test_no_module_of_the_engine_imports_airflow():
                 names = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module:
                 names = [node.module]
-            offenders += [f"{path.name}:{node.lineno} {n}" for n in names if n.split(".")[0] == "airflow"]
+            offenders += [
+                f"{path.name}:{node.lineno} {n}" for n in names if n.split(".")[0] == "airflow"
+            ]
     assert ENGINE.joinpath("sync.py").exists()
     assert offenders == []
 
 
 def test_importing_the_whole_engine_loads_no_airflow_module():
-    modules = sorted(p.stem if p.stem != "__init__" else p.parent.name for p in ENGINE.rglob("*.py"))
+    modules = sorted(
+        p.stem if p.stem != "__init__" else p.parent.name for p in ENGINE.rglob("*.py")
+    )
     assert "sync" in modules and "imap" in modules
     code = (
         "import importlib, pkgutil, sys, mailmigrate, mailmigrate.mailbox\n"

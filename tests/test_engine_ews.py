@@ -42,18 +42,26 @@ def exchange():
 
 
 def _exchange_view(store, folder) -> Counter:
-    return Counter((hashlib.sha256(i.mime).hexdigest(), i.is_read) for i in store.messages(ALICE, folder))
+    return Counter(
+        (hashlib.sha256(i.mime).hexdigest(), i.is_read) for i in store.messages(ALICE, folder)
+    )
 
 
 def _imap_view(client, folder) -> Counter:
-    return Counter((sha, "\\Seen" in flags) for (sha, flags, _), n in snapshot(client, folder).items() for _ in range(n))
+    return Counter(
+        (sha, "\\Seen" in flags)
+        for (sha, flags, _), n in snapshot(client, folder).items()
+        for _ in range(n)
+    )
 
 
 def test_imap_to_exchange_and_back(modern_imap, legacy_imap, new_account, tmp_path, exchange):
     store, simulator, ews = exchange
     user, password = new_account(modern_imap)
     src = modern_imap.client(user, password)
-    seed_account(src, {"INBOX": _corpus(20), "Sent": _corpus(21)[:6], "Projects/2024": _corpus(22)[:4]})
+    seed_account(
+        src, {"INBOX": _corpus(20), "Sent": _corpus(21)[:6], "Projects/2024": _corpus(22)[:4]}
+    )
     imap = endpoint_from_dict("src", modern_imap.connection("src"))
     # The Exchange side has no password in the plan: the admin impersonates the mailbox.
     to_exchange = Account(user, ALICE, password, None)
@@ -81,9 +89,28 @@ def test_imap_to_exchange_and_back(modern_imap, legacy_imap, new_account, tmp_pa
     back_user, back_password = new_account(legacy_imap)
     from_exchange = Account(ALICE, back_user, None, back_password)
     back_plan = make_plan(tmp_path / "out", [from_exchange])
-    back = copy_account(back_plan, from_exchange, ews, endpoint_from_dict("dst", legacy_imap.connection("dst")), "initial")
+    back = copy_account(
+        back_plan,
+        from_exchange,
+        ews,
+        endpoint_from_dict("dst", legacy_imap.connection("dst")),
+        "initial",
+    )
     assert back.ok, back.summary_lines()
     dst = legacy_imap.client(back_user, back_password)
-    for imap_folder, legacy_folder in {"INBOX": "INBOX", "Sent": "INBOX.Sent Items", "Projects/2024": "INBOX.Projects.2024"}.items():
+    for imap_folder, legacy_folder in {
+        "INBOX": "INBOX",
+        "Sent": "INBOX.Sent Items",
+        "Projects/2024": "INBOX.Projects.2024",
+    }.items():
         assert snapshot(dst, legacy_folder) == snapshot(src, imap_folder), imap_folder
-    assert copy_account(back_plan, from_exchange, ews, endpoint_from_dict("dst", legacy_imap.connection("dst")), "delta").totals()["copied"] == 0
+    assert (
+        copy_account(
+            back_plan,
+            from_exchange,
+            ews,
+            endpoint_from_dict("dst", legacy_imap.connection("dst")),
+            "delta",
+        ).totals()["copied"]
+        == 0
+    )

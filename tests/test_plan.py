@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import shutil
 import textwrap
 from pathlib import Path
@@ -12,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mailmigrate.plan import (
+    NotifierSpec,
     Plan,
     PlanError,
     find_plans,
@@ -437,6 +439,127 @@ def test_null_optional_keys_mean_defaults(tmp_path):
         plan_file(tmp_path, "mx:\ndelta: ~\ncopy: {messages_per_second: null}\npool:\n")
     )
     assert plan.mx is None and plan.delta.window is None and plan.pool is None
+
+
+SMTP = "airflow.providers.smtp.notifications.smtp.SmtpNotifier"
+
+
+def test_notify_lists_notifiers_with_their_arguments_as_plain_data(tmp_path):
+    path = plan_file(
+        tmp_path,
+        """\
+        notify:
+          - notifier: airflow.providers.smtp.notifications.smtp.SmtpNotifier
+            args: {to: ops@example.com, subject: "{{ cutover.subject }}", html_content: "<pre>{{ cutover.message }}</pre>"}
+          - notifier: my_company.chat.ChatNotifier
+            args:
+              channel: "#mail"
+              retries: 3
+              timeout: 2.5
+              silent: false
+              mention: [alice, bob]
+              style: {color: red, size: null}
+          - notifier: plain.Notifier
+          - {notifier: other.Notifier, args: null}
+        """,
+    )
+    assert load_plan(path).notify == (
+        NotifierSpec(
+            SMTP,
+            {
+                "to": "ops@example.com",
+                "subject": "{{ cutover.subject }}",
+                "html_content": "<pre>{{ cutover.message }}</pre>",
+            },
+            line=6,
+        ),
+        NotifierSpec(
+            "my_company.chat.ChatNotifier",
+            {
+                "channel": "#mail",
+                "retries": 3,
+                "timeout": 2.5,
+                "silent": False,
+                "mention": ["alice", "bob"],
+                "style": {"color": "red", "size": None},
+            },
+            line=8,
+        ),
+        NotifierSpec("plain.Notifier", {}, line=16),
+        NotifierSpec("other.Notifier", {}, line=17),
+    )
+    assert load_plan(plan_file(tmp_path, "notify: []\n")).notify == ()
+    assert load_plan(plan_file(tmp_path, "notify:\n")).notify == ()
+    assert load_plan(EXAMPLE).notify == ()  # commented out in the example
+
+
+def test_the_examples_commented_notify_block_loads_when_uncommented(tmp_path):
+    text = EXAMPLE.read_text()
+    start = text.index("# notify:")
+    uncommented = text[:start] + re.sub(r"(?m)^# ?", "", text[start:])
+    write(tmp_path, "example.yaml", uncommented)
+    shutil.copy(EXAMPLE.with_name("example_accounts.csv"), tmp_path / "example_accounts.csv")
+    (spec,) = load_plan(tmp_path / "example.yaml").notify
+    assert spec.notifier == SMTP
+    assert spec.args == {
+        "to": "ops@example.com",
+        "subject": "{{ cutover.subject }}",
+        "html_content": "<pre>{{ cutover.message }}</pre>",
+    }
+
+
+def test_notify_problems(tmp_path):
+    path = plan_file(
+        tmp_path,
+        """\
+        notify:
+          - notifier: smtp
+          - notifier: airflow.providers.smtp.notifications.smtp.SmtpNotifier
+            args: [to, ops@example.com]
+          - args: {to: ops@example.com}
+          - notifier: a.B
+            notfier: c.D
+          - plain text
+          - notifier: [a.B]
+          - notifier: 1a.B
+          - notifier: a.B
+            args: {when: 2024-13-45, to: x, to: y, [k]: v}
+          - notifier: a.B
+            notifier: a.C
+          - notifier:
+          - notifier: a.B
+            args:
+              nested: {x: 1, {y: 2}: 3}
+        """,
+    )
+    example = f", e.g. {SMTP}"
+    assert problems(path) == [
+        f'acme.yaml:6: notify.notifier: "smtp" is not the import path of a class (module.Class)'
+        f"{example}",
+        "acme.yaml:8: notify.args: must be a mapping (key: value) of the notifier's arguments, "
+        "e.g. args: {to: ops@example.com}",
+        f"acme.yaml:9: notify.notifier: missing; name an Airflow notifier class{example}",
+        'acme.yaml:11: notify.notfier: unknown key; did you mean "notifier"? (allowed here: '
+        "notifier, args)",
+        "acme.yaml:12: notify: must be a mapping (key: value) with notifier and optional args",
+        f"acme.yaml:13: notify.notifier: must be a text value{example}",
+        f'acme.yaml:14: notify.notifier: "1a.B" is not the import path of a class (module.Class)'
+        f"{example}",
+        "acme.yaml:16: notify.args.to: given twice (first on line 16)",
+        "acme.yaml:16: notify.args: keys must be plain names",
+        "acme.yaml:16: notify.args.when: cannot be read: month must be in 1..12",
+        "acme.yaml:18: notify.notifier: given twice (first on line 17)",
+        f"acme.yaml:19: notify.notifier: must be a text value{example}",
+        "acme.yaml:22: notify.args.nested: cannot be read: found unhashable key",
+    ]
+
+
+@pytest.mark.parametrize("value", ["{notifier: a.B}", "a.B", "true"])
+def test_notify_must_be_a_list(tmp_path, value):
+    assert problems(plan_file(tmp_path, f"notify: {value}\n")) == [
+        "acme.yaml:5: notify: must be a list, e.g. [{notifier: "
+        f"{SMTP}, args: {{to: ops@example.com}}}}]"
+    ]
 
 
 def test_find_and_load_plans(tmp_path):

@@ -174,8 +174,6 @@ def copy_account(
     order = {_name(m.source.path): i for i, m in enumerate(folder_plan.mappings)}
     result.folders.sort(key=lambda f: order.get(f.source, 0))
     result.seconds = time.monotonic() - started
-    for line in result.summary_lines()[:1]:
-        say(line)
     return result
 
 

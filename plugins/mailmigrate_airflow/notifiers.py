@@ -60,20 +60,20 @@ def notify_cutover(
 ) -> None:
     """Send the announcement through every notifier of the plan's ``notify`` list.
 
-    An entry is a mapping (or an object with the same attributes) with ``notifier``, the import
-    path of a BaseNotifier subclass, and ``args``, its keyword arguments.
+    Each entry is a :class:`~mailmigrate.plan.NotifierSpec`: ``notifier``, the import path of a
+    BaseNotifier subclass, and ``args``, its keyword arguments. A notifier that cannot be set up
+    fails the task, naming the plan line of its entry.
     """
     from airflow.sdk import BaseNotifier
     from airflow.sdk.module_loading import import_string
 
-    for spec in getattr(plan, "notify", None) or ():
-        path = spec.get("notifier") if isinstance(spec, dict) else spec.notifier
-        args = (spec.get("args") if isinstance(spec, dict) else spec.args) or {}
+    for spec in plan.notify:
+        where = f"{plan.path}:{spec.line}: notify: {spec.notifier}"
         try:
-            notifier = import_string(path)(**args)
+            notifier = import_string(spec.notifier)(**spec.args)
         except Exception as exc:
-            raise AirflowFailException(f"notify: cannot set up {path}: {exc}") from exc
+            raise AirflowFailException(f"{where}: cannot set it up: {exc}") from exc
         if not isinstance(notifier, BaseNotifier):
-            raise AirflowFailException(f"notify: {path} is not an Airflow notifier (BaseNotifier)")
-        log.info("Notifying through %s", path)
+            raise AirflowFailException(f"{where}: is not an Airflow notifier (BaseNotifier)")
+        log.info("Notifying through %s", spec.notifier)
         notifier({**context, "cutover": cutover})

@@ -352,7 +352,9 @@ def dns_servers() -> Iterator[Callable[..., list[DnsServer]]]:
     and stops them at teardown.
     """
     if shutil.which(DNSMASQ_BINARY) is None:
-        pytest.fail(f"{DNSMASQ_BINARY} is not installed: run make install (Debian package dnsmasq-base)")
+        pytest.fail(
+            f"{DNSMASQ_BINARY} is not installed: run make install (Debian package dnsmasq-base)"
+        )
     started: list[DnsServer] = []
     roots: list[str] = []
 

@@ -16,10 +16,10 @@ from typing import Any
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
-from imapclient.response_parser import parse_fetch_response
 
 from mailmigrate import identity as ident
 from mailmigrate.connections import Endpoint
+from mailmigrate.mailbox import imap_wire
 from mailmigrate.mailbox.base import (
     SPECIAL_USES,
     AppendResult,
@@ -123,6 +123,8 @@ class ImapMailbox(Mailbox):
         self._client: IMAPClient | None = None
         self._selected: tuple[tuple[str, ...], bool] | None = None
         self._select_info: dict[bytes, Any] = {}
+        self._permanent_for: dict[bytes, Any] | None = None
+        self._permanent: frozenset[str] | None = None
         self.prefix = ""
         self.separator = "/"
 
@@ -167,25 +169,13 @@ class ImapMailbox(Mailbox):
     ) -> dict[int, dict[bytes, Any]]:
         """``UID FETCH`` keyed by UID. Unlike imapclient's fetch it takes UID ranges (``5:*``)
         and drops unsolicited FETCH responses that carry no UID, so a flag update pushed by
-        another session is never mistaken for the message with that sequence number."""
+        another session is never mistaken for the message with that sequence number. Parsed by
+        :mod:`~mailmigrate.mailbox.imap_wire` (about ten times cheaper than imapclient's lexer)."""
         if not isinstance(uid_set, str):
             uid_set = uid_ranges(uid_set)
         if not uid_set:
             return {}
-        imap = self.client._imap
-        args = ["UID", "FETCH", uid_set, "(" + " ".join(i.decode() for i in items) + ")"]
-        if modifiers:
-            args.append(f"({modifiers})")
-        tag = imap._command(*args)
-        typ, data = imap._command_complete("FETCH", tag)
-        self.client._checkok("fetch", typ, data)
-        _, data = imap._untagged_response(typ, data, "FETCH")
-        by_uid: dict[int, dict[bytes, Any]] = {}
-        for entry in parse_fetch_response(data, False, uid_is_key=False).values():
-            uid = entry.get(b"UID")
-            if uid is not None:
-                by_uid.setdefault(int(uid), {}).update(entry)
-        return by_uid
+        return imap_wire.uid_fetch(self.client._imap, uid_set, items, modifiers)
 
     @_guarded("reading server facts")
     def describe(self) -> dict[str, Any]:
@@ -426,13 +416,21 @@ class ImapMailbox(Mailbox):
     # -- writing ---------------------------------------------------------------------------
     def _accepted(self, flags: frozenset[str]) -> list[str]:
         """The flags the selected folder stores: all when PERMANENTFLAGS has ``\\*``."""
-        permanent = {
-            f.decode() if isinstance(f, bytes) else f
-            for f in self._select_info.get(b"PERMANENTFLAGS", ())
-        }
-        if not permanent or "\\*" in permanent:
+        permanent = self._permanent_flags()
+        if permanent is None:
             return sorted(flags)
         return sorted(f for f in flags if f in permanent)
+
+    def _permanent_flags(self) -> frozenset[str] | None:
+        """The selected folder's PERMANENTFLAGS; ``None`` when any flag is stored."""
+        info = self._select_info
+        if self._permanent_for is not info:
+            permanent = frozenset(
+                f.decode() if isinstance(f, bytes) else f for f in info.get(b"PERMANENTFLAGS", ())
+            )
+            self._permanent = None if not permanent or "\\*" in permanent else permanent
+            self._permanent_for = info
+        return self._permanent
 
     @_guarded("appending to")
     def append(self, path: tuple[str, ...], messages: Sequence[Message]) -> list[AppendResult]:
@@ -442,17 +440,7 @@ class ImapMailbox(Mailbox):
         name = self.name_of(path)
         if len(messages) > 1 and self.has("MULTIAPPEND"):
             mark = self.append_mark(path)
-            items = [
-                {
-                    "msg": m.content,
-                    "flags": self._accepted(m.info.flags),
-                    "date": m.info.internaldate,
-                }
-                if m.info.internaldate
-                else {"msg": m.content, "flags": self._accepted(m.info.flags)}
-                for m in messages
-            ]
-            typ, data = self.client.multiappend(name, items)
+            typ, data = self._multiappend(name, messages)
             if typ == "OK":
                 return self._results(data, len(messages))
             # MULTIAPPEND is all-or-nothing on conforming servers; check before one-by-one.
@@ -465,6 +453,21 @@ class ImapMailbox(Mailbox):
                     retryable=True,
                 )
         return [self._append_one(name, m) for m in messages]
+
+    def _multiappend(self, name: str, messages: Sequence[Message]) -> tuple[str, list[Any]]:
+        if self.has("LITERAL+"):
+            return imap_wire.multiappend(
+                self.client._imap,
+                self.client._normalise_folder(name),
+                [(self._accepted(m.info.flags), m.info.internaldate, m.content) for m in messages],
+            )
+        items = [
+            {"msg": m.content, "flags": self._accepted(m.info.flags), "date": m.info.internaldate}
+            if m.info.internaldate
+            else {"msg": m.content, "flags": self._accepted(m.info.flags)}
+            for m in messages
+        ]
+        return self.client.multiappend(name, items)
 
     def _append_one(self, name: str, message: Message) -> AppendResult:
         try:

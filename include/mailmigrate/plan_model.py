@@ -1,0 +1,146 @@
+"""What a loaded migration plan is: the frozen dataclasses :func:`mailmigrate.plan.load_plan`
+returns (:class:`Plan` with its :class:`Account` list and its sections), :class:`Problem` and
+:class:`PlanError` for an invalid plan, and the names a plan file may use (its keys, the accounts
+CSV columns, the weekdays). Nothing here reads files; the engine imports these types directly or
+through :mod:`mailmigrate.plan`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Account:
+    """One mailbox to move. Passwords are ``None`` when admin credentials are used."""
+
+    source_user: str
+    destination_user: str
+    source_password: str | None = field(default=None, repr=False)
+    destination_password: str | None = field(default=None, repr=False)
+    mx_domain: str = ""
+    line: int = 0  # line in the accounts CSV (or plan file for inline accounts)
+
+    @property
+    def group_id(self) -> str:
+        """The Airflow task-group id: ``alice@example.com`` -> ``alice_example_com``."""
+        return re.sub(r"[^\w-]", "_", self.source_user)
+
+
+@dataclass(frozen=True)
+class MxCheck:
+    expect: tuple[str, ...]
+    resolvers: tuple[str, ...] = ()
+    authoritative: tuple[str, ...] = ()
+    poke_interval: float = 600.0  # seconds
+    timeout: float = 7 * 86400.0  # seconds
+
+
+@dataclass(frozen=True)
+class DeltaWindow:
+    timezone: str = "UTC"
+    window: tuple[dt.time, dt.time] | None = None  # None: "any"
+    weekdays: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6)  # Monday = 0
+
+
+@dataclass(frozen=True)
+class FolderRules:
+    exclude: tuple[str, ...] = ()  # glob patterns over source names with "/" as separator
+    rename: dict[str, str] = field(default_factory=dict)  # source name -> destination name, "/"
+
+
+@dataclass(frozen=True)
+class CopyOptions:
+    batch_messages: int = 500
+    batch_bytes: int = 16 * 1024 * 1024
+    messages_per_second: float | None = None
+    bytes_per_second: float | None = None
+    propagate_deletions: bool = False
+    parallel_folders: int = 2
+
+
+@dataclass(frozen=True)
+class NotifierSpec:
+    """One entry of the plan's ``notify`` list: an Airflow notifier class, by import path, and its
+    keyword arguments. The engine never imports it; the Airflow layer does, at cutover."""
+
+    notifier: str  # dotted path, e.g. airflow.providers.smtp.notifications.smtp.SmtpNotifier
+    args: dict[str, Any] = field(default_factory=dict)  # plain YAML data, templated at cutover
+    line: int = 0  # line in the plan file
+
+
+@dataclass(frozen=True)
+class Plan:
+    path: Path
+    name: str
+    source_connection: str
+    destination_connection: str
+    accounts: tuple[Account, ...]
+    mx: MxCheck | None = None
+    delta: DeltaWindow = field(default_factory=DeltaWindow)
+    folders: FolderRules = field(default_factory=FolderRules)
+    copy: CopyOptions = field(default_factory=CopyOptions)
+    parallel_accounts: int = 4
+    retries: int = 3
+    pool: str | None = None
+    state_dir: Path | None = None
+    notify: tuple[NotifierSpec, ...] = ()
+
+    @property
+    def dag_id(self) -> str:
+        return f"migration_{self.name}"
+
+    def account(self, source_user: str) -> Account:
+        for account in self.accounts:
+            if account.source_user == source_user:
+                return account
+        raise KeyError(f"{self.path}: no account with source_user {source_user!r}")
+
+
+ACCOUNT_FIELDS = (
+    "source_user",
+    "source_password",
+    "destination_user",
+    "destination_password",
+    "mx_domain",
+)
+REQUIRED_ACCOUNT_FIELDS = ("source_user", "destination_user")
+CSV_HEADER = "source_user,source_password,destination_user,destination_password"
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+TOP_KEYS = (
+    "name", "source", "destination", "accounts", "mx", "delta", "folders", "copy",
+    "parallel_accounts", "retries", "pool", "state_dir", "notify",
+)  # fmt: skip
+MX_KEYS = ("expect", "resolvers", "authoritative", "poke_interval", "timeout")
+DELTA_KEYS = ("timezone", "window", "weekdays")
+FOLDER_KEYS = ("exclude", "rename")
+COPY_KEYS = (
+    "batch_messages", "batch_bytes", "messages_per_second", "bytes_per_second",
+    "propagate_deletions", "parallel_folders",
+)  # fmt: skip
+NOTIFY_KEYS = ("notifier", "args")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong in a plan or accounts file, at a 1-based line."""
+
+    file: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.message}"
+
+
+class PlanError(ValueError):
+    """A plan that cannot be used; ``problems`` lists every problem found, not just the first."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = list(problems)
+        super().__init__("\n".join(str(problem) for problem in self.problems))

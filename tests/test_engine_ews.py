@@ -114,3 +114,23 @@ def test_imap_to_exchange_and_back(modern_imap, legacy_imap, new_account, tmp_pa
         ).totals()["copied"]
         == 0
     )
+
+
+def test_exchange_to_exchange(tmp_path, exchange):
+    store, _, ews = exchange
+    store.add_mailbox("bob@example.com")
+    sent = ("Sent Items",)
+    for i in range(8):
+        store.add_message(ALICE, ("Inbox",), make_message(41_000 + i), is_read=bool(i % 2))
+    for i in range(3):
+        store.add_message(ALICE, sent, make_message(42_000 + i), is_read=True)
+    account = Account(ALICE, "bob@example.com")
+    plan = make_plan(tmp_path, [account])
+    first = copy_account(plan, account, ews, ews, "initial")
+    assert first.ok and first.totals()["copied"] == 11, first.summary_lines()
+    for folder in (("Inbox",), ("Sent Items",)):
+        assert Counter(
+            (hashlib.sha256(i.mime).hexdigest(), i.is_read)
+            for i in store.messages("bob@example.com", folder)
+        ) == _exchange_view(store, folder)
+    assert copy_account(plan, account, ews, ews, "delta").totals()["copied"] == 0

@@ -149,8 +149,23 @@ def flip(source: DovecotServer, dns: DnsServer) -> None:
     say(f"MX of {DOMAIN} now points to {NEW_MX}: wait_for_mx releases within a poke or two")
 
 
+def stop_airflow(pid: int) -> None:
+    """Stop ``airflow standalone`` and its children (its own process group)."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+        for _ in range(150):
+            time.sleep(0.1)
+            os.killpg(pid, 0)
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def stop_leftovers() -> None:
-    """Stop servers of an earlier demo that did not end cleanly (they hold .demo files)."""
+    """Stop what an earlier demo left running if it did not end cleanly."""
+    pid_file = DEMO / "airflow.pid"
+    if pid_file.exists():
+        stop_airflow(int(pid_file.read_text()))
     subprocess.run(["pkill", "-f", f"-c {DEMO}/"], check=False)
     subprocess.run(["pkill", "-f", f"--conf-file={DEMO}/"], check=False)
 
@@ -187,6 +202,7 @@ def run(port: int) -> None:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        (DEMO / "airflow.pid").write_text(str(airflow.pid))
         say("starting Airflow (api-server, scheduler, dag-processor, triggerer)...")
         wait_for_api(port, airflow)
         say(
@@ -204,15 +220,13 @@ def run(port: int) -> None:
     except KeyboardInterrupt:
         say("stopping")
     finally:
-        if airflow is not None and airflow.poll() is None:
-            os.killpg(airflow.pid, signal.SIGTERM)
-            try:
-                airflow.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(airflow.pid, signal.SIGKILL)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not stop the cleanup
+        if airflow is not None:
+            stop_airflow(airflow.pid)
         dns.stop()
         for server in servers:
             server.stop()
+        say("stopped")
 
 
 def request_flip() -> None:

@@ -183,7 +183,9 @@ def last_verb_of(flags: frozenset[str]) -> int | None:
 def ews_datetime(value: dt.datetime) -> EWSDateTime:
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.UTC)
-    return EWSDateTime.from_datetime(value.astimezone(dt.UTC)).astimezone(UTC)
+    # A plain datetime: exchangelib refuses subclasses (such as the IMAP adapter's dates).
+    plain = dt.datetime.fromtimestamp(value.timestamp(), dt.UTC)
+    return EWSDateTime.from_datetime(plain).astimezone(UTC)
 
 
 def import_item(message: MailMessage) -> Message:

@@ -4,7 +4,9 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEBIAN_PACKAGES := dovecot-imapd dnsmasq-base isync
+# Mail and DNS servers for the tests; PostgreSQL and Redis for the distributed (Celery) end-to-end
+# test; Chromium for the browser test (Playwright drives Debian's build: it cannot download its own).
+DEBIAN_PACKAGES := dovecot-imapd dnsmasq-base isync postgresql redis-server chromium
 PYTEST_ARGS ?=
 
 .PHONY: install test lint format demo demo-flip-mx bench bench-quick clean

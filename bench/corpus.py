@@ -114,7 +114,7 @@ def build_corpus(spec: CorpusSpec) -> Corpus:
         messages = []
         for number in range(start, start + count):
             raw = make_message(
-                spec.seed * 100_000 + number,
+                spec.seed * 10_000 + number,
                 size=sizes[number],
                 message_id=rng.random() > 0.01,  # a few drafts and oddities without one
             )

@@ -110,6 +110,7 @@ def airflow_environment(source: DovecotServer, destination: DovecotServer, port:
         AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="False",
         AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS="True",
         AIRFLOW__API__PORT=str(port),
+        AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"http://127.0.0.1:{port}/execution/",
         AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="10",
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",  # its children
         MAILMIGRATE_PLANS_DIR=str(DEMO / "plans"),

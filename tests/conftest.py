@@ -36,6 +36,13 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     remove_airflow_home(AIRFLOW_HOME)
 
 
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The figures of the fault, bad-input, TLS and secrets suites (harness/figures.py)."""
+    from harness.figures import write_summary
+
+    write_summary(terminalreporter)
+
+
 @pytest.fixture(scope="session")
 def airflow_db() -> Path:
     """The metadata DB, migrated once per session (SQLite under the test AIRFLOW_HOME)."""

@@ -227,10 +227,10 @@ def test_csv_problems_carry_the_csv_line_and_never_a_password(tmp_path):
     assert found == [
         'accounts.csv:2: header: unknown column "mx_domian"; did you mean "mx_domain"? (columns: '
         "source_user, source_password, destination_user, destination_password, mx_domain)",
-        'accounts.csv:5: destination_user: "b" has no domain; write it as b@example.com or fill '
+        "accounts.csv:5: destination_user: has no domain; write it as user@example.com or fill "
         "the mx_domain column",
-        'accounts.csv:5: source_user: "a@x.example" is listed twice (lines 3 and 5); each source '
-        "mailbox may appear once",
+        "accounts.csv:5: source_user: listed twice (lines 3 and 5); each source mailbox may "
+        "appear once",
         "accounts.csv:6: row has 2 fields but the header has 5 columns; quote fields that contain "
         'a comma ("pa,ss")',
         "accounts.csv:7: source_user: is empty; every account needs one",
@@ -334,7 +334,7 @@ def test_inline_account_problems(tmp_path):
     )
     found = problems(path)
     assert found == [
-        'inline.yaml:5: accounts: destination_user: "b" has no domain; write it as b@example.com '
+        "inline.yaml:5: accounts: destination_user: has no domain; write it as user@example.com "
         "or fill the mx_domain column",
         "inline.yaml:6: accounts: source_user: must be a text value",
         "inline.yaml:8: accounts.destination_pasword: unknown key; did you mean "
@@ -540,7 +540,7 @@ def test_notify_problems(tmp_path):
         "e.g. args: {to: ops@example.com}",
         f"acme.yaml:9: notify.notifier: missing; name an Airflow notifier class{example}",
         'acme.yaml:11: notify.notfier: unknown key; did you mean "notifier"? (allowed here: '
-        "notifier, args)",
+        "notifier, args, on)",
         "acme.yaml:12: notify: must be a mapping (key: value) with notifier and optional args",
         f"acme.yaml:13: notify.notifier: must be a text value{example}",
         f'acme.yaml:14: notify.notifier: "1a.B" is not the import path of a class (module.Class)'
@@ -600,3 +600,174 @@ def test_no_input_gives_a_traceback(tmp_path, text):
         load_plan(path)
     except PlanError as exc:
         assert exc.problems and all(p.line >= 1 for p in exc.problems)
+
+
+# -- notify.on, reports, approval ------------------------------------------------------------
+
+TWO_ACCOUNTS = HEADER + "alice@old.example,,alice@new.example,\nbob@old.example,,bob@new.example,\n"
+
+
+def test_notify_on_names_the_events(tmp_path):
+    path = plan_file(
+        tmp_path,
+        """\
+        notify:
+          - notifier: a.B
+          - {notifier: a.C, on: [task_failed, finished, task_failed]}
+          - {notifier: a.D, on: approval_requested}
+        """,
+    )
+    assert [spec.on for spec in load_plan(path).notify] == [
+        ("cutover_ready",),
+        ("task_failed", "finished"),
+        ("approval_requested",),
+    ]
+
+
+def test_notify_on_problems(tmp_path):
+    path = plan_file(
+        tmp_path,
+        """\
+        notify:
+          - {notifier: a.B, on: [task_fail, finished]}
+          - {notifier: a.C, on: []}
+          - {notifier: a.D, on: {x: 1}}
+        """,
+    )
+    events = "cutover_ready, task_failed, finished, approval_requested"
+    assert problems(path) == [
+        f'acme.yaml:6: notify.on: "task_fail" is not an event; did you mean "task_failed"? (use {events})',
+        f"acme.yaml:7: notify.on: must name at least one event of [{events}]",
+        f"acme.yaml:8: notify.on: must be a list, e.g. [{events}]",
+    ]
+
+
+def test_reports_section_with_every_key(tmp_path):
+    (tmp_path / "mail").mkdir()
+    path = plan_file(
+        tmp_path,
+        """\
+        reports:
+          url: out/reports
+          conn_id: aws_default
+          compare: false
+          templates: mail
+          client_settings:
+            imap: {host: IMAP.New.Example, security: ssl}
+            smtp: {host: 192.0.2.25, port: 587, security: starttls}
+            autoconfig: https://autoconfig.new.example/mail/config-v1.1.xml
+          mail_owners: {smtp_connection: owner_smtp, from: "IT <it@example.com>", after: delta_copy}
+        """,
+    )
+    reports = load_plan(path).reports
+    assert reports.url == str((tmp_path / "out" / "reports").resolve())
+    assert (reports.conn_id, reports.compare, reports.enabled) == ("aws_default", False, True)
+    assert reports.templates == tmp_path / "mail"
+    settings = reports.client_settings
+    assert (settings.imap.host, settings.imap.port, settings.imap.security) == (
+        "imap.new.example", None, "ssl")  # fmt: skip
+    assert (settings.smtp.host, settings.smtp.port, settings.smtp.security) == (
+        "192.0.2.25", 587, "starttls")  # fmt: skip
+    assert settings.autoconfig == "https://autoconfig.new.example/mail/config-v1.1.xml"
+    mail = reports.mail_owners
+    assert (mail.smtp_connection, mail.sender, mail.after) == (
+        "owner_smtp", "IT <it@example.com>", ("delta_copy",))  # fmt: skip
+
+
+def test_reports_defaults_and_shorthands(tmp_path):
+    default = load_plan(plan_file(tmp_path)).reports
+    assert default.enabled and default.compare and default.url is None
+    assert default.mail_owners is None and default.client_settings.imap is None
+    assert load_plan(plan_file(tmp_path, "reports: false\n")).reports.enabled is False
+    owners = load_plan(plan_file(tmp_path, "reports: {url: 's3://b/r', mail_owners: true}\n"))
+    assert owners.reports.url == "s3://b/r"
+    assert owners.reports.mail_owners.after == ("initial_copy", "delta_copy")
+    assert owners.reports.mail_owners.smtp_connection == "smtp_default"
+
+
+def test_reports_problems(tmp_path):
+    path = plan_file(
+        tmp_path,
+        """\
+        reports:
+          compare: sometimes
+          templates: no_such_folder
+          conn_id: "bad id"
+          client_settings:
+            imap: {host: "not a host", port: 70000, security: tls}
+            smtp: {port: 25}
+            autoconfig: autoconfig.example
+          mail_owners: {from: it-at-example, after: [initial_copy, cutover], smtp: x}
+        """,
+    )
+    assert problems(path) == [
+        'acme.yaml:6: reports.compare: "sometimes" must be true or false',
+        f'acme.yaml:7: reports.templates: "no_such_folder" is not a folder (looked in {tmp_path / "no_such_folder"})',
+        'acme.yaml:8: reports.conn_id: "bad id" is not a connection id',
+        'acme.yaml:10: reports.client_settings.imap.host: "not a host" is not a host name',
+        "acme.yaml:10: reports.client_settings.imap.port: 70000 is not a port (1-65535)",
+        'acme.yaml:10: reports.client_settings.imap.security: "tls" is not one of ssl, starttls, none',
+        "acme.yaml:11: reports.client_settings.smtp.host: missing, e.g. {host: imap.new.example, "
+        "port: 993, security: ssl}",
+        'acme.yaml:12: reports.client_settings.autoconfig: "autoconfig.example" is not a URL',
+        "acme.yaml:13: reports.mail_owners.smtp: unknown key (allowed here: smtp_connection, "
+        "from, after)",
+        'acme.yaml:13: reports.mail_owners.from: "it-at-example" is not a mail address',
+        'acme.yaml:13: reports.mail_owners.after: "cutover" is not one of initial_copy, delta_copy',
+    ]
+
+
+def test_approval_names_pilot_accounts(tmp_path):
+    path = plan_file(
+        tmp_path,
+        """\
+        approval:
+          accounts: [bob@old.example]
+          after: test
+          subject: Pilot review
+          body: Ask Bob first.
+          approvers: [admin, lead]
+          timeout: 3d
+        """,
+        accounts_csv=TWO_ACCOUNTS,
+    )
+    approval = load_plan(path).approval
+    assert approval.accounts == ("bob@old.example",)
+    assert (approval.after, approval.subject, approval.body) == ("test", "Pilot review", "Ask Bob first.")  # fmt: skip
+    assert approval.approvers == ("admin", "lead") and approval.timeout == 3 * 86400
+    assert approval.line == 6
+    plain = load_plan(
+        plan_file(tmp_path, "approval: {accounts: [alice@old.example]}\n", TWO_ACCOUNTS)
+    )
+    assert plain.approval.after == "initial_copy" and plain.approval.timeout is None
+    assert load_plan(plan_file(tmp_path, "", TWO_ACCOUNTS)).approval is None
+
+
+def test_approval_problems(tmp_path):
+    cases = {
+        "approval: {after: test}\n": [
+            "acme.yaml:5: approval.accounts: missing; list the pilot accounts (source users) "
+            "whose owners review the test migration"
+        ],
+        "approval: {accounts: [alice@old.exampel], after: delta_copy, timeout: soon}\n": [
+            'acme.yaml:5: approval.accounts: "alice@old.exampel" is not an account of this plan; '
+            'did you mean "alice@old.example"?',
+            'acme.yaml:5: approval.after: "delta_copy" is not one of test, initial_copy; did you '
+            'mean "initial_copy"?',
+            'acme.yaml:5: approval.timeout: "soon" is not a duration > 0; write e.g. 30s, 10m, '
+            "2h, 7d or a number of seconds",
+        ],
+        "approval: {accounts: [alice@old.example, bob@old.example]}\n": [
+            "acme.yaml:5: approval.accounts: lists every account, so no account is left for the "
+            "approval to gate; list only the pilot accounts"
+        ],
+        "approval: {accounts: []}\n": [
+            "acme.yaml:5: approval.accounts: must list at least one account"
+        ],
+        "approval: yes\n": [
+            "acme.yaml:5: approval: must be a mapping (key: value), e.g. approval: {accounts: "
+            "[ceo@example.com], after: initial_copy}"
+        ],
+    }
+    for text, expected in cases.items():
+        assert problems(plan_file(tmp_path, text, TWO_ACCOUNTS)) == expected, text

@@ -1,8 +1,9 @@
 """Copying a list of messages: batched fetch and append, overlapped, bounded in memory.
 
 A reader thread fetches the next batch from the source while the calling thread appends the
-previous one to the destination. At most one fetched batch waits in between, so memory is bounded
-by about three batches of ``batch_bytes`` (a single message larger than that travels alone).
+previous one to the destination. The reader starts a fetch only once the appender has taken the
+batch before, so memory is bounded by about two batches of ``batch_bytes`` per folder lane (a
+single message larger than that travels alone).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 
+from mailmigrate.identity import identity_of
 from mailmigrate.mailbox.base import Mailbox, Message, MessageInfo
 from mailmigrate.plan import CopyOptions
 from mailmigrate.results import FolderResult, MessageFailure, human_bytes
@@ -83,13 +85,17 @@ class CopyPipeline:
 
     def run(self, todo: Sequence[MessageInfo]) -> None:
         fetched: queue.Queue = queue.Queue(maxsize=1)
+        permit = threading.Semaphore(1)  # released when the appender takes a batch
         stop = threading.Event()
-        reader = threading.Thread(target=self._read, args=(todo, fetched, stop), daemon=True)
+        reader = threading.Thread(
+            target=self._read, args=(todo, fetched, stop, permit), daemon=True
+        )
         reader.start()
         started = last_report = time.monotonic()
         try:
             while True:
                 item = fetched.get()
+                permit.release()
                 if item is None:
                     break
                 if isinstance(item, BaseException):
@@ -112,9 +118,19 @@ class CopyPipeline:
                     pass
             reader.join()
 
-    def _read(self, todo: Sequence[MessageInfo], out: queue.Queue, stop: threading.Event) -> None:
+    def _read(
+        self,
+        todo: Sequence[MessageInfo],
+        out: queue.Queue,
+        stop: threading.Event,
+        permit: threading.Semaphore,
+    ) -> None:
         try:
             for batch in batches(todo, self.options.batch_messages, self.options.batch_bytes):
+                # Two batches in memory, not three: one being appended, this one.
+                while not permit.acquire(timeout=0.1):
+                    if stop.is_set():
+                        return
                 if stop.is_set():
                     return
                 messages = self.src.fetch(self.source, [info.ref for info in batch])
@@ -143,7 +159,8 @@ class CopyPipeline:
                 Message(
                     info=MessageInfo(
                         ref=info.ref,
-                        identity=info.identity,
+                        # listed without identities (copy into an empty folder): from the bytes
+                        identity=info.identity or identity_of(message.content),
                         size=len(message.content),
                         flags=message.info.flags,
                         internaldate=message.info.internaldate or info.internaldate,

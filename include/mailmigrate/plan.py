@@ -42,6 +42,7 @@ from mailmigrate.plan_model import (
     Problem,
 )
 from mailmigrate.plan_notify import read_notify
+from mailmigrate.plan_reports import read_approval, read_reports
 from mailmigrate.plan_yaml import (
     Problems,
     YamlReader,
@@ -303,6 +304,8 @@ def load_plan(path: str | Path) -> Plan:
         raise PlanError([Problem(file, line, f"invalid YAML: {reason}")]) from None
     except yaml.YAMLError as exc:
         raise PlanError([Problem(file, 1, f"invalid YAML: {exc.__class__.__name__}")]) from None
+    except RecursionError:
+        raise PlanError([Problem(file, 1, "invalid YAML: nested too deeply")]) from None
     if root is None:
         raise PlanError(
             [Problem(file, 1, "the plan is empty; it needs name, source, destination and accounts")]
@@ -343,6 +346,10 @@ def load_plan(path: str | Path) -> Plan:
     for key, read_section in sections.items():
         if (node := given(fields, key)) is not None:
             options[key] = read_section(reader, node)
+    if (node := given(fields, "reports")) is not None:
+        options["reports"] = read_reports(reader, node, path)
+    if (node := given(fields, "approval")) is not None:
+        options["approval"] = read_approval(reader, node, accounts)
     if (node := given(fields, "parallel_accounts")) is not None:
         options["parallel_accounts"] = reader.integer(node, "parallel_accounts", 1)
     if (node := given(fields, "retries")) is not None:
@@ -351,7 +358,12 @@ def load_plan(path: str | Path) -> Plan:
         options["pool"] = reader.text(node, "pool", " (an Airflow pool name)")
     if (node := given(fields, "state_dir")) is not None:
         state_dir = reader.text(node, "state_dir", " (a directory, relative to the plan)")
-        options["state_dir"] = path.parent / Path(state_dir).expanduser() if state_dir else None
+        try:
+            if state_dir and "\x00" in state_dir:
+                raise ValueError("a NUL character")
+            options["state_dir"] = path.parent / Path(state_dir).expanduser() if state_dir else None
+        except (RuntimeError, ValueError):  # NUL, or "~someone" this machine does not know
+            reader.problem(node, f"state_dir: {state_dir!r} is not a usable directory name")
 
     if problems.items:
         plan_problems = sorted((p for p in problems.items if p.file == file), key=lambda p: p.line)

@@ -8,6 +8,7 @@ from a malformed row.
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 from yaml.nodes import Node, ScalarNode, SequenceNode
@@ -51,20 +52,22 @@ def _account(
     source_user, destination_user = users["source_user"], users["destination_user"]
     mx_text = (values.get("mx_domain") or "").strip()
     mx_domain = valid_domain(mx_text) if mx_text else None
+    # Invalid values are not shown: with columns in the wrong order or an unquoted comma in a
+    # password, the "user" of a row can be (part of) a password.
     if mx_text and mx_domain is None:
-        problem(f'mx_domain: "{mx_text}" is not a domain name')
+        problem("mx_domain: is not a domain name")
         ok = False
     elif not mx_text and destination_user:
         local, at, domain = destination_user.rpartition("@")
         mx_domain = valid_domain(domain) if at and local else None
         if not at:
             problem(
-                f'destination_user: "{destination_user}" has no domain; write it as '
-                f"{destination_user}@example.com or fill the mx_domain column",
+                "destination_user: has no domain; write it as user@example.com or fill the "
+                "mx_domain column",
             )
             ok = False
         elif mx_domain is None:
-            problem(f'destination_user: "{destination_user}" is not user@domain.example')
+            problem("destination_user: is not user@domain.example")
             ok = False
     if not ok:
         return None
@@ -83,7 +86,9 @@ class _CsvLines:
     remembering on which line the current record started."""
 
     def __init__(self, text: str):
-        self.lines = text.splitlines(keepends=True)
+        # Lines end at CR, LF or CRLF only, as in an editor and as the csv module expects;
+        # str.splitlines would also split at form feeds or U+2028 inside a password.
+        self.lines = list(io.StringIO(text, newline=""))
         self.index = 0
         self.at_record_start = True
         self.record_line = 1
@@ -223,11 +228,11 @@ def _check_unique(accounts: list[Account], file: str, problems: Problems) -> Non
         first = by_user.setdefault(account.source_user.casefold(), account)
         other = by_group.setdefault(account.group_id, account)
         if first is not account:
-            problems.add(
+            problems.add(  # the value is not shown: it may be a password in the wrong column
                 file,
                 account.line,
-                f'source_user: "{account.source_user}" is listed twice (lines {first.line} and '
-                f"{account.line}); each source mailbox may appear once",
+                f"source_user: listed twice (lines {first.line} and {account.line}); each source "
+                "mailbox may appear once",
             )
         elif other is not account:
             problems.add(
@@ -256,7 +261,11 @@ def read_accounts(reader: YamlReader, node: Node, plan_path: Path) -> list[Accou
         csv_name = reader.text(node, "accounts", " (a CSV file next to the plan or a list)")
         if csv_name is None:
             return []
-        csv_path = plan_path.parent / Path(csv_name).expanduser()
+        try:
+            csv_path = plan_path.parent / Path(csv_name).expanduser()
+        except RuntimeError:  # "~someone/..." of a user this machine does not know
+            reader.problem(node, f"accounts: {csv_name!r}: no home directory for its ~user")
+            return []
         file = str(csv_path)
         try:
             accounts = _csv_accounts(csv_path, file, reader.problems, listed)
@@ -268,6 +277,9 @@ def read_accounts(reader: YamlReader, node: Node, plan_path: Path) -> list[Accou
         except UnicodeDecodeError as exc:
             line = csv_path.read_bytes()[: exc.start].count(b"\n") + 1
             reader.problems.add(file, line, "not UTF-8 text; save the CSV as UTF-8")
+            return []
+        except ValueError:  # a NUL character in the name
+            reader.problem(node, f"accounts: {csv_name!r} is not a file name")
             return []
         if not accounts and not any(p.file == file for p in reader.problems.items):
             reader.problems.add(file, 1, f"no accounts; add a line per account below {CSV_HEADER}")

@@ -69,8 +69,78 @@ class NotifierSpec:
     keyword arguments. The engine never imports it; the Airflow layer does, at cutover."""
 
     notifier: str  # dotted path, e.g. airflow.providers.smtp.notifications.smtp.SmtpNotifier
-    args: dict[str, Any] = field(default_factory=dict)  # plain YAML data, templated at cutover
+    args: dict[str, Any] = field(default_factory=dict)  # plain YAML data, templated when sent
     line: int = 0  # line in the plan file
+    on: tuple[str, ...] = ("cutover_ready",)  # the events it is sent for (NOTIFY_EVENTS)
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """How a mail client reaches one server of the destination (for the owner report)."""
+
+    host: str
+    port: int | None = None
+    security: str = "ssl"  # ssl, starttls or none
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """The destination's settings for mail clients, printed at the end of each owner report.
+
+    ``imap`` defaults to the destination connection's host and port when it is IMAP; ``smtp``
+    has no default (the migration never sends mail through it).
+    """
+
+    imap: ServerSettings | None = None
+    smtp: ServerSettings | None = None
+    autoconfig: str | None = None  # URL of the provider's autoconfig / setup instructions
+
+
+@dataclass(frozen=True)
+class OwnerMail:
+    """``reports.mail_owners``: mail each mailbox owner the report of a copy."""
+
+    smtp_connection: str = "smtp_default"
+    sender: str | None = None  # ``from``; default: the SMTP connection's from_email
+    after: tuple[str, ...] = ("initial_copy", "delta_copy")
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """``reports``: the owner report written after every copy.
+
+    :param url: where reports are stored (an fsspec URL or a path relative to the plan); ``None``:
+        ``$MAILMIGRATE_REPORTS_URL``, else a folder under ``$AIRFLOW_HOME``.
+    :param conn_id: the Airflow connection the object storage uses (e.g. for s3://).
+    :param compare: after each copy, list both sides again to report verified counts.
+    :param templates: a folder of Jinja templates overriding the shipped mail templates.
+    """
+
+    enabled: bool = True
+    url: str | None = None
+    conn_id: str | None = None
+    compare: bool = True
+    templates: Path | None = None
+    client_settings: ClientSettings = field(default_factory=ClientSettings)
+    mail_owners: OwnerMail | None = None
+
+
+@dataclass(frozen=True)
+class Approval:
+    """``approval``: a human approves the full run after the pilot accounts' ``after`` step.
+
+    The pilot accounts (``accounts``) run first; every other account's ``initial_copy`` and the
+    cutover wait for the approval task.
+    """
+
+    accounts: tuple[str, ...]  # source users of the pilot accounts
+    after: str = "initial_copy"  # test or initial_copy
+    subject: str | None = None
+    body: str | None = None
+    approvers: tuple[str, ...] = ()  # Airflow user ids allowed to answer; empty: any
+    timeout: float | None = None  # seconds; None: wait as long as it takes
+    line: int = 0
 
 
 @dataclass(frozen=True)
@@ -89,6 +159,8 @@ class Plan:
     pool: str | None = None
     state_dir: Path | None = None
     notify: tuple[NotifierSpec, ...] = ()
+    reports: ReportOptions = field(default_factory=ReportOptions)
+    approval: Approval | None = None
 
     @property
     def dag_id(self) -> str:
@@ -114,7 +186,7 @@ WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 TOP_KEYS = (
     "name", "source", "destination", "accounts", "mx", "delta", "folders", "copy",
-    "parallel_accounts", "retries", "pool", "state_dir", "notify",
+    "parallel_accounts", "retries", "pool", "state_dir", "notify", "reports", "approval",
 )  # fmt: skip
 MX_KEYS = ("expect", "resolvers", "authoritative", "poke_interval", "timeout")
 DELTA_KEYS = ("timezone", "window", "weekdays")
@@ -123,7 +195,24 @@ COPY_KEYS = (
     "batch_messages", "batch_bytes", "messages_per_second", "bytes_per_second",
     "propagate_deletions", "parallel_folders",
 )  # fmt: skip
-NOTIFY_KEYS = ("notifier", "args")
+NOTIFY_KEYS = ("notifier", "args", "on")
+NOTIFY_EVENTS = ("cutover_ready", "task_failed", "finished", "approval_requested")
+REPORT_KEYS = (
+    "enabled",
+    "url",
+    "conn_id",
+    "compare",
+    "templates",
+    "client_settings",
+    "mail_owners",
+)
+CLIENT_SETTINGS_KEYS = ("imap", "smtp", "autoconfig")
+SERVER_SETTINGS_KEYS = ("host", "port", "security")
+SECURITY_CHOICES = ("ssl", "starttls", "none")
+OWNER_MAIL_KEYS = ("smtp_connection", "from", "after")
+OWNER_MAIL_STEPS = ("initial_copy", "delta_copy")
+APPROVAL_KEYS = ("accounts", "after", "subject", "body", "approvers", "timeout")
+APPROVAL_AFTER = ("test", "initial_copy")
 
 
 @dataclass(frozen=True)

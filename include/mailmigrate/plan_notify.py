@@ -1,7 +1,8 @@
-"""The plan's ``notify`` list: the Airflow notifiers that announce the cutover, each as a
-:class:`NotifierSpec` (an import path and keyword arguments kept as plain YAML data). The engine
-has no Airflow, so a notifier is checked for the form of its path only; the cutover task in
-:mod:`mailmigrate_airflow.notifiers` imports and calls it.
+"""The plan's ``notify`` list: the Airflow notifiers that tell ops about the migration's events,
+each as a :class:`NotifierSpec` (an import path, keyword arguments kept as plain YAML data, and
+``on``: the events it is sent for, ``cutover_ready`` by default). The engine has no Airflow, so a
+notifier is checked for the form of its path only; :mod:`mailmigrate_airflow.notifiers` imports
+and calls it.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from typing import Any
 
 import yaml
 from yaml.constructor import SafeConstructor
-from yaml.nodes import Node, SequenceNode
+from yaml.nodes import Node, ScalarNode, SequenceNode
 
-from mailmigrate.plan_model import NOTIFY_KEYS, NotifierSpec
-from mailmigrate.plan_yaml import YamlReader, given, node_line
+from mailmigrate.plan_model import NOTIFY_EVENTS, NOTIFY_KEYS, NotifierSpec
+from mailmigrate.plan_yaml import YamlReader, given, node_line, suggest
 
 _DOTTED_PATH = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+$")
 _SMTP_NOTIFIER = "airflow.providers.smtp.notifications.smtp.SmtpNotifier"
@@ -55,9 +56,39 @@ def _notifier(reader: YamlReader, node: Node) -> NotifierSpec | None:
     args: dict[str, Any] | None = {}
     if (args_node := given(fields, "args")) is not None:
         args = _notifier_args(reader, args_node)
-    if path is None or args is None:
+    on: tuple[str, ...] | None = ("cutover_ready",)
+    if (on_node := given(fields, "on")) is not None:
+        on = _events(reader, on_node)
+    if path is None or args is None or on is None:
         return None
-    return NotifierSpec(notifier=path, args=args, line=node_line(node))
+    return NotifierSpec(notifier=path, args=args, line=node_line(node), on=on)
+
+
+def _events(reader: YamlReader, node: Node) -> tuple[str, ...] | None:
+    """``on``: the events a notifier is sent for, a list of :data:`NOTIFY_EVENTS`."""
+    example = f"[{', '.join(NOTIFY_EVENTS)}]"
+    if isinstance(node, ScalarNode):  # on: finished
+        text = reader.text(node, "notify.on", f", e.g. {example}")
+        items = None if text is None else [(node, text)]
+    else:
+        items = reader.texts(node, "notify.on", example)
+    if items is None:
+        return None
+    events: list[str] = []
+    ok = bool(items)
+    if not items:
+        reader.problem(node, f"notify.on: must name at least one event of {example}")
+    for item, text in items:
+        if text not in NOTIFY_EVENTS:
+            reader.problem(
+                item,
+                f'notify.on: "{text}" is not an event{suggest(text, NOTIFY_EVENTS)} '
+                f"(use {', '.join(NOTIFY_EVENTS)})",
+            )
+            ok = False
+        elif text not in events:
+            events.append(text)
+    return tuple(events) if ok else None
 
 
 def _notifier_args(reader: YamlReader, node: Node) -> dict[str, Any] | None:

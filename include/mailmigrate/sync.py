@@ -25,7 +25,7 @@ import queue
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from mailmigrate.connections import Endpoint
@@ -156,14 +156,16 @@ def copy_account(
     directory = state_dir or plan.state_dir or default_state_dir()
     with AccountState(directory, plan.name, account.source_user) as state:
         src, dst = open_pair(account, source, destination)
-        _with_reconnects(lambda: (src.connect(), dst.connect()), say, "connecting", retry_delays)
+        _with_reconnects(lambda: _connect_pair(src, dst), say, "connecting", retry_delays)
         try:
             folder_plan = plan_folders(plan, src, dst, state)
-            _prepare_destination(folder_plan, dst, say)
+            refused = _prepare_destination(folder_plan, dst, say)
+            result.folders.extend(refused.values())
             work: queue.Queue[FolderMapping] = queue.Queue()
-            for mapping in folder_plan.mappings:
-                if mapping.source.selectable:
-                    work.put(mapping)
+            pending = [m for m in folder_plan.mappings
+                       if m.source.selectable and m.source.path not in refused]  # fmt: skip
+            for mapping in _largest_first(pending, src, state):
+                work.put(mapping)
             say(f"{phase} pass over {work.qsize()} folders")
             lanes = max(1, min(plan.copy.parallel_folders, work.qsize()))
             lane = Lane(plan, state, result, say, retry_delays)
@@ -177,15 +179,55 @@ def copy_account(
     return result
 
 
-def _prepare_destination(folder_plan: FolderPlan, dst: Mailbox, say) -> None:
+def _largest_first(
+    mappings: list[FolderMapping], src: Mailbox, state: AccountState
+) -> list[FolderMapping]:
+    """The folders, biggest first, so that the lanes finish together instead of one lane
+    copying the last big folder alone. Sizes from the state when earlier passes recorded any,
+    else from the source's cheap message count; the plan's order when neither is known."""
+    if len(mappings) < 2:
+        return mappings
+    sizes = {m.source.path: state.count(m.source.path) for m in mappings}
+    count = getattr(src, "message_count", None)
+    if not any(sizes.values()) and count is not None:
+        try:
+            sizes = {m.source.path: count(m.source.path) for m in mappings}
+        except MailboxError as exc:
+            if exc.retryable or isinstance(exc, AuthenticationFailed):
+                raise
+    return sorted(mappings, key=lambda m: -sizes[m.source.path])
+
+
+def _prepare_destination(
+    folder_plan: FolderPlan, dst: Mailbox, say
+) -> dict[tuple[str, ...], FolderResult]:
+    """Create and subscribe the destination folders. A folder the destination refuses to create
+    (a name it cannot hold) is reported with the server's reason, keyed by source path; the
+    other folders are copied all the same."""
     existing = {f.path: f for f in dst.list_folders()}
+    refused: dict[tuple[str, ...], FolderResult] = {}
     for mapping in folder_plan.mappings:
         target = existing.get(mapping.destination)
-        if target is None:
-            say(f"creating folder {_name(mapping.destination)}")
-            dst.create_folder(mapping.destination, mapping.create_special_use)
-        if mapping.source.subscribed and not (target and target.subscribed):
-            dst.subscribe(mapping.destination)
+        created = target is not None
+        try:
+            if not created:
+                say(f"creating folder {_name(mapping.destination)}")
+                dst.create_folder(mapping.destination, mapping.create_special_use)
+                created = True
+            if mapping.source.subscribed and not (target and target.subscribed):
+                dst.subscribe(mapping.destination)
+        except MailboxError as exc:
+            if exc.retryable or isinstance(exc, AuthenticationFailed):
+                raise
+            if created:  # only the subscription failed: the folder is there
+                say(f"folder {_name(mapping.destination)} not subscribed: {exc}")
+                continue
+            folder = FolderResult(source=_name(mapping.source.path),
+                                  destination=_name(mapping.destination), renamed=mapping.renamed)  # fmt: skip
+            folder.error = str(exc)
+            say(f"folder {folder.source} failed: {exc}")
+            refused[mapping.source.path] = folder
+    return refused
 
 
 @dataclass
@@ -206,7 +248,7 @@ def _run_lanes(lane_ctx: Lane, account, source, destination, first_pair, work, l
         src, dst = pair
         try:
             if own:
-                _with_reconnects(lambda: (src.connect(), dst.connect()), lane_ctx.say,
+                _with_reconnects(lambda: _connect_pair(src, dst), lane_ctx.say,
                                  "connecting", lane_ctx.retry_delays)  # fmt: skip
             while not errors:
                 try:
@@ -234,6 +276,31 @@ def _run_lanes(lane_ctx: Lane, account, source, destination, first_pair, work, l
         thread.join()
     if errors:
         raise errors[0]
+
+
+def _connect_pair(src: Mailbox, dst: Mailbox) -> None:
+    """Log in on both sides at once (each login is a few round trips); when one side fails,
+    the other is logged out again and the failure raised."""
+    failed: list[BaseException] = []
+
+    def destination() -> None:
+        try:
+            dst.connect()
+        except BaseException as exc:  # raised below, in the caller's thread
+            failed.append(exc)
+
+    thread = threading.Thread(target=destination, daemon=True)
+    thread.start()
+    try:
+        src.connect()
+    except BaseException:
+        thread.join()
+        dst.close()
+        raise
+    thread.join()
+    if failed:
+        src.close()
+        raise failed[0]
 
 
 def _with_reconnects(action, say, what: str, delays: Sequence[float], reconnect=None):
@@ -283,6 +350,29 @@ def _folder_with_retries(lane: Lane, src, dst, mapping) -> FolderResult:
         return folder
 
 
+class _Known(Collection):
+    """The state's entries of one folder, read from the state on first use."""
+
+    def __init__(self, state: AccountState, source: tuple[str, ...]) -> None:
+        self._state, self._source = state, source
+        self._entries: dict[Ref, Entry] | None = None
+
+    @property
+    def entries(self) -> dict[Ref, Entry]:
+        if self._entries is None:
+            self._entries = self._state.entries(self._source)
+        return self._entries
+
+    def __contains__(self, ref: object) -> bool:
+        return ref in self.entries
+
+    def __iter__(self):
+        return iter(self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
 class FolderPass:
     """One pass over one folder pair: work out what is missing, copy it, sync flags."""
 
@@ -298,14 +388,17 @@ class FolderPass:
     def run(self) -> FolderResult:
         self.state.begin_folder(self.source, self.destination)
         saved = self.state.folder(self.source)
-        known = self.state.entries(self.source)
+        known = _Known(self.state, self.source)
         changes = None
         if saved and saved.token and saved.destination == self.destination:
-            changes = self.src.changes(self.source, saved.token, known.keys())
+            changes = self.src.changes(self.source, saved.token, known)
         if changes is None:
-            todo, token = self._full_compare(known)
+            todo, token = self._full_compare(known.entries)
+        elif changes.empty:  # the usual delta folder: nothing happened, no entry is read
+            todo, token = [], changes.token
+            self.result.source_messages = self.state.count(self.source)
         else:
-            todo, token = self._apply_changes(changes, known, saved.mark), changes.token
+            todo, token = self._apply_changes(changes, known.entries, saved.mark), changes.token
         if todo:
             self.say(
                 f"{self.result.source}: copying {len(todo)} messages "
@@ -323,8 +416,11 @@ class FolderPass:
     def _full_compare(self, known: dict[Ref, Entry]) -> tuple[list[MessageInfo], str | None]:
         """Match both folders by identity (multisets); what the destination lacks is copied."""
         self.result.full_compare = True
-        listing = self.src.listing(self.source)
         on_destination = self.dst.listing_since(self.destination, None)
+        # Into an empty folder nothing can match, so the IMAP adapter may skip reading every
+        # source header for identities; the copy takes them from the fetched bytes instead.
+        bare = None if on_destination else getattr(self.src, "listing_without_identities", None)
+        listing = bare(self.source) if bare else self.src.listing(self.source)
         self._count_source(listing.messages)
         pool: dict[str, list[MessageInfo]] = defaultdict(list)
         for info in on_destination:

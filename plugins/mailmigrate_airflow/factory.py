@@ -28,6 +28,7 @@ from airflow.sdk import DAG, Param, TaskGroup, TriggerRule, get_parsing_context
 from airflow.sdk.definitions.param import ParamsDict
 
 from mailmigrate.plan import Account, Plan, PlanError, find_plans, load_plan
+from mailmigrate_airflow.notifiers import event_callbacks
 from mailmigrate_airflow.operators import (
     STOP_POINTS,
     CutoverReadyOperator,
@@ -100,6 +101,10 @@ def build_dag(plan: Plan, plan_file: str, dag_file: str | None = None) -> DAG:
         max_active_runs=1,  # two runs would copy the same mailboxes at once
         max_active_tasks=plan.parallel_accounts,  # per run; each account runs one task at a time
         tags=TAGS,
+        # The DAG file publishes what build_dags returns. Auto-registration would also publish
+        # a DAG whose with-block raised half-way, with only some of its accounts.
+        auto_register=False,
+        **event_callbacks(plan, plan_file),  # notify: task_failed, finished
     ) as dag:
         initial_copies = []
         for account in plan.accounts:
@@ -119,6 +124,10 @@ def build_dag(plan: Plan, plan_file: str, dag_file: str | None = None) -> DAG:
             retry_delay=dt.timedelta(minutes=1),
         )
         cutover.set_upstream(initial_copies)
+        if plan.approval:
+            from mailmigrate_airflow.approval import add_approval
+
+            add_approval(plan, plan_file, dag, cutover)
     # Set after the tasks exist: Airflow copies DAG params into every task created later, and the
     # serialized DAG would carry the account list once per task. Tasks read the run's params
     # through the DAG (process_params) all the same.

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
+from mailmigrate_airflow.reports import OwnerReportLink
 from mailmigrate_airflow.sensors import DeltaWindowSensor, MxPropagationSensor
 
 if TYPE_CHECKING:
@@ -259,6 +260,8 @@ class MailboxCopyOperator(AccountOperator):
     :param destination_conn_id: the destination server's connection (imap or ews).
     """
 
+    operator_extra_links = (OwnerReportLink(),)
+
     def __init__(
         self,
         *,
@@ -288,6 +291,9 @@ class MailboxCopyOperator(AccountOperator):
 
         result = self.run_engine(f"{self.phase} copy", copy)
         summary = self.report(result)
+        from mailmigrate_airflow.reports import publish_owner_report
+
+        publish_owner_report(context, plan, account, source, destination, result, self.log)
         if result.ok:
             return summary
         # Folder-level or account-level errors may pass on a retry (the pass is retry-safe);
@@ -364,6 +370,9 @@ class WaitForMxSensor(AccountStep, MxPropagationSensor):
 
 class WaitForDeltaWindowSensor(AccountStep, DeltaWindowSensor):
     """``wait_for_delta_window``: the delta window sensor, gated like the other account tasks."""
+
+    # Templated so that they are serialized: the status page shows when the window opens next.
+    template_fields = ("timezone", "window", "weekdays")
 
 
 def small_summary(summary: dict[str, Any], limit: int = XCOM_LIMIT) -> dict[str, Any]:

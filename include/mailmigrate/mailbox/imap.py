@@ -34,12 +34,14 @@ from mailmigrate.mailbox.base import (
     Quota,
     Ref,
 )
-from mailmigrate.mailbox.imap_session import TRANSIENT_ERRORS, open_session
+from mailmigrate.mailbox.imap_session import TRANSIENT_ERRORS, abandon, open_session
 
 LIST_FIELDS = [b"RFC822.SIZE", b"FLAGS", b"INTERNALDATE", b"BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"]
 HEADER_FIELDS_KEY = b"BODY[HEADER.FIELDS (MESSAGE-ID)]"
-# Server refusals that concern the connection, not one message: reconnect and retry.
-RETRYABLE_CODES = ("[UNAVAILABLE]", "[LIMIT]", "[INUSE]", "[SERVERBUG]")
+# Server refusals that concern the connection, not one message: reconnect and retry. Not
+# [LIMIT] (RFC 5530: an implementation limit, e.g. Dovecot's message size limit): it answers
+# the same every time, so a message refused with it is reported, not retried.
+RETRYABLE_CODES = ("[UNAVAILABLE]", "[INUSE]", "[SERVERBUG]")
 STORAGE = re.compile(rb"\bSTORAGE (\d+) (\d+)", re.IGNORECASE)
 APPENDUID = re.compile(rb"\[APPENDUID (\d+) ([\d:,]+)\]", re.IGNORECASE)
 
@@ -68,10 +70,19 @@ def uid_ranges(uids: Iterable[int]) -> str:
     return ",".join(parts)
 
 
+_CLEANED: dict[tuple, frozenset[str]] = {}
+
+
 def _clean_flags(flags: Iterable[bytes | str]) -> frozenset[str]:
-    out = {f.decode() if isinstance(f, bytes) else f for f in flags}
-    out.discard("\\Recent")
-    return frozenset(out)
+    key = flags if isinstance(flags, tuple) else tuple(flags)
+    cleaned = _CLEANED.get(key)
+    if cleaned is None:  # a mailbox has few distinct flag sets: remember them
+        out = {f.decode() if isinstance(f, bytes) else f for f in key}
+        out.discard("\\Recent")
+        cleaned = frozenset(out)
+        if len(_CLEANED) < 4096:
+            _CLEANED[key] = cleaned
+    return cleaned
 
 
 def _guarded(operation: str):
@@ -87,7 +98,9 @@ def _guarded(operation: str):
             except MailboxError:
                 raise
             except TRANSIENT_ERRORS as exc:
-                self._client = None
+                client, self._client = self._client, None
+                if client is not None:
+                    abandon(client)
                 raise MailboxError(
                     f"{self.label}: {operation}{where}: connection lost ({exc})",
                     retryable=True,
@@ -130,18 +143,33 @@ class ImapMailbox(Mailbox):
 
     # -- session ---------------------------------------------------------------------------
     def connect(self) -> None:
-        self._client = open_session(self.endpoint, self.user, self._password, self.label)
+        old, self._client = self._client, None
+        if old is not None:  # a retried connect must not leave a session open on the server
+            abandon(old)
+        client = open_session(self.endpoint, self.user, self._password, self.label)
         self._selected = None
         try:
-            personal = self._client.namespace().personal
-        except (IMAPClientError, *TRANSIENT_ERRORS):
-            personal = None
-        if personal:
-            self.prefix, separator = personal[0]
-            self.separator = separator or "/"
-        else:
-            folders = self._client.list_folders(directory="", pattern="")
-            self.separator = folders[0][1].decode() if folders and folders[0][1] else "/"
+            try:
+                personal = client.namespace().personal
+            except TRANSIENT_ERRORS:
+                raise
+            except IMAPClientError:  # no NAMESPACE: the separator comes from LIST
+                personal = None
+            if personal:
+                prefix, separator = personal[0]
+            else:
+                folders = client.list_folders(directory="", pattern="")
+                prefix, separator = "", folders[0][1] if folders and folders[0][1] else None
+        except (IMAPClientError, *TRANSIENT_ERRORS) as exc:
+            # Never guess the namespace after a lost answer: folders would map elsewhere.
+            abandon(client)
+            raise MailboxError(
+                f"{self.label}: reading the namespace failed: {exc}",
+                retryable=isinstance(exc, TRANSIENT_ERRORS),
+            ) from None
+        self.prefix = prefix
+        self.separator = (separator.decode() if isinstance(separator, bytes) else separator) or "/"
+        self._client = client
 
     def close(self) -> None:
         client, self._client = self._client, None
@@ -305,6 +333,12 @@ class ImapMailbox(Mailbox):
             b"EXISTS": status[b"MESSAGES"],
         }
 
+    @_guarded("counting messages in")
+    def message_count(self, path: tuple[str, ...]) -> int:
+        """The number of messages in a folder, from STATUS (no SELECT, no listing)."""
+        status = self.client.folder_status(self.name_of(path), [b"MESSAGES"])
+        return int(status[b"MESSAGES"])
+
     # -- reading ---------------------------------------------------------------------------
     def _infos(self, criteria: str, min_uid: int = 0) -> list[MessageInfo]:
         """Message infos for the selected folder's UIDs in ``criteria`` (a UID set)."""
@@ -339,6 +373,31 @@ class ImapMailbox(Mailbox):
         info = self._select(path)
         token = self._token(info)
         messages = self._infos("1:*") if info.get(b"EXISTS") else []
+        return Listing(messages=messages, token=token)
+
+    @_guarded("listing messages in")
+    def listing_without_identities(self, path: tuple[str, ...]) -> Listing:
+        """:meth:`listing` with empty identities, from the index alone: for a copy into an empty
+        folder, where nothing needs matching and the copy computes each identity from the bytes
+        it fetches anyway. Skips reading every message's header (a pass over the source's
+        files) and starts the copy sooner."""
+        self._selected = None
+        info = self._select(path)
+        token = self._token(info)
+        if not info.get(b"EXISTS"):
+            return Listing(messages=[], token=token)
+        data = self._uid_fetch("1:*", [b"RFC822.SIZE", b"FLAGS", b"INTERNALDATE"])
+        messages = [
+            MessageInfo(
+                ref=uid,
+                identity="",
+                size=int(d[b"RFC822.SIZE"]),
+                flags=_clean_flags(d.get(b"FLAGS", ())),
+                internaldate=d.get(b"INTERNALDATE"),
+            )
+            for uid, d in sorted(data.items())
+            if b"RFC822.SIZE" in d
+        ]
         return Listing(messages=messages, token=token)
 
     @_guarded("reading changes in")
@@ -470,10 +529,23 @@ class ImapMailbox(Mailbox):
         return self.client.multiappend(name, items)
 
     def _append_one(self, name: str, message: Message) -> AppendResult:
-        try:
-            response = self.client.append(
-                name, message.content, self._accepted(message.info.flags), message.info.internaldate
+        flags = self._accepted(message.info.flags)
+        if self.has("LITERAL+"):
+            # Not imaplib's APPEND: it rewrites line ends with a regex over the whole message,
+            # which took 117 MB of memory for one 25 MB message.
+            typ, data = imap_wire.multiappend(
+                self.client._imap,
+                self.client._normalise_folder(name),
+                [(flags, message.info.internaldate, message.content)],
             )
+            if typ != "OK":
+                text = f"append failed: {data[0].decode(errors='replace')}"
+                if any(code in text for code in RETRYABLE_CODES):
+                    raise IMAPClientError(text)
+                return AppendResult(error=text)
+            return self._results(data, 1)[0]
+        try:
+            response = self.client.append(name, message.content, flags, message.info.internaldate)
         except IMAPClientError as exc:
             text = str(exc)
             if any(code in text for code in RETRYABLE_CODES):

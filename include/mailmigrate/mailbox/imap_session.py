@@ -8,7 +8,9 @@ refused, never silently used in clear text.
 from __future__ import annotations
 
 import imaplib
+import socket
 import ssl
+import struct
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
@@ -64,15 +66,16 @@ def open_session(endpoint: Endpoint, user: str, password: str | None, label: str
         raise MailboxError(
             f"{label}: cannot connect to {where}: {exc.strerror or exc}", retryable=True
         ) from None
+    except (imaplib.IMAP4.error, EOFError) as exc:
+        # Closed before or instead of a greeting (a server restarting, "* BYE Too many
+        # connections"): worth another try later.
+        raise MailboxError(
+            f"{label}: {where} gave no IMAP greeting: {exc}", retryable=True
+        ) from None
     client.normalise_times = False
     try:
         if security == "starttls":
-            if not client.has_capability("STARTTLS"):
-                raise MailboxError(
-                    f"{label}: {where} does not offer STARTTLS; refusing to log in in clear text "
-                    "(set security: none on the connection only for a trusted network)"
-                )
-            client.starttls(tls_context(endpoint))
+            _starttls(client, endpoint, where, label)
         _login(client, endpoint, user, password, label)
         if client.has_capability("CONDSTORE"):
             client.enable("CONDSTORE")
@@ -83,9 +86,29 @@ def open_session(endpoint: Endpoint, user: str, password: str | None, label: str
         _quietly_close(client)
         raise MailboxError(f"{label}: STARTTLS with {where} failed: {exc.reason or exc}") from None
     except TRANSIENT_ERRORS as exc:
-        _quietly_close(client)
+        abandon(client)
         raise MailboxError(f"{label}: connection to {where} lost: {exc}", retryable=True) from None
+    except IMAPClientError as exc:
+        _quietly_close(client)
+        raise MailboxError(f"{label}: {where} refused the session: {exc}") from None
     return client
+
+
+def _starttls(client: IMAPClient, endpoint: Endpoint, where: str, label: str) -> None:
+    """Switch to TLS or refuse: never log in in clear text when the connection asks for TLS."""
+    if not client.has_capability("STARTTLS"):
+        raise MailboxError(
+            f"{label}: {where} does not offer STARTTLS; refusing to log in in clear text "
+            "(set security: none on the connection only for a trusted network)"
+        )
+    try:
+        client.starttls(tls_context(endpoint))
+    except imaplib.IMAP4.abort:
+        raise  # the connection is gone: the caller's retryable error
+    except IMAPClientError as exc:
+        raise MailboxError(
+            f"{label}: {where} refused STARTTLS ({exc}); refusing to log in in clear text"
+        ) from None
 
 
 def _login(client: IMAPClient, endpoint: Endpoint, user: str, password: str | None, label: str):
@@ -123,6 +146,14 @@ def _login(client: IMAPClient, endpoint: Endpoint, user: str, password: str | No
             "with its own password" if password is not None else f"with admin credentials ({auth})"
         )
         reason = _server_text(exc, secrets=(password, admin_secret))
+        # imapclient turns a connection lost during the login into a LoginError too; that, and
+        # Dovecot's "[UNAVAILABLE] Temporary authentication failure", is no verdict on the
+        # credentials.
+        lost = isinstance(exc.__context__, TRANSIENT_ERRORS) or isinstance(exc, imaplib.IMAP4.abort)
+        if lost or "[UNAVAILABLE]" in reason:
+            raise MailboxError(
+                f"{label}: login as {user} {how} did not complete: {reason}", retryable=True
+            ) from None
         raise AuthenticationFailed(f"{label}: login as {user} {how} refused: {reason}") from None
 
 
@@ -132,6 +163,20 @@ def _server_text(exc: BaseException, secrets: tuple[str | None, ...]) -> str:
         if secret:
             text = text.replace(secret, "***")
     return text
+
+
+def abandon(client: IMAPClient) -> None:
+    """Drop a broken session at once, with a TCP reset: whatever it still had queued is never
+    delivered (an APPEND the engine gave up on must not land after it compared the folders
+    again), and no half-dead connection counts against the server's per-user limit."""
+    sock = getattr(client._imap, "sock", None)
+    try:
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()
+        client._imap.file.close()
+    except Exception:
+        _quietly_close(client)
 
 
 def _quietly_close(client: IMAPClient) -> None:

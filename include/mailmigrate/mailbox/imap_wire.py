@@ -20,7 +20,6 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-_LITERAL_AT_END = re.compile(rb"\{(\d+)\}\r\n$")
 _FETCH_START = re.compile(rb"\* \d+ FETCH \(")
 _UNTAGGED = re.compile(rb"\* (?P<type>[A-Z-]+)(?: (?P<data>.*))?$|\* (?P<num>\d+) (?P<type2>[A-Z-]+)(?: (?P<data2>.*))?$", re.DOTALL)  # fmt: skip
 _RESPONSE_CODE = re.compile(rb"\[(?P<type>[A-Z-]+)( (?P<data>.*))?\]")
@@ -37,11 +36,11 @@ _PAIR_PATTERN = (
     rb'(?:(\d+)|"((?:[^"\\]|\\.)*)"|\(([^()"\x00]*)\)|(\x00)|([^\s()"\x00]+))(?=[ )])'
 )
 _PAIR = re.compile(_PAIR_PATTERN)
-_FLAT_RESPONSE = re.compile(rb"\((?:" + _PAIR_PATTERN + rb" ?)*\)")
 _INTERNALDATE = re.compile(rb" ?(\d{1,2})-([A-Za-z]{3})-(\d{4}) (\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)")  # fmt: skip
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _MONTH_NUMBER = {name.encode().lower(): number for number, name in enumerate(_MONTHS, start=1)}
 _ZONES: dict[bytes, dt.timezone] = {}
+_LISTS: dict[bytes, tuple[Any, ...]] = {}
 
 
 class _Literal:
@@ -53,23 +52,47 @@ class _Literal:
         self.index = index
 
 
+class InternalDate(dt.datetime):
+    """An INTERNALDATE as read from a server; it keeps its exact text, which an APPEND of the
+    same message sends back unchanged (no formatting, and the server's own zone offset)."""
+
+    __slots__ = ("raw",)
+    raw: bytes
+
+
+def _zone(sign: bytes, hours: bytes, minutes: bytes) -> dt.timezone:
+    key = sign + hours + minutes
+    zone = _ZONES.get(key)
+    if zone is None:
+        offset = dt.timedelta(hours=int(hours), minutes=int(minutes))
+        zone = _ZONES[key] = dt.timezone(-offset if sign == b"-" else offset)
+    return zone
+
+
 def parse_internaldate(text: bytes) -> dt.datetime:
     """``b"17-Jul-1996 02:44:25 -0700"`` -> an aware datetime (ValueError when malformed)."""
+    month = _MONTH_NUMBER.get(text[3:6].lower()) if len(text) == 26 else None
+    if month is not None and text[2:3] == b"-" and text[20:21] == b" ":
+        # The fixed layout every server sends (day padded with a space or a zero).
+        when = InternalDate(int(text[7:11]), month, int(text[0:2]), int(text[12:14]),
+                            int(text[15:17]), int(text[18:20]),
+                            tzinfo=_zone(text[21:22], text[22:24], text[24:26]))  # fmt: skip
+        when.raw = text
+        return when
     match = _INTERNALDATE.match(text)
     if not match:
         raise ValueError(f"not an IMAP date-time: {text!r}")
-    day, month, year, hour, minute, second, sign, zh, zm = match.groups()
-    zone_key = sign + zh + zm
-    zone = _ZONES.get(zone_key)
-    if zone is None:
-        offset = dt.timedelta(hours=int(zh), minutes=int(zm))
-        zone = _ZONES[zone_key] = dt.timezone(-offset if sign == b"-" else offset)
-    return dt.datetime(int(year), _MONTH_NUMBER[month.lower()], int(day), int(hour), int(minute),
-                       int(second), tzinfo=zone)  # fmt: skip
+    day, month_name, year, hour, minute, second, sign, zh, zm = match.groups()
+    return dt.datetime(int(year), _MONTH_NUMBER[month_name.lower()], int(day), int(hour),
+                       int(minute), int(second), tzinfo=_zone(sign, zh, zm))  # fmt: skip
 
 
 def format_internaldate(when: dt.datetime) -> bytes:
-    """A datetime as an IMAP date-time (a naive one is taken as local time, as imapclient does)."""
+    """A datetime as an IMAP date-time (a naive one is taken as local time, as imapclient does);
+    one read by :func:`parse_internaldate` as the server wrote it."""
+    raw = getattr(when, "raw", None)
+    if raw is not None:
+        return raw
     if when.tzinfo is None:
         when = when.astimezone()
     offset = when.utcoffset() or dt.timedelta(0)
@@ -101,7 +124,10 @@ def _read_response(imap: imaplib.IMAP4, first: bytes) -> tuple[list[bytes], list
             size = line[start + 1 : -3]
             if start >= 0 and size.isdigit():
                 fragments.append(line[:start])
-                literals.append(imap.read(int(size)))
+                literal = imap.read(int(size))
+                if len(literal) != int(size):
+                    raise imaplib.IMAP4.abort("socket error: EOF inside a literal")
+                literals.append(literal)
                 line = _read_line(imap)
                 continue
         fragments.append(line[:-2])
@@ -169,9 +195,9 @@ def parse_fetch(fragments: list[bytes], literals: list[bytes]) -> dict[bytes, An
     if head is None:
         raise imaplib.IMAP4.abort(f"not a FETCH response: {fragments[0][:80]!r}")
     fragments = [fragments[0][head.end() - 1 :], *fragments[1:]]
-    text = b"\x00".join(fragments)
-    if _FLAT_RESPONSE.fullmatch(text):
-        return _flat_items(text, literals)
+    flat = _flat_items(b"\x00".join(fragments), literals)
+    if flat is not None:
+        return flat
     nested = _nest(_tokens(fragments), literals)
     if len(nested) != 1 or not isinstance(nested[0], tuple) or len(nested[0]) % 2:
         raise imaplib.IMAP4.abort(f"malformed FETCH response: {fragments[0][:80]!r}")
@@ -187,29 +213,84 @@ def parse_fetch(fragments: list[bytes], literals: list[bytes]) -> dict[bytes, An
     return out
 
 
-def _flat_items(text: bytes, literals: list[bytes]) -> dict[bytes, Any]:
+_VALUE_PATTERNS = {  # by the number of the _PAIR group that matched the value
+    2: rb"(\d+)",
+    3: rb'"((?:[^"\\]|\\.)*)"',
+    4: rb'\(([^()"\x00]*)\)',
+    5: rb"(\x00)",
+    6: rb'([^\s()"\x00]+)',
+}
+_layouts: tuple[tuple[re.Pattern[bytes], tuple[tuple[bytes, int], ...]], ...] = ()
+
+
+def _flat_items(text: bytes, literals: list[bytes]) -> dict[bytes, Any] | None:
+    """The pairs of a response with flat values; ``None`` when it has any other shape (the
+    pairs must follow each other with single spaces from ``(`` to ``)``).
+
+    The responses to one command all look alike (``UID n FLAGS (..) INTERNALDATE ".." BODY[]
+    {n}``): the first is split pair by pair, and its layout becomes one regular expression
+    that splits the next ones in a single match."""
+    for pattern, fields in _layouts:
+        match = pattern.fullmatch(text)
+        if match is not None:
+            return _convert(fields, match.groups(), literals)
+    fields, raws, pieces = [], [], []
+    expected = 1
+    for match in _PAIR.finditer(text):
+        if match.start() != expected:
+            return None
+        expected = match.end() + 1
+        kind = match.lastindex or 0
+        key = match.group(1)
+        fields.append((key.upper(), kind))
+        raws.append(match.group(kind))
+        pieces.append(re.escape(key) + b" " + _VALUE_PATTERNS[kind])
+    if text != b"()" and not (expected == len(text) and text.endswith(b")")):
+        return None
+    _learn(pieces, fields)
+    return _convert(fields, raws, literals)
+
+
+def _learn(pieces: list[bytes], fields: list[tuple[bytes, int]]) -> None:
+    global _layouts
+    pattern = re.compile(rb"\(" + b" ".join(pieces) + rb"\)")
+    if all(known.pattern != pattern.pattern for known, _ in _layouts):
+        _layouts = ((pattern, tuple(fields)), *_layouts[:7])  # replaced whole: lanes share it
+
+
+def _convert(
+    fields: tuple[tuple[bytes, int], ...] | list[tuple[bytes, int]],
+    raws: tuple[bytes, ...] | list[bytes],
+    literals: list[bytes],
+) -> dict[bytes, Any]:
     out: dict[bytes, Any] = {}
     next_literal = 0
-    for match in _PAIR.finditer(text):
-        kind = match.lastindex
-        key = match.group(1).upper()
+    for (key, kind), raw in zip(fields, raws, strict=True):
         if kind == 2:
-            value: Any = int(match.group(2))
+            value: Any = int(raw)
         elif kind == 3:
-            value = match.group(3)
-            if b"\\" in value:
-                value = _UNESCAPE.sub(rb"\1", value)
+            value = _UNESCAPE.sub(rb"\1", raw) if b"\\" in raw else raw
             if key == b"INTERNALDATE":
                 value = parse_internaldate(value)
         elif kind == 4:
-            value = tuple(_atom(word) for word in match.group(4).split())
+            value = _atom_list(raw)
         elif kind == 5:
             value = literals[next_literal]
             next_literal += 1
         else:
-            value = _atom(match.group(6))
+            value = _atom(raw)
         out[key] = value
     return out
+
+
+def _atom_list(inner: bytes) -> tuple[Any, ...]:
+    """A parenthesized list of atoms (FLAGS, MODSEQ); the few distinct ones are cached."""
+    value = _LISTS.get(inner)
+    if value is None:
+        value = tuple(_atom(word) for word in inner.split())
+        if len(_LISTS) < 4096:
+            _LISTS[inner] = value
+    return value
 
 
 def _store_untagged(imap: imaplib.IMAP4, fragments: list[bytes], literals: list[bytes]) -> None:

@@ -1,0 +1,183 @@
+"""The status page's FastAPI app, mounted by the plugin at ``/mailmigrate`` on the API server.
+
+Routes (all need an Airflow login: the UI's cookie or an ``Authorization: Bearer`` token, and
+read access to the migration's DAG):
+
+* ``GET /mailmigrate/`` - the page: the migrations, and the chosen one's status
+  (``?dag_id=...&run_id=...``).
+* ``GET /mailmigrate/migrations/{dag_id}`` - the same page for one migration.
+* ``GET /mailmigrate/api/migrations`` - the migrations (JSON).
+* ``GET /mailmigrate/api/migrations/{dag_id}?run_id=`` - one run's status (JSON; latest run
+  without ``run_id``): a row per account, the MX state per domain, totals and the time left.
+* ``GET /mailmigrate/reports/{dag_id}/{run_id}/{task_id}.html|.csv`` - an owner report, read
+  back from where the task stored it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request, status
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from mailmigrate_airflow.ui import URL_PREFIX
+from mailmigrate_airflow.ui import status as data
+
+
+async def current_user(request: Request) -> Any:
+    """The logged-in Airflow user, as Airflow's own API authenticates it."""
+    from airflow.api_fastapi.core_api.security import get_user
+    from fastapi.security import HTTPBearer
+
+    credentials = await HTTPBearer(auto_error=False)(request)
+    return await get_user(request, None, credentials)
+
+
+def _authorize(user: Any, dag_id: str) -> None:
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.models.resource_details import (
+        DagAccessEntity,
+        DagDetails,
+    )
+
+    manager = get_auth_manager()
+    for entity in (None, DagAccessEntity.TASK_INSTANCE, DagAccessEntity.XCOM):
+        if not manager.is_authorized_dag(
+            method="GET", access_entity=entity, details=DagDetails(id=dag_id), user=user
+        ):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"no read access to {dag_id}")
+
+
+def _allowed(user: Any) -> set[str]:
+    from airflow.api_fastapi.app import get_auth_manager
+
+    return set(get_auth_manager().get_authorized_dag_ids(user=user, method="GET"))
+
+
+def _session() -> Any:
+    from airflow.utils.session import create_session
+
+    return create_session()
+
+
+def _root(request: Request) -> str:
+    """The API server's root path: where this app is mounted, less its own prefix."""
+    return str(request.scope.get("root_path", "")).rstrip("/").removesuffix(URL_PREFIX)
+
+
+def status_of(user: Any, dag_id: str, run_id: str | None) -> dict[str, Any]:
+    _authorize(user, dag_id)
+    with _session() as session:
+        run = data.load_run(session, dag_id, run_id)
+        if run is None:
+            what = f"run {run_id} of {dag_id}" if run_id else f"migration {dag_id}"
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no {what}")
+        result = data.migration_status(run)
+        result["runs"] = data.runs_of(session, dag_id)
+    return result
+
+
+def create_app() -> FastAPI:
+    """The app (see the module docstring)."""
+    from mailmigrate_airflow.ui.page import render_page
+
+    app = FastAPI(
+        title="Mailbox migrations",
+        description="Status of the mailmigrate migration DAGs and their owner reports.",
+        docs_url=None,
+        redoc_url=None,
+    )
+
+    @app.get("/api/migrations")
+    def migrations(user: Any = Depends(current_user)) -> dict[str, Any]:
+        with _session() as session:
+            return {"migrations": data.list_migrations(session, _allowed(user))}
+
+    @app.get("/api/migrations/{dag_id}")
+    def migration(dag_id: str, run_id: str | None = None, user: Any = Depends(current_user)):
+        return status_of(user, dag_id, run_id)
+
+    @app.get("/", response_class=HTMLResponse)
+    def index(
+        request: Request,
+        dag_id: str | None = None,
+        run_id: str | None = None,
+        user: Any = Depends(current_user),
+    ):
+        with _session() as session:
+            migrations = data.list_migrations(session, _allowed(user))
+        if dag_id is None and len(migrations) == 1:
+            dag_id = migrations[0]["dag_id"]
+        chosen = status_of(user, dag_id, run_id) if dag_id else None
+        return HTMLResponse(render_page(migrations, chosen, _root(request)))
+
+    @app.get("/migrations/{dag_id}", response_class=HTMLResponse)
+    def migration_page(
+        request: Request, dag_id: str, run_id: str | None = None, user: Any = Depends(current_user)
+    ):
+        with _session() as session:
+            migrations = data.list_migrations(session, _allowed(user))
+        chosen = status_of(user, dag_id, run_id)
+        return HTMLResponse(render_page(migrations, chosen, _root(request)))
+
+    @app.get("/reports/{dag_id}/{run_id}/{task_file}")
+    def report(dag_id: str, run_id: str, task_file: str, user: Any = Depends(current_user)):
+        task_id, _, kind = task_file.rpartition(".")
+        if kind not in ("html", "csv") or not task_id:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "reports are .html or .csv")
+        _authorize(user, dag_id)
+        content = read_report(dag_id, run_id, task_id, kind)
+        if kind == "html":
+            return HTMLResponse(content)
+        name = f"{task_id.replace('.', '-')}.csv"
+        return Response(
+            content,
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+
+    @app.get("/migrations", include_in_schema=False)
+    def migrations_redirect(request: Request) -> RedirectResponse:
+        return RedirectResponse(f"{_root(request)}{URL_PREFIX}/")
+
+    return app
+
+
+def read_report(dag_id: str, run_id: str, task_id: str, kind: str) -> str:
+    """An owner report's HTML or CSV, from the storage the task's ``owner_report`` XCom names.
+
+    Only a path of the shape the tasks write (``.../<dag_id>/<run_id>/<group>/<phase>.<kind>``)
+    is read, so an XCom cannot point this at other files.
+    """
+    from airflow.models.xcom import XComModel
+    from airflow.sdk import ObjectStoragePath
+    from sqlalchemy import select
+
+    from mailmigrate_airflow.reports import XCOM_KEY, safe_part
+
+    with _session() as session:
+        xcom = session.scalars(
+            select(XComModel).where(
+                XComModel.dag_id == dag_id,
+                XComModel.run_id == run_id,
+                XComModel.task_id == task_id,
+                XComModel.key == XCOM_KEY,
+            )
+        ).first()
+        record = XComModel.deserialize_value(xcom) if xcom else None
+    if not isinstance(record, dict) or not record.get(kind):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no owner report for {task_id} in {run_id}")
+    group, _, step = task_id.rpartition(".")
+    phase = step.removesuffix("_copy")
+    tail = "/".join([safe_part(dag_id), safe_part(run_id), safe_part(group), f"{phase}.{kind}"])
+    location = str(record[kind])
+    if not location.endswith("/" + tail):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "the report's location is not a report")
+    try:
+        return ObjectStoragePath(location, conn_id=record.get("conn_id")).read_text(
+            encoding="utf-8"
+        )
+    except FileNotFoundError:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, f"the report is gone from {location}"
+        ) from None

@@ -1,0 +1,398 @@
+"""What the status page shows, read in the API server from Airflow's models: the serialized DAG
+(accounts, MX domains, delta windows, parallelism), the run's task instances, their XCom
+summaries (``test``, ``initial_copy``, ``delta_copy``, ``wait_for_mx`` and the ``owner_report``
+XComs) and the triggers of deferred sensors. Tasks never read the database; this runs in the
+API server only.
+
+:func:`migration_status` returns plain JSON-able data: one row per account and per-migration
+totals with an estimate of the time left.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from mailmigrate_airflow.ui.totals import domains_of, totals_of
+
+STEPS = ("test", "initial_copy", "wait_for_mx", "wait_for_delta_window", "delta_copy")
+STEP_LABELS = {
+    "test": "test",
+    "initial_copy": "initial copy",
+    "wait_for_mx": "waiting for the MX change",
+    "wait_for_delta_window": "waiting for the delta window",
+    "delta_copy": "delta copy",
+}
+ACTIVE = {"running", "queued", "scheduled", "deferred", "up_for_retry", "up_for_reschedule",
+          "restarting", "awaiting_input"}  # fmt: skip
+FAILED = {"failed", "upstream_failed"}
+DONE = {"success", "skipped"}
+TAG = "mailmigrate"
+
+
+@dataclass
+class RunData:
+    """Everything one status page reads, loaded by :func:`load_run`."""
+
+    dag: Any  # SerializedDAG
+    run: Any | None  # DagRun
+    tis: dict[str, Any] = field(default_factory=dict)  # task_id -> TaskInstance
+    xcoms: dict[tuple[str, str], Any] = field(default_factory=dict)  # (task_id, key) -> value
+    triggers: dict[int, dict[str, Any]] = field(default_factory=dict)  # trigger id -> kwargs
+
+
+def list_migrations(session: Any, allowed: set[str] | None) -> list[dict[str, Any]]:
+    """The migration DAGs (tag ``mailmigrate``) the user may read, with their latest run."""
+    from airflow.models.dag import DagModel, DagTag
+    from airflow.models.dagrun import DagRun
+    from sqlalchemy import select
+
+    query = (
+        select(DagModel)
+        .join(DagTag, DagTag.dag_id == DagModel.dag_id)
+        .where(DagTag.name == TAG, DagModel.is_stale.is_(False))
+        .order_by(DagModel.dag_id)
+    )
+    migrations = []
+    for dag_model in session.scalars(query):
+        if allowed is not None and dag_model.dag_id not in allowed:
+            continue
+        run = session.scalars(
+            select(DagRun)
+            .where(DagRun.dag_id == dag_model.dag_id)
+            .order_by(DagRun.run_after.desc(), DagRun.id.desc())
+            .limit(1)
+        ).first()
+        migrations.append(
+            {
+                "dag_id": dag_model.dag_id,
+                "description": dag_model.description or "",
+                "paused": bool(dag_model.is_paused),
+                "last_run": _run_dict(run) if run else None,
+            }
+        )
+    return migrations
+
+
+def runs_of(session: Any, dag_id: str, limit: int = 20) -> list[dict[str, Any]]:
+    """The latest runs of a migration, newest first (for the run picker)."""
+    from airflow.models.dagrun import DagRun
+    from sqlalchemy import select
+
+    query = (
+        select(DagRun)
+        .where(DagRun.dag_id == dag_id)
+        .order_by(DagRun.run_after.desc(), DagRun.id.desc())
+        .limit(limit)
+    )
+    return [_run_dict(run) for run in session.scalars(query)]
+
+
+def load_run(session: Any, dag_id: str, run_id: str | None = None) -> RunData | None:
+    """The DAG (the version the run used) and a run (``run_id``, else the latest) with its task
+    instances, XComs and triggers; ``None`` when the DAG is unknown."""
+    from airflow.models.dagbag import DBDagBag
+    from airflow.models.dagrun import DagRun
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.models.trigger import Trigger
+    from airflow.models.xcom import XComModel
+    from sqlalchemy import select
+
+    query = select(DagRun).where(DagRun.dag_id == dag_id)
+    if run_id:
+        query = query.where(DagRun.run_id == run_id)
+    run = session.scalars(
+        query.order_by(DagRun.run_after.desc(), DagRun.id.desc()).limit(1)
+    ).first()
+    if run_id and run is None:
+        return None
+    bag = DBDagBag()
+    dag = (bag.get_dag_for_run(run, session=session) if run else None) or (
+        bag.get_latest_version_of_dag(dag_id, session=session)
+    )
+    if dag is None:
+        return None
+    data = RunData(dag=dag, run=run)
+    if run is None:
+        return data
+    for ti in session.scalars(
+        select(TaskInstance).where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run.run_id)
+    ):
+        data.tis[ti.task_id] = ti
+    xcom_query = select(XComModel).where(
+        XComModel.dag_id == dag_id,
+        XComModel.run_id == run.run_id,
+        XComModel.key.in_(("return_value", "owner_report")),
+        XComModel.map_index == -1,
+    )
+    for xcom in session.scalars(xcom_query):
+        try:
+            data.xcoms[(xcom.task_id, xcom.key)] = XComModel.deserialize_value(xcom)
+        except Exception:  # an unreadable XCom must not take the page down
+            continue
+    trigger_ids = {ti.trigger_id for ti in data.tis.values() if ti.trigger_id}
+    if trigger_ids:
+        for trigger in session.scalars(select(Trigger).where(Trigger.id.in_(trigger_ids))):
+            try:
+                data.triggers[trigger.id] = trigger.kwargs
+            except Exception:
+                continue
+    return data
+
+
+def _run_dict(run: Any) -> dict[str, Any]:
+    return {
+        "run_id": run.run_id,
+        "state": str(run.state) if run.state else None,
+        "run_after": _iso(run.run_after),
+        "start_date": _iso(run.start_date),
+        "end_date": _iso(run.end_date),
+        "conf": run.conf or {},
+    }
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value else None
+
+
+def task_url(dag_id: str, run_id: str, task_id: str) -> str:
+    """The task instance's page in the Airflow UI (its logs)."""
+    dag, run, task = (quote(part, safe="") for part in (dag_id, run_id, task_id))
+    return f"/dags/{dag}/runs/{run}/tasks/{task}"
+
+
+def accounts_of(dag: Any) -> list[dict[str, str]]:
+    """The account groups of a migration DAG: group id, source and destination address."""
+    accounts = []
+    for group_id, child in dag.task_group.children.items():
+        if not hasattr(child, "children") or f"{group_id}.initial_copy" not in child.children:
+            continue
+        source = getattr(child, "group_display_name", "") or group_id
+        tooltip = getattr(child, "tooltip", "") or ""
+        destination = tooltip.partition(" -> ")[2] or source
+        accounts.append(
+            {"group_id": group_id, "account": source, "destination_account": destination}
+        )
+    return accounts
+
+
+def migration_status(data: RunData, now: dt.datetime | None = None) -> dict[str, Any]:
+    """The status page's data: ``run``, ``accounts`` (rows), ``domains`` and ``totals``."""
+    now = now or dt.datetime.now(dt.UTC)
+    dag, run = data.dag, data.run
+    rows = [_account_row(data, account, now) for account in accounts_of(dag)]
+    return {
+        "dag_id": dag.dag_id,
+        "description": getattr(dag, "description", "") or "",
+        "parallel_accounts": getattr(dag, "max_active_tasks", None),
+        "run": _run_dict(run) if run else None,
+        "accounts": rows,
+        "domains": domains_of(rows),
+        "extra_tasks": _extra_tasks(data),
+        "totals": totals_of(rows, getattr(dag, "max_active_tasks", 1) or 1),
+        "generated_at": now.isoformat(),
+    }
+
+
+def _step(data: RunData, task_id: str) -> dict[str, Any]:
+    ti = data.tis.get(task_id)
+    if ti is None:
+        return {"state": None, "try_number": 0, "url": ""}
+    return {
+        "state": str(ti.state) if ti.state else None,
+        "try_number": ti.try_number,
+        "start_date": _iso(ti.start_date),
+        "end_date": _iso(ti.end_date),
+        "url": task_url(ti.dag_id, ti.run_id, ti.task_id),
+    }
+
+
+def _phase(steps: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Where the account is: the first step not yet done, with its state."""
+    states = {name: step["state"] for name, step in steps.items()}
+    if all(state == "skipped" for state in states.values()):
+        return {"key": "not_selected", "label": "not in this run", "step": ""}
+    for name in STEPS:
+        state = states[name]
+        if state in FAILED:
+            return {"key": "failed", "label": f"{STEP_LABELS[name]} failed", "step": name}
+    for name in STEPS:
+        state = states[name]
+        if state in DONE:
+            continue
+        if state in ACTIVE:
+            suffix = {"up_for_retry": " (retrying)", "queued": " (queued)", "scheduled": " (queued)",
+                      "awaiting_input": " (awaiting approval)"}.get(state, "")  # fmt: skip
+            return {"key": "active", "label": STEP_LABELS[name] + suffix, "step": name}
+        return {"key": "pending", "label": f"before {STEP_LABELS[name]}", "step": name}
+    if states["delta_copy"] == "success":
+        return {"key": "done", "label": "done", "step": "delta_copy"}
+    last = max((n for n in STEPS if states[n] == "success"), key=STEPS.index, default="")
+    label = f"stopped after {STEP_LABELS[last]}" if last else "not in this run"
+    return {"key": "stopped", "label": label, "step": last}
+
+
+def _account_row(data: RunData, account: dict[str, str], now: dt.datetime) -> dict[str, Any]:
+    gid = account["group_id"]
+    steps = {name: _step(data, f"{gid}.{name}") for name in STEPS}
+    test = data.xcoms.get((f"{gid}.test", "return_value")) or {}
+    copies = {p: data.xcoms.get((f"{gid}.{p}_copy", "return_value")) or {} for p in ("initial", "delta")}  # fmt: skip
+    reports = {p: data.xcoms.get((f"{gid}.{p}_copy", "owner_report")) for p in ("initial", "delta")}
+    latest = reports["delta"] or reports["initial"] or {}
+    verified = (latest.get("summary") or {}).get("totals") or {}
+    test_folders = test.get("folders") or []
+    planned_bytes = sum(f.get("bytes") or 0 for f in test_folders) if test_folders else None
+    initial_totals = copies["initial"].get("totals") or {}
+    source = {
+        "messages": _first(verified.get("source_messages"), _sum(test_folders, "messages"),
+                           initial_totals.get("source_messages")),
+        "bytes": _first(verified.get("source_bytes"), planned_bytes,
+                        initial_totals.get("source_bytes")),
+    }  # fmt: skip
+    destination = {
+        "messages": verified.get("destination_messages"),
+        "bytes": verified.get("destination_bytes"),
+        "missing": verified.get("missing"),
+    }
+    copied = {
+        "messages": sum((c.get("totals") or {}).get("copied", 0) for c in copies.values()),
+        "bytes": sum((c.get("totals") or {}).get("copied_bytes", 0) for c in copies.values()),
+        "seconds": sum(c.get("seconds") or 0 for c in copies.values()),
+    }
+    errors = _errors(test, copies, steps, latest)
+    failed = sum((c.get("totals") or {}).get("failed", 0) for c in copies.values())
+    folders = _first((latest.get("summary") or {}).get("folders"), len(test_folders) or None,
+                     copies["initial"].get("folder_count"))  # fmt: skip
+    report_links = {
+        phase: {"html": _report_link(data, gid, phase, "html"),
+                "csv": _report_link(data, gid, phase, "csv"), "ok": (r.get("summary") or {}).get("ok"),
+                "mailed_to": r.get("mailed_to"), "mail_error": r.get("mail_error")}
+        for phase, r in reports.items() if r
+    }  # fmt: skip
+    return {
+        **account,
+        "phase": _phase(steps),
+        "steps": steps,
+        "folders": folders,
+        "source": source,
+        "destination": destination,
+        "copied": copied,
+        "failed_messages": failed,
+        "errors": errors,
+        "mx": _mx(data, gid, steps["wait_for_mx"]),
+        "last_delta": steps["delta_copy"].get("end_date")
+        if steps["delta_copy"]["state"] == "success"
+        else None,  # fmt: skip
+        "next_delta": _next_delta(data, gid, steps, now),
+        "reports": report_links,
+        "planned_bytes": planned_bytes,
+        "initial": {
+            "state": steps["initial_copy"]["state"],
+            "bytes": initial_totals.get("copied_bytes", 0),
+            "seconds": copies["initial"].get("seconds") or 0,
+        },  # fmt: skip
+    }
+
+
+def _first(*values: Any) -> Any:
+    return next((v for v in values if v is not None), None)
+
+
+def _sum(items: list[dict[str, Any]], key: str) -> int | None:
+    return sum(i.get(key) or 0 for i in items) if items else None
+
+
+def _errors(test: dict, copies: dict, steps: dict, report: dict) -> list[str]:
+    errors = [f"test: {p}" for p in test.get("problems") or []]
+    for phase, summary in copies.items():
+        if summary.get("error"):
+            errors.append(f"{phase} copy: {summary['error']}")
+        for folder in summary.get("folders") or []:
+            if folder.get("error"):
+                errors.append(f"{phase} copy: folder {folder.get('source')}: {folder['error']}")
+        for failure in summary.get("failures") or []:
+            errors.append(
+                f"{phase} copy: message {failure.get('ref')} in {failure.get('folder')} refused: "
+                f"{failure.get('reason')}"
+            )
+    for name, step in steps.items():
+        if step["state"] == "failed" and not any(e.startswith(name.split("_")[0]) for e in errors):
+            errors.append(f"{STEP_LABELS[name]} failed (see its log)")
+    if report.get("mail_error"):
+        errors.append(f"owner mail: {report['mail_error']}")
+    if report.get("storage_error"):
+        errors.append(f"owner report: {report['storage_error']}")
+    return errors
+
+
+def _report_link(data: RunData, gid: str, phase: str, kind: str) -> str:
+    from mailmigrate_airflow.reports import report_url
+
+    return report_url(data.dag.dag_id, data.run.run_id, f"{gid}.{phase}_copy", kind)
+
+
+def _mx(data: RunData, gid: str, step: dict[str, Any]) -> dict[str, Any]:
+    task_id = f"{gid}.wait_for_mx"
+    domain = getattr(data.dag.get_task(task_id), "domain", None) if task_id in data.dag.task_dict else None  # fmt: skip
+    result = data.xcoms.get((task_id, "return_value")) or {}
+    state = step["state"]
+    if domain is None:
+        label = "not checked"
+    elif state == "success":
+        label = "propagated"
+    elif state in ("deferred", "running", "up_for_retry", "up_for_reschedule"):
+        label = "waiting"
+    elif state in FAILED:
+        label = "failed"
+    elif state == "skipped":
+        label = "not checked in this run"
+    else:
+        label = "not yet checked"
+    return {"domain": domain or result.get("domain"), "state": label,
+            "mx": result.get("mx") or [], "propagated_at": result.get("propagated_at")}  # fmt: skip
+
+
+def _next_delta(data: RunData, gid: str, steps: dict, now: dt.datetime) -> dict[str, Any] | None:
+    """When the delta copy runs next: the deferred sensor's moment, else the next window."""
+    delta, window_step = steps["delta_copy"]["state"], steps["wait_for_delta_window"]["state"]
+    if delta in ("success", "skipped") or delta in ACTIVE:
+        return None
+    if any(step["state"] in FAILED for step in steps.values()):
+        return None  # nothing runs until the failure is dealt with
+    ti = data.tis.get(f"{gid}.wait_for_delta_window")
+    if ti is not None and ti.trigger_id in data.triggers:
+        moment = data.triggers[ti.trigger_id].get("moment")
+        if moment is not None:
+            return {"at": _iso(moment), "note": "the delta window opens"}
+    if window_step in ("success", "running"):
+        return {"at": now.isoformat(), "note": "inside the delta window"}
+    task_id = f"{gid}.wait_for_delta_window"
+    if task_id not in data.dag.task_dict:
+        return None
+    task = data.dag.get_task(task_id)
+    try:
+        from mailmigrate.plan import DeltaWindow
+        from mailmigrate.window import next_window_start, parse_weekdays, parse_window
+
+        window = DeltaWindow(
+            timezone=getattr(task, "timezone", "UTC") or "UTC",
+            window=parse_window(getattr(task, "window", None)),
+            weekdays=tuple(parse_weekdays(getattr(task, "weekdays", None) or range(7))),
+        )
+        moment = next_window_start(now, window)
+    except Exception:
+        return None
+    if moment <= now:
+        return {"at": moment.isoformat(), "note": "the window is open; after the MX change"}
+    return {"at": moment.isoformat(), "note": "the next window after the MX change"}
+
+
+def _extra_tasks(data: RunData) -> list[dict[str, Any]]:
+    """The run's tasks outside the account groups (cutover_ready, approve_full_run)."""
+    return [
+        {"task_id": task_id, **_step(data, task_id)}
+        for task_id in sorted(data.dag.task_dict)
+        if "." not in task_id
+    ]

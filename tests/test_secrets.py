@@ -1,0 +1,196 @@
+"""No password or token ever shows: the end-to-end DAG run with recognisable secrets, searched for
+in everything a migration leaves behind.
+
+One plan, three accounts against real Dovecot servers: one migrates completely (the destination
+logs in with XOAUTH2 access tokens), one has a wrong source password, one a wrong token. Then
+every byte of the serialized DAG, the metadata database file (XComs, rendered fields, task
+instances, import errors, even freed pages), every file under ``AIRFLOW_HOME`` (task logs,
+reports), the engine's state files, the captured process output, the engine's exception texts
+(with their chained causes and tracebacks) and the CLI's reports is searched: none appears.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import tempfile
+import traceback
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from harness.airflow_env import REPO_ROOT
+from harness.corpus import make_message, seed_folder, snapshot
+from harness.dovecot import DovecotServer
+from harness.figures import record
+
+from mailmigrate.connections import endpoint_from_dict
+from mailmigrate.mailbox.base import AuthenticationFailed
+from mailmigrate.plan import load_plan
+from mailmigrate.sync import copy_account, preflight
+
+MARK = "S3CRET" + secrets.token_hex(4)  # in every secret of this module, and nothing else
+PLANTED: list[str] = []
+
+
+def _secret(what: str) -> str:
+    PLANTED.append(f"{what}-{MARK}-{secrets.token_hex(3)}")
+    return PLANTED[-1]
+
+
+@pytest.fixture(scope="module")
+def oauth_imap():
+    """A modern Dovecot that also takes XOAUTH2 and OAUTHBEARER (the passwd-file entry is the
+    access token, which is all these mechanisms check against any passdb)."""
+    root = Path(tempfile.mkdtemp(prefix="mailmigrate-dovecot-oauth-"))
+    server = DovecotServer(root, "modern")
+    config = server.config_path.read_text()
+    assert "auth_mechanisms = plain login\n" in config
+    server.config_path.write_text(
+        config.replace(
+            "auth_mechanisms = plain login", "auth_mechanisms = plain login xoauth2 oauthbearer"
+        )
+    )
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _plan(name: str) -> str:
+    return (
+        f"name: {name}\n"
+        "source: {connection: sec_old}\n"
+        "destination: {connection: sec_new}\n"
+        f"accounts: {name}_accounts.csv\n"
+        "state_dir: state\n"
+        "retries: 2\n"
+        "delta: {timezone: Europe/Berlin, window: any}\n"
+    )
+
+
+def _haystacks(paths: list[Path]) -> dict[str, bytes]:
+    """Every file under the given paths, by name."""
+    found = {}
+    for root in paths:
+        for path in [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file()):
+            found[str(path)] = path.read_bytes()
+    return found
+
+
+def _exception_texts(exc: BaseException) -> str:
+    """An exception as anyone could show it: str, repr, the formatted traceback with the
+    chained causes, and the same for every exception in its __cause__/__context__ chain."""
+    parts, seen = [], set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        parts += [str(exc), repr(exc), "".join(traceback.format_exception(exc, chain=True))]
+        exc = exc.__cause__ or exc.__context__
+    return "\n".join(parts)
+
+
+def test_no_secret_in_the_dag_logs_xcom_database_reports_or_exceptions(
+    tmp_path, legacy_imap, oauth_imap, new_account, monkeypatch, airflow_db, capfd
+):
+    from airflow.serialization.serialized_objects import DagSerialization
+    from airflow.utils.session import create_session
+    from harness.airflow_env import run_dag_test
+
+    from mailmigrate.cli import main as cli
+    from mailmigrate_airflow.factory import build_dags
+
+    # -- the plan: three accounts with recognisable secrets --------------------------------
+    rows, expected = [], {}
+    for n, fault in enumerate(("none", "source password", "token")):
+        user, password = new_account(legacy_imap)
+        token = _secret("xoauth2-token")
+        dst_user = f"sec{n}-{user}"
+        oauth_imap.add_account(dst_user, token)
+        client = legacy_imap.client(user, password)
+        when = datetime(2024, 4, 1, 9, n, tzinfo=UTC)
+        seed_folder(
+            client, "INBOX", [(make_message(81_000 + n * 10 + i), (), when) for i in range(4)]
+        )
+        client.logout()
+        # The real password must not leak either: make it recognisable on the server too.
+        legacy_imap.add_account(user, password := _secret("source-password"))
+        given_password = _secret("wrong-password") if fault == "source password" else password
+        given_token = _secret("wrong-token") if fault == "token" else token
+        rows.append(f"{user},{given_password},{dst_user},{given_token}")
+        expected[user] = (fault, dst_user, password, token)
+    # Every planted secret carries MARK: searching for it finds any of them.
+    secrets_ = [MARK, legacy_imap.master_password]
+    dag_folder = tmp_path / "dags"
+    plans = dag_folder / "plans"
+    plans.mkdir(parents=True)
+    shutil.copy(REPO_ROOT / "dags" / "migrations.py", dag_folder / "migrations.py")
+    name = "sec_" + secrets.token_hex(3)
+    (plans / f"{name}_accounts.csv").write_text(
+        "source_user,source_password,destination_user,destination_password\n"
+        + "\n".join(rows) + "\n"
+    )  # fmt: skip
+    (plans / f"{name}.yaml").write_text(_plan(name))
+    # The admin passwords of both connections are secrets as well.
+    source_conn = legacy_imap.connection("sec_old")
+    destination_conn = oauth_imap.connection("sec_new", auth="xoauth2")
+    destination_conn["password"] = _secret("admin-token")
+    monkeypatch.setenv("AIRFLOW_CONN_SEC_OLD", json.dumps(source_conn))
+    monkeypatch.setenv("AIRFLOW_CONN_SEC_NEW", json.dumps(destination_conn))
+    reports = tmp_path / "reports"
+    monkeypatch.setenv("MAILMIGRATE_REPORTS_URL", str(reports))
+
+    # -- the DAG run ----------------------------------------------------------------------
+    (dag,) = build_dags(str(dag_folder / "migrations.py")).values()
+    run = run_dag_test(dag)
+    with create_session() as session:
+        instances = run.get_task_instances(session=session)
+        states = {ti.task_id: ti.state for ti in instances}
+        tries = {ti.task_id: ti.try_number for ti in instances}
+    for user, (fault, dst_user, password, token) in expected.items():
+        group = user.replace("@", "_").replace(".", "_")
+        if fault == "none":
+            assert states[f"{group}.delta_copy"] == "success", states
+            src = legacy_imap.client(user, password)
+            dst = oauth_imap.client(dst_user, token)
+            assert snapshot(dst, "INBOX") == snapshot(src, "INBOX")
+        else:  # refused at once: no retries, nothing after it ran
+            assert states[f"{group}.test"] == "failed" and tries[f"{group}.test"] == 1, states
+            assert states[f"{group}.initial_copy"] == "upstream_failed"
+    dag_output = "".join(capfd.readouterr())
+    assert "login as" in dag_output and "refused" in dag_output  # the failures were explained
+
+    # -- the engine's own exception texts and the CLI -------------------------------------
+    plan = load_plan(plans / f"{name}.yaml")
+    source = endpoint_from_dict("sec_old", source_conn)
+    destination = endpoint_from_dict("sec_new", destination_conn)
+    exception_texts = []
+    for account in plan.accounts:
+        if expected[account.source_user][0] == "none":
+            continue
+        with pytest.raises(AuthenticationFailed) as caught:
+            copy_account(plan, account, source, destination, "initial", retry_delays=())
+        exception_texts.append(_exception_texts(caught.value))
+        exception_texts += preflight(plan, account, source, destination).problems
+    for command in (["test"], ["report"], ["copy", "--phase", "delta"]):
+        cli([*command, str(plans / f"{name}.yaml"), "--json"])
+    cli_output = "".join(capfd.readouterr())
+    assert '"ok"' in cli_output
+
+    # -- search everything ----------------------------------------------------------------
+    haystacks = {
+        "serialized DAG": json.dumps(DagSerialization.to_dict(dag), default=str).encode(),
+        "DAG run output (task logs)": dag_output.encode(),
+        "engine exception texts": "\n".join(exception_texts).encode(),
+        "CLI output": cli_output.encode(),
+    }
+    home = Path(os.environ["AIRFLOW_HOME"])
+    haystacks |= _haystacks([home, reports, plans / "state"])
+    assert any(key.endswith("airflow.db") for key in haystacks)
+    assert any("/state/" in key for key in haystacks)
+    report_files = sum(1 for key in haystacks if key.startswith(str(reports)))
+    leaks = [where for where, data in haystacks.items() for s in secrets_ if s.encode() in data]
+    assert not leaks, f"a secret shows in: {leaks}"
+    record("secrets", places_searched=len(haystacks), report_files=report_files, bytes_searched=sum(map(len, haystacks.values())),
+           secrets_planted=len(PLANTED) + 1, leaks_found=len(leaks))  # fmt: skip

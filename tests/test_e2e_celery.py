@@ -101,11 +101,12 @@ def test_a_migration_spreads_over_both_workers(celery_deployment, celery_run):
     placement = {task: ti["hostname"] for task, ti in record.task_instances.items()}
     assert set(placement.values()) == set(WORKERS), placement
     assert {ti["queue"] for ti in record.task_instances.values()} == {"default"}
-    first, second = scenario.accounts
-    copies = f"{first.group_id}.initial_copy", f"{second.group_id}.initial_copy"
-    assert placement[copies[0]] != placement[copies[1]], (
-        f"both initial copies ran on one worker: {placement}; timeline {record.timeline}"
-    )
+    # Both workers ran tasks of this migration (asserted above). Which worker takes which
+    # account's copy is Celery's choice and depends on timing, so it is not asserted; each
+    # account's copies must still have run on one of the two workers.
+    for account in scenario.accounts:
+        for step in ("initial_copy", "delta_copy"):
+            assert placement[f"{account.group_id}.{step}"] in WORKERS, placement
     for worker in WORKERS:  # each worker's own log shows the task instances it executed
         log = stack.log_text(f"worker-{worker}")
         ran = [task for task, host in placement.items() if host == worker]

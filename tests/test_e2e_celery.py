@@ -6,7 +6,9 @@ servers, started on loopback in temporary directories. Airflow runs as separate 
 task at a time each, distinct ``--celery-hostname`` and host names, one shared sync state dir).
 A two-account migration runs through the REST API with the MX flip in the middle; both workers
 run tasks, the two accounts' initial copies on different workers, and the result on the mail
-servers is exact.
+servers is exact. A proxy in front of the destination holds each account's first APPEND until
+the other account's copy appends too: with one task per worker, two copies appending at the same
+moment are on two workers, whichever order the scheduler queues them in.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from harness.airflow_stack import AirflowStack
 from harness.e2e_migration import NEW_MAIL, SOURCE_FOLDERS, MigrationScenario, RunRecord, xcom
 from harness.postgres import PostgresServer
 from harness.redis_server import RedisServer
+from harness.rendezvous import AppendRendezvous
 
 pytestmark = pytest.mark.slow
 WORKERS = ("worker-a", "worker-b")
@@ -34,6 +37,7 @@ class CeleryDeployment:
     scenario: MigrationScenario
     postgres: PostgresServer
     redis: RedisServer
+    rendezvous: AppendRendezvous
     state_dir: Path
 
 
@@ -41,12 +45,10 @@ class CeleryDeployment:
 def celery_deployment(legacy_imap, modern_imap) -> Iterator[CeleryDeployment]:
     root = Path(tempfile.mkdtemp(prefix="mailmigrate-celery-"))
     postgres, redis = PostgresServer(), RedisServer(root / "redis")
-    # Throttled copies (90 messages at 15/s) keep a worker busy for seconds, so the other
-    # account's copy, queued at the same time, cannot land on the same worker: each takes one
-    # task at a time and reserves none ahead (worker_disable_prefetch).
+    rendezvous = AppendRendezvous(modern_imap.host, modern_imap.port)
     scenario = MigrationScenario(
         "e2e_celery", root, root / "plans", legacy_imap, modern_imap,
-        plan_extra="copy: {messages_per_second: 15}\n",
+        destination_port=rendezvous.port,
     )  # fmt: skip
     stack = AirflowStack(
         root / "airflow",
@@ -61,9 +63,10 @@ def celery_deployment(legacy_imap, modern_imap) -> Iterator[CeleryDeployment]:
         scenario.start()
         stack.start_components(workers=WORKERS)
         scenario.prepare_airflow(stack)
-        yield CeleryDeployment(stack, scenario, postgres, redis, root / "state")
+        yield CeleryDeployment(stack, scenario, postgres, redis, rendezvous, root / "state")
     finally:
         stack.stop()
+        rendezvous.close()
         scenario.stop()
         redis.stop()
         postgres.stop()
@@ -101,12 +104,15 @@ def test_a_migration_spreads_over_both_workers(celery_deployment, celery_run):
     placement = {task: ti["hostname"] for task, ti in record.task_instances.items()}
     assert set(placement.values()) == set(WORKERS), placement
     assert {ti["queue"] for ti in record.task_instances.values()} == {"default"}
-    # Both workers ran tasks of this migration (asserted above). Which worker takes which
-    # account's copy is Celery's choice and depends on timing, so it is not asserted; each
-    # account's copies must still have run on one of the two workers.
+    # The two initial copies were appending at the same moment (the proxy held the first until
+    # the second came), and a worker runs one task at a time: so they ran on different workers.
+    rendezvous = celery_deployment.rendezvous
+    assert rendezvous.met, (rendezvous.arrivals, placement)
+    assert sorted(rendezvous.arrivals) == sorted(a.destination_user for a in scenario.accounts)
+    copies = {placement[f"{account.group_id}.initial_copy"] for account in scenario.accounts}
+    assert copies == set(WORKERS), placement
     for account in scenario.accounts:
-        for step in ("initial_copy", "delta_copy"):
-            assert placement[f"{account.group_id}.{step}"] in WORKERS, placement
+        assert placement[f"{account.group_id}.delta_copy"] in WORKERS, placement
     for worker in WORKERS:  # each worker's own log shows the task instances it executed
         log = stack.log_text(f"worker-{worker}")
         ran = [task for task, host in placement.items() if host == worker]

@@ -19,7 +19,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pendulum
 import yaml
 from yaml.nodes import MappingNode, Node
 
@@ -164,9 +163,9 @@ def _delta(reader: YamlReader, node: Node) -> DeltaWindow | None:
         ok = name is not None
         if name is not None:
             try:
-                pendulum.timezone(name)
+                zoneinfo.ZoneInfo(name)  # what pendulum's timezones are built on
                 values["timezone"] = name
-            except Exception:  # pendulum raises InvalidTimezone, zoneinfo ValueError
+            except Exception:  # ZoneInfoNotFoundError, or ValueError for a malformed key
                 hint = suggest(name, sorted(zoneinfo.available_timezones())) or (
                     ' (an IANA name such as "Europe/Berlin" or "UTC")'
                 )

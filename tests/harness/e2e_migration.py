@@ -66,6 +66,8 @@ class MigrationScenario:
     :param name: the plan name (unique per scenario: accounts are named after it).
     :param plans_dir: the plans directory the Airflow stack reads (``MAILMIGRATE_PLANS_DIR``).
     :param plan_extra: more YAML for the end of the plan file.
+    :param destination_port: where the destination connection points instead of the server's
+        own port (a proxy in front of it).
     """
 
     def __init__(
@@ -77,8 +79,10 @@ class MigrationScenario:
         destination: DovecotServer,
         accounts: int = 2,
         plan_extra: str = "",
+        destination_port: int | None = None,
     ) -> None:
         self.name = name
+        self.destination_port = destination_port
         self.plan_extra = plan_extra
         self.dag_id = f"migration_{name}"
         self.domain = f"{name.replace('_', '-')}.example"
@@ -147,9 +151,9 @@ class MigrationScenario:
         before unpausing."""
         api = stack.api()
         api.create_connection(self.source_conn_id, self.source.connection(self.source_conn_id))
-        api.create_connection(
-            self.destination_conn_id, self.destination.connection(self.destination_conn_id)
-        )
+        destination = self.destination.connection(self.destination_conn_id)
+        destination["port"] = self.destination_port or destination["port"]
+        api.create_connection(self.destination_conn_id, destination)
         dag = stack.wait_for_dag(self.dag_id)
         api.request("PATCH", f"/dags/{self.dag_id}", json={"is_paused": False})
         return dag

@@ -1,0 +1,100 @@
+"""A TCP proxy to an IMAP server that makes copies of different users meet.
+
+Each user's first APPEND is held until ``parties`` different users have sent one; after that
+every byte passes. With workers that run one task at a time, copies that were all appending at
+the same moment ran on different workers, whatever order the scheduler queued them in. If they
+never meet within ``timeout``, the held APPENDs go through and :attr:`AppendRendezvous.met`
+stays false, so the test that relies on it fails with that fact instead of hanging.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+
+from harness.dovecot import free_port
+
+# ``a1 LOGIN "user" ...`` or ``a1 LOGIN user*master ...``: the user, without a master suffix.
+_LOGIN = re.compile(rb'^\S+ LOGIN "?([^"\s*]+)', re.IGNORECASE | re.MULTILINE)
+_APPEND = re.compile(rb"^\S+ APPEND ", re.IGNORECASE | re.MULTILINE)
+
+
+class AppendRendezvous:
+    """Forwards ``127.0.0.1:port`` to ``target_host:target_port``.
+
+    :param parties: how many different users must be appending before any APPEND goes through.
+    :param timeout: seconds an APPEND is held at most.
+    """
+
+    def __init__(
+        self, target_host: str, target_port: int, parties: int = 2, timeout: float = 90
+    ) -> None:
+        self.target = (target_host, target_port)
+        self.parties, self.timeout = parties, timeout
+        self.host, self.port = "127.0.0.1", free_port()
+        self.arrivals: list[str] = []  # users, in the order their first APPEND arrived
+        self.met = False
+        self._ready = threading.Condition()
+        self._listener = socket.create_server((self.host, self.port))
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+                server = socket.create_connection(self.target)
+            except OSError:
+                if self._listener.fileno() == -1:
+                    return
+                continue
+            threading.Thread(
+                target=self._forward_client, args=(client, server), daemon=True
+            ).start()
+            threading.Thread(target=_pump, args=(server, client), daemon=True).start()
+
+    def _forward_client(self, client: socket.socket, server: socket.socket) -> None:
+        user: bytes | None = None
+        waited = False
+        try:
+            while data := client.recv(65536):
+                if user is None and (login := _LOGIN.search(data)):
+                    user = login.group(1)
+                if user is not None and not waited and _APPEND.search(data):
+                    self._arrive(user.decode())
+                    waited = True
+                server.sendall(data)
+        except OSError:
+            pass
+        finally:
+            _close(client, server)
+
+    def _arrive(self, user: str) -> None:
+        with self._ready:
+            if user not in self.arrivals:
+                self.arrivals.append(user)
+            self._ready.notify_all()
+            if self._ready.wait_for(lambda: len(self.arrivals) >= self.parties, self.timeout):
+                self.met = True
+
+
+def _pump(source: socket.socket, sink: socket.socket) -> None:
+    try:
+        while data := source.recv(65536):
+            sink.sendall(data)
+    except OSError:
+        pass
+    finally:
+        _close(source, sink)
+
+
+def _close(*sockets: socket.socket) -> None:
+    for sock in sockets:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        sock.close()

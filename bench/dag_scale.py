@@ -1,9 +1,11 @@
 """The scale run through Airflow: one DAG run of a plan with every account, on ``airflow
 standalone`` (SQLite, LocalExecutor), started by the test harness's :class:`AirflowStack`.
 
-The run is triggered with ``stop: initial_copy`` (each account: ``test`` then ``initial_copy``;
-the later steps skip). Its wall time is the run's own (start to end as Airflow records them);
-Airflow's start-up is reported separately and not counted.
+Two plans over the same source accounts (each into its own destination accounts) run one after
+the other on the same Airflow: ``parallel_accounts`` 4, then 1 (one account at a time: the same
+tasks, the same Airflow overhead, no parallelism). Each run is triggered with ``stop:
+initial_copy`` (each account: ``test`` then ``initial_copy``; the later steps skip). Its wall
+time is the run's own (start to end as Airflow records them); Airflow's start-up is not counted.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from harness.airflow_stack import AirflowStack
 from bench.servers import BenchServers
 from bench.tools import Login, connection_json, write_plan
 
-DAG_ID = "migration_bench"
+DAG_ID = "migration_bench"  # + the plan's parallel_accounts
 
 
 def _seconds(start: str | None, end: str | None) -> float | None:
@@ -40,67 +42,90 @@ def _destination_total(servers: BenchServers, logins: list[Login]) -> int:
     return total
 
 
-def run_dag_variant(
+def run_dag_variants(
     servers: BenchServers,
     workdir: Path,
     sources: list[Login],
-    destinations: list[Login],
+    destinations: dict[int, list[Login]],
     messages: int,
     *,
-    parallel_accounts: int | None = None,
     timeout: float = 900,
     keep_log: bool = False,
     say=print,
-) -> dict[str, Any]:
-    """Start Airflow, run the plan's DAG once, stop Airflow; the figures (``ok`` False and an
-    ``error`` when Airflow could not run it)."""
-    parallel = parallel_accounts or len(sources)
-    figures: dict[str, Any] = {
-        "name": f"one DAG run, LocalExecutor, {parallel} accounts at a time",
-        "ok": False,
-    }
+) -> dict[int, dict[str, Any]]:
+    """Start Airflow once with one plan per entry of ``destinations`` (its key: the plan's
+    ``parallel_accounts``), run each plan's DAG once in that order, stop Airflow; the figures per
+    key (``ok`` False and an ``error`` when Airflow could not run it)."""
     root = workdir / "airflow"
     plans = root / "plans"
     plans.mkdir(parents=True, exist_ok=True)
-    write_plan(plans, list(zip(sources, destinations, strict=True)), name="bench",
-               parallel_accounts=parallel)  # fmt: skip
+    for parallel, logins in destinations.items():
+        write_plan(plans, list(zip(sources, logins, strict=True)), name=f"bench{parallel}",
+                   parallel_accounts=parallel, plan_name=f"bench{parallel}")  # fmt: skip
     stack = AirflowStack(root / "stack", plans_dir=plans, state_dir=root / "state")
     stack.env["AIRFLOW_CONN_BENCH_SRC"] = connection_json(sources[0])
-    stack.env["AIRFLOW_CONN_BENCH_DST"] = connection_json(destinations[0])
-    stack.env["AIRFLOW__CORE__PARALLELISM"] = str(max(4, parallel))
+    stack.env["AIRFLOW_CONN_BENCH_DST"] = connection_json(next(iter(destinations.values()))[0])
+    stack.env["AIRFLOW__CORE__PARALLELISM"] = str(max(4, *destinations))
+    figures = {
+        parallel: {"name": f"one DAG run, LocalExecutor, {parallel} at a time", "ok": False}
+        for parallel in destinations
+    }
     started = time.monotonic()
     try:
         stack.start_standalone()
-        stack.wait_for_dag(DAG_ID)
         api = stack.api()
-        api.request("PATCH", f"/dags/{DAG_ID}", json={"is_paused": False})
-        figures["airflow_startup_seconds"] = time.monotonic() - started
-        say(f"  scale DAG: Airflow up in {figures['airflow_startup_seconds']:.0f} s; running")
-        answer = api.request("POST", f"/dags/{DAG_ID}/dagRuns",
-                             json={"logical_date": None, "conf": {"stop": "initial_copy"}})  # fmt: skip
-        triggered = time.monotonic()
-        run = stack.wait_for_run(DAG_ID, answer["dag_run_id"], timeout)
-        figures["observed_seconds"] = time.monotonic() - triggered
-        tasks = api.task_instances(DAG_ID, answer["dag_run_id"])
-        states = {task: ti["state"] for task, ti in tasks.items()}
-        copies = [ti for task, ti in tasks.items() if task.endswith(".initial_copy")]
-        figures["seconds"] = _seconds(run.get("start_date"), run.get("end_date"))
-        figures["run_state"] = run["state"]
-        figures["task_states"] = {s: list(states.values()).count(s) for s in set(states.values())}
-        figures["initial_copy_task_seconds_sum"] = sum(ti.get("duration") or 0 for ti in copies)
-        figures["copied"] = _destination_total(servers, destinations)
-        if keep_log:
-            logs = sorted(stack.home.glob("logs/**/task_id=*.initial_copy/attempt=1.log"))
-            figures["sample_log"] = logs[0].read_text()[-8000:] if logs else ""
-        figures["ok"] = run["state"] == "success" and figures["copied"] == messages * len(sources)
-        if not figures["ok"]:
-            figures["error"] = f"run {run['state']}, {figures['copied']} messages copied"
-        say(f"  scale DAG run: {figures['seconds']:.1f} s ({run['state']}), "
-            f"{figures['copied']} messages")  # fmt: skip
+        for parallel in destinations:
+            dag_id = f"{DAG_ID}{parallel}"
+            stack.wait_for_dag(dag_id)
+            api.request("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
+        say(f"  scale DAG: Airflow up in {time.monotonic() - started:.0f} s")
+        for parallel, logins in destinations.items():
+            figures[parallel]["airflow_startup_seconds"] = time.monotonic() - started
+            figures[parallel].update(
+                _one_run(stack, f"{DAG_ID}{parallel}", servers, logins, messages, timeout, keep_log)
+            )
+            say(f"  scale DAG run, {parallel} at a time: "
+                f"{figures[parallel].get('seconds') or float('nan'):.1f} s "
+                f"({figures[parallel].get('run_state')}), {figures[parallel].get('copied')} messages")  # fmt: skip
     except Exception as exc:  # Airflow not usable here: report, keep the other figures
-        figures["error"] = f"{type(exc).__name__}: {str(exc)[-1500:]}"
-        say(f"  scale DAG: failed: {figures['error'][:300]}")
+        error = f"{type(exc).__name__}: {str(exc)[-1500:]}"
+        for figure in figures.values():
+            figure.setdefault("error", error)
+        say(f"  scale DAG: failed: {error[:300]}")
     finally:
         stack.stop()
         shutil.rmtree(root, ignore_errors=True)
+    return figures
+
+
+def _one_run(
+    stack: AirflowStack,
+    dag_id: str,
+    servers: BenchServers,
+    destinations: list[Login],
+    messages: int,
+    timeout: float,
+    keep_log: bool,
+) -> dict[str, Any]:
+    """Trigger ``dag_id`` with ``stop: initial_copy``, wait for it; its figures."""
+    api = stack.api()
+    answer = api.request("POST", f"/dags/{dag_id}/dagRuns",
+                         json={"logical_date": None, "conf": {"stop": "initial_copy"}})  # fmt: skip
+    triggered = time.monotonic()
+    run = stack.wait_for_run(dag_id, answer["dag_run_id"], timeout)
+    figures: dict[str, Any] = {"observed_seconds": time.monotonic() - triggered}
+    tasks = api.task_instances(dag_id, answer["dag_run_id"])
+    states = [ti["state"] for ti in tasks.values()]
+    copies = [ti for task, ti in tasks.items() if task.endswith(".initial_copy")]
+    figures["seconds"] = _seconds(run.get("start_date"), run.get("end_date"))
+    figures["run_state"] = run["state"]
+    figures["task_states"] = {state: states.count(state) for state in set(states)}
+    figures["initial_copy_task_seconds_sum"] = sum(ti.get("duration") or 0 for ti in copies)
+    figures["copied"] = _destination_total(servers, destinations)
+    if keep_log:
+        logs = sorted(stack.home.glob(f"logs/dag_id={dag_id}/**/task_id=*.initial_copy/*.log"))
+        figures["sample_log"] = logs[0].read_text()[-8000:] if logs else ""
+    figures["ok"] = run["state"] == "success" and figures["copied"] == messages * len(destinations)
+    if not figures["ok"]:
+        figures["error"] = f"run {run['state']}, {figures['copied']} messages copied"
     return figures

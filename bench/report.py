@@ -122,7 +122,7 @@ def targets(summary: dict[str, Any], scale: dict | None, memory: dict | None) ->
             rows.append(
                 {
                     "target": f"{scale['accounts']} accounts in parallel >= 1.5x one at a time "
-                    f"({variant['name']})",
+                    f"({variant['name']} vs {variant.get('baseline')})",
                     "value": variant.get("speedup"),
                     "goal": 1.5,
                     "higher_is_better": True,
@@ -194,16 +194,25 @@ def markdown(results: dict[str, Any]) -> str:
                   f"messages; one at a time (sum of single-account processes) "
                   f"{scale['sequential_seconds']:.1f} s, {scale['sequential_cpu_seconds']:.1f} "
                   "CPU s in the engine processes."]  # fmt: skip
-        lines += ["", "| variant | wall s | engine CPU s | speed-up vs one at a time |",
-                  "|---|---|---|---|"]  # fmt: skip
+        lines += ["", "| in parallel | wall s | engine CPU s | one at a time | wall s | speed-up |",
+                  "|---|---|---|---|---|---|"]  # fmt: skip
         for variant in scale["variants"]:
             speedup = variant.get("speedup")
             cpu = variant.get("cpu_seconds")
+            baseline = variant.get("baseline_seconds")
             lines.append(
                 f"| {variant['name']} | {variant.get('seconds') or float('nan'):.1f} | "
                 + (f"{cpu:.1f} | " if cpu is not None else "n/a | ")
+                + f"{variant.get('baseline', '')} | "
+                + (f"{baseline:.1f} | " if baseline else "n/a | ")
                 + (f"{speedup:.2f}x |" if speedup else f"n/a ({variant.get('error', '')}) |")
             )
+            if variant.get("sequential_cli_speedup"):
+                lines.append(
+                    f"| {variant['name']} | {variant['seconds']:.1f} | n/a | sum of single-account"
+                    f" processes | {scale['sequential_seconds']:.1f} |"
+                    f" {variant['sequential_cli_speedup']:.2f}x |"
+                )
     if memory:
         lines += [
             "",

@@ -1,13 +1,20 @@
 """The scale run: many small accounts one at a time, then all at once.
 
-"One at a time" is the sum of the wall times of single-account engine processes (the CLI, one
-account each). "All at once" is measured two ways: every account in its own engine process, all
-started together; and, where Airflow is usable here, one DAG run of a plan with every account
-(see :mod:`bench.dag_scale`). Speed-up = one-at-a-time sum / all-at-once wall time.
+Three comparisons, each of one at a time against in parallel done the same way:
+
+- engine processes: the sum of the wall times of single-account CLI processes, against every
+  account in its own process, all started together;
+- one engine process (the CLI as users run it for a plan): a plan with ``parallel_accounts`` 1
+  against the same plan with every account at once;
+- Airflow, where usable here: one DAG run of a plan with ``parallel_accounts`` 1 against one with
+  4 (see :mod:`bench.dag_scale`).
+
+Speed-up = one-at-a-time wall time / in-parallel wall time.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -16,7 +23,7 @@ from typing import Any
 
 from bench.corpus import CorpusSpec, build_corpus, seed_source
 from bench.servers import BenchServers
-from bench.tools import Login, Run, run_engine
+from bench.tools import MAILMIGRATE, Login, Run, engine_env, measure, run_engine, write_plan
 
 BYTES_PER_MESSAGE = 115 * 1024 * 1024 // 6000  # the main corpus's average
 
@@ -57,7 +64,7 @@ def run_scale(
     dag_parallel: int = 4,
     say=print,
 ) -> dict[str, Any]:
-    """Seed, copy one at a time, copy all at once; the figures and speed-ups."""
+    """Seed, then each comparison of one at a time against in parallel; figures and speed-ups."""
     sources = seed_accounts(servers, accounts, messages)
     figures: dict[str, Any] = {
         "accounts": accounts,
@@ -83,18 +90,70 @@ def run_scale(
     say(f"  scale one at a time: {accounts} x {messages} messages, sum {sequential:.2f} s")
 
     parallel = _all_at_once(servers, workdir, sources)
-    parallel["speedup"] = sequential / parallel["seconds"] if parallel.get("ok") else None
+    _compare(parallel, f"sum of {accounts} single-account processes", sequential)
     figures["variants"].append(parallel)
     say(f"  scale all at once ({parallel['name']}): {parallel['seconds']:.2f} s")
-    if dag:
-        from bench.dag_scale import run_dag_variant
 
-        variant = run_dag_variant(servers, workdir, sources, _destinations(servers, "dag", accounts),
-                                  messages, parallel_accounts=dag_parallel, say=say)  # fmt: skip
-        if variant.get("ok"):
-            variant["speedup"] = sequential / variant["seconds"]
+    serial, together = (
+        _one_process(servers, workdir, sources, n) for n in (1, accounts)
+    )  # fmt: skip
+    _compare(together, serial["name"], serial["seconds"] if serial["ok"] else None)
+    figures["variants"].append(together)
+    say(f"  scale one process: {serial['seconds']:.2f} s one at a time, "
+        f"{together['seconds']:.2f} s {accounts} at a time")  # fmt: skip
+    if dag:
+        from bench.dag_scale import run_dag_variants
+
+        runs = run_dag_variants(
+            servers, workdir, sources,
+            {n: _destinations(servers, f"dag{n}-", accounts) for n in (dag_parallel, 1)},
+            messages, say=say,
+        )  # fmt: skip
+        variant, baseline = runs[dag_parallel], runs[1]
+        _compare(variant, baseline["name"], baseline.get("seconds") if baseline["ok"] else None)
+        variant["sequential_cli_speedup"] = (
+            sequential / variant["seconds"] if variant["ok"] else None
+        )
         figures["variants"].append(variant)
     return figures
+
+
+def _compare(variant: dict[str, Any], baseline: str, baseline_seconds: float | None) -> None:
+    """Record the one-at-a-time baseline a parallel variant is compared with."""
+    variant["baseline"] = baseline
+    variant["baseline_seconds"] = baseline_seconds
+    ok = variant.get("ok") and baseline_seconds
+    variant["speedup"] = baseline_seconds / variant["seconds"] if ok else None
+
+
+def _one_process(
+    servers: BenchServers, workdir: Path, sources: list[Login], parallel: int
+) -> dict[str, Any]:
+    """Every account in one ``mailmigrate copy`` of a plan with ``parallel_accounts``."""
+    destinations = _destinations(servers, f"process{parallel}-", len(sources))
+    directory = workdir / f"scale-process-{parallel}"
+    directory.mkdir(parents=True, exist_ok=True)
+    plan = write_plan(
+        directory, list(zip(sources, destinations, strict=True)), parallel_accounts=parallel
+    )
+    code, seconds, rss, cpu, out, _err = measure(
+        [*MAILMIGRATE, "copy", str(plan), "--phase", "initial", "--json"],
+        engine_env(sources[0], destinations[0]),
+        directory,
+        "copy",
+    )
+    try:
+        copied = sum(a["totals"]["copied"] for a in json.loads(out)["accounts"])
+    except (ValueError, KeyError, TypeError):
+        copied = 0
+    return {
+        "name": f"one engine process, parallel_accounts {parallel}",
+        "seconds": seconds,
+        "ok": code == 0,
+        "copied": copied,
+        "cpu_seconds": cpu,
+        "peak_rss_mb": rss,
+    }
 
 
 def _all_at_once(servers: BenchServers, workdir: Path, sources: list[Login]) -> dict[str, Any]:

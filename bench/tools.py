@@ -107,11 +107,12 @@ def write_plan(
     *,
     name: str = "plan",
     parallel_accounts: int | None = None,
+    plan_name: str = "bench",
 ) -> Path:
-    """``<workdir>/<name>.yaml``: plan ``bench`` over ``pairs`` of (source, destination)
+    """``<workdir>/<name>.yaml``: plan ``plan_name`` over ``pairs`` of (source, destination)
     logins, its state under ``workdir``."""
     lines = [
-        "name: bench",
+        f"name: {plan_name}",
         "source: {connection: bench_src}",
         "destination: {connection: bench_dst}",
         f"parallel_accounts: {parallel_accounts or max(1, len(pairs))}",

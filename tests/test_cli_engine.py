@@ -8,12 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from engine_helpers import assert_same_folders, rich_corpus, seed_account
+from harness.rendezvous import AppendRendezvous
 
 MAILMIGRATE = Path(sys.executable).with_name("mailmigrate")
 
 
-def _write_plan(tmp_path: Path, rows: list[tuple[str, str, str, str]]) -> Path:
+def _write_plan(tmp_path: Path, rows: list[tuple[str, str, str, str]], extra: str = "") -> Path:
     (tmp_path / "accounts.csv").write_text(
         "source_user,source_password,destination_user,destination_password\n"
         + "".join(",".join(r) + "\n" for r in rows)
@@ -24,7 +26,7 @@ def _write_plan(tmp_path: Path, rows: list[tuple[str, str, str, str]]) -> Path:
         "source: {connection: cli_src}\n"
         "destination: {connection: cli_dst}\n"
         "accounts: accounts.csv\n"
-        f"state_dir: {tmp_path / 'state'}\n"
+        f"state_dir: {tmp_path / 'state'}\n" + extra
     )
     return plan
 
@@ -100,3 +102,38 @@ def test_a_refused_login_fails_the_account_with_a_clear_message(
         assert f"source {user}" in result.stderr and "refused" in result.stderr
         assert "wrong-secret-123" not in result.stderr + result.stdout
         assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("parallel", [1, 3])
+def test_accounts_run_as_many_at_a_time_as_the_plan_says(
+    legacy_imap, modern_imap, new_account, tmp_path, parallel
+):
+    rows = []
+    for seed in (11, 12, 13):
+        user, password = new_account(legacy_imap)
+        seed_account(legacy_imap.client(user, password), {"INBOX": rich_corpus(seed)[:6]})
+        rows.append((user, password, *new_account(modern_imap)))
+    plan = _write_plan(tmp_path, rows, f"parallel_accounts: {parallel}\n")
+    # Every account's first APPEND waits (a few seconds at most) until all three are appending:
+    # they all meet only when the three copies run at the same time.
+    meeting = AppendRendezvous(modern_imap.host, modern_imap.port, parties=3, timeout=3)
+    env = dict(os.environ)
+    env["AIRFLOW_CONN_CLI_SRC"] = json.dumps(legacy_imap.connection("cli_src"))
+    env["AIRFLOW_CONN_CLI_DST"] = json.dumps(
+        {**modern_imap.connection("cli_dst"), "port": meeting.port}
+    )
+    try:
+        result = _run(plan, env, "copy", "--phase", "initial", "--json")
+    finally:
+        meeting.close()
+    assert result.returncode == 0, result.stderr
+    entries = json.loads(result.stdout)["accounts"]
+    assert [e["source_user"] for e in entries] == [row[0] for row in rows]  # the plan's order
+    assert [e["totals"]["copied"] for e in entries] == [6, 6, 6]
+    assert meeting.met == (parallel == 3), meeting.arrivals
+    for user, password, dst_user, dst_password in rows:
+        assert_same_folders(
+            legacy_imap.client(user, password),
+            modern_imap.client(dst_user, dst_password),
+            {"INBOX": "INBOX"},
+        )

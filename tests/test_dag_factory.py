@@ -114,6 +114,7 @@ def test_one_dag_per_plan_with_a_group_of_five_tasks_per_account(dag_folder: Pat
         assert isinstance(window, DeltaWindowSensor)
         assert (window.timezone, window.window) == ("Europe/Berlin", "19:00-06:00")
         assert mx.pool != "acme_old_imap" and window.pool != "acme_old_imap"
+        assert mx.retries == window.retries == 2  # the plan's copy retries are for copies
 
     domains = {g: dag.get_task(f"{g}.wait_for_mx").domain for g in display}
     assert domains == {

@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from mailmigrate.connections import ConnectionConfigError, Endpoint, endpoint_from_env
@@ -151,8 +152,7 @@ def _run_accounts(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
         }
     from mailmigrate.mailbox.base import MailboxError
 
-    entries: list[dict[str, Any]] = []
-    for account in accounts:
+    def one(account: Account) -> dict[str, Any]:
         user = account.source_user
         log.info("%s: %s%s", user, args.command, f" ({phase})" if phase else "")
         secrets = (
@@ -179,7 +179,9 @@ def _run_accounts(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
                 _say(f"{user}: {_redact(str(line), secrets)}")
             entry["ok"] = bool(result.ok)
             entry.update({k: v for k, v in result.to_dict().items() if k not in entry})
-        entries.append(entry)
+        return entry
+
+    entries = _each_account(one, accounts, plan.parallel_accounts)
     failed = [entry["source_user"] for entry in entries if not entry["ok"]]
     done = len(entries) - len(failed)
     _say(
@@ -191,6 +193,27 @@ def _run_accounts(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
         summary["phase"] = phase
     summary.update(ok=not failed, accounts=entries)
     return (EXIT_FAILED if failed else EXIT_OK), summary
+
+
+def _each_account(
+    one: Callable[[Account], dict[str, Any]], accounts: list[Account], parallel: int
+) -> list[dict[str, Any]]:
+    """``one(account)`` for every account, ``parallel`` at a time (the plan's
+    ``parallel_accounts``, as in the DAG); the entries in the accounts' order."""
+    workers = max(1, min(parallel, len(accounts)))
+    if workers == 1:
+        return [one(account) for account in accounts]
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="account")
+    try:
+        return list(pool.map(one, accounts))
+    except KeyboardInterrupt:
+        # The copies still running cannot be stopped from here and every pass is safe to
+        # interrupt: leave without waiting for them (a re-run carries on).
+        _say("interrupted; run the same command again to carry on")
+        sys.stderr.flush()
+        os._exit(130)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _validate(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:

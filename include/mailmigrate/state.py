@@ -13,6 +13,7 @@ messages appended after the last commit are found again through the append mark)
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -57,6 +58,12 @@ class Entry:
     dest_ref: Ref | None
     identity: str
     flags: frozenset[str]
+
+
+@functools.lru_cache(maxsize=4096)
+def _flags_text(flags: frozenset[str]) -> str:
+    """The stored form of a flag set (a mailbox has few distinct ones; this runs per message)."""
+    return json.dumps(sorted(flags))
 
 
 def _key(path: tuple[str, ...]) -> str:
@@ -158,7 +165,7 @@ class AccountState:
                         str(ref),
                         None if e.dest_ref is None else str(e.dest_ref),
                         e.identity,
-                        json.dumps(sorted(e.flags)),
+                        _flags_text(frozenset(e.flags)),
                     )
                     for ref, e in entries
                 ],

@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 RETRY_DELAY = dt.timedelta(minutes=2)  # first retry; doubles up to MAX_RETRY_DELAY
 MAX_RETRY_DELAY = dt.timedelta(hours=1)
+SENSOR_RETRY_DELAY = dt.timedelta(seconds=30)
 TAGS = ["mailmigrate"]
 STOP_LABELS = {
     "test": "test only: logins, sizes, quota, folder mapping",
@@ -155,11 +156,15 @@ def _account_tasks(plan: Plan, plan_file: str, account: Account) -> MailboxCopyO
     # (operators.AccountStep).
     test = MailboxTestOperator(task_id="test", **server_task)
     initial = MailboxCopyOperator(task_id="initial_copy", phase="initial", **server_task)
+    # A sensor's own timeout fails it for good; retries only cover the rest, e.g. a trigger that
+    # fires before the scheduler has recorded the deferral (apache/airflow#72716).
+    waiting: dict[str, Any] = {"retries": 2, "retry_delay": SENSOR_RETRY_DELAY}
     wait_for_mx: Any
     if plan.mx is None:
         wait_for_mx = NoMxCheckOperator(task_id="wait_for_mx")
     else:
         wait_for_mx = WaitForMxSensor(
+            **waiting,
             task_id="wait_for_mx",
             domain=mx_domain_of(account),
             expect=list(plan.mx.expect),
@@ -169,6 +174,7 @@ def _account_tasks(plan: Plan, plan_file: str, account: Account) -> MailboxCopyO
             timeout=plan.mx.timeout,
         )
     wait_for_window = WaitForDeltaWindowSensor(
+        **waiting,
         task_id="wait_for_delta_window",
         timezone=plan.delta.timezone,
         window=window_text(plan.delta.window),

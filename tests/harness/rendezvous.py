@@ -34,7 +34,8 @@ class AppendRendezvous:
         self.parties, self.timeout = parties, timeout
         self.host, self.port = "127.0.0.1", free_port()
         self.arrivals: list[str] = []  # users, in the order their first APPEND arrived
-        self.met = False
+        self.met = False  # whether ``parties`` users were ever held at the same time
+        self._waiting: dict[str, int] = {}  # user -> connections held now
         self._ready = threading.Condition()
         self._listener = socket.create_server((self.host, self.port))
         threading.Thread(target=self._accept, daemon=True).start()
@@ -73,12 +74,19 @@ class AppendRendezvous:
             _close(client, server)
 
     def _arrive(self, user: str) -> None:
+        """Wait until ``parties`` users wait here together (then the way stays open), or time out
+        (a party that gave up no longer counts)."""
         with self._ready:
             if user not in self.arrivals:
                 self.arrivals.append(user)
-            self._ready.notify_all()
-            if self._ready.wait_for(lambda: len(self.arrivals) >= self.parties, self.timeout):
+            self._waiting[user] = self._waiting.get(user, 0) + 1
+            if len(self._waiting) >= self.parties:
                 self.met = True
+                self._ready.notify_all()
+            self._ready.wait_for(lambda: self.met, self.timeout)
+            self._waiting[user] -= 1
+            if not self._waiting[user]:
+                del self._waiting[user]
 
 
 def _pump(source: socket.socket, sink: socket.socket) -> None:

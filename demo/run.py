@@ -167,11 +167,16 @@ def stop_leftovers() -> None:
     pid_file = DEMO / "airflow.pid"
     if pid_file.exists():
         stop_airflow(int(pid_file.read_text()))
-    subprocess.run(["pkill", "-f", f"-c {DEMO}/"], check=False)
-    subprocess.run(["pkill", "-f", f"--conf-file={DEMO}/"], check=False)
+    subprocess.run(["pkill", "-f", "--", f"-c {DEMO}/"], check=False)
+    subprocess.run(["pkill", "-f", "--", f"--conf-file={DEMO}/"], check=False)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM (kill, a closed terminal's session) stops as Ctrl-C does
 
 
 def run(port: int) -> None:
+    signal.signal(signal.SIGTERM, _interrupt)
     stop_leftovers()
     if DEMO.exists():
         shutil.rmtree(DEMO)

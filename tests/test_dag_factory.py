@@ -326,6 +326,7 @@ def test_a_test_run_of_one_account_tests_it_and_skips_everything_else(dag_folder
     assert state[f"{alice}.test"] == "success"
     for step in STEPS[1:]:
         assert state[f"{alice}.{step}"] == "skipped"
+    assert runs["tries"][f"{alice}.initial_copy"] == 0  # skipped by test, never started
     for step in STEPS:
         assert state[f"{bob}.{step}"] == "skipped"
     assert state["cutover_ready"] == "skipped"
@@ -346,6 +347,8 @@ def test_initial_copies_of_every_account_then_cutover_ready(dag_folder, migratio
         assert xcoms[f"{group}.initial_copy"]["totals"]["copied"] == 1
         for step in STEPS[2:]:
             assert state[f"{group}.{step}"] == "skipped"
+        # initial_copy skipped what follows itself: no try of wait_for_mx ever started.
+        assert runs["tries"][f"{group}.wait_for_mx"] == 0
     assert state["cutover_ready"] == "success"
     assert xcoms["cutover_ready"]["accounts"] == 2
     assert xcoms["cutover_ready"]["domains"] == ["example.com"]

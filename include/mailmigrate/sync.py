@@ -64,9 +64,9 @@ def plan_folders(
         src.list_folders(),
         dst.list_folders(),
         plan.folders,
-        destination_separator=getattr(dst, "separator", "/"),
+        destination_separator=dst.separator,
         valid_part=dst.valid_name_part,
-        case_sensitive=getattr(dst, "case_sensitive_names", True),
+        case_sensitive=dst.case_sensitive_names,
         previous=state.destinations() if state else None,
     )
 
@@ -188,10 +188,9 @@ def _largest_first(
     if len(mappings) < 2:
         return mappings
     sizes = {m.source.path: state.count(m.source.path) for m in mappings}
-    count = getattr(src, "message_count", None)
-    if not any(sizes.values()) and count is not None:
+    if not any(sizes.values()):
         try:
-            sizes = {m.source.path: count(m.source.path) for m in mappings}
+            sizes = {m.source.path: src.message_count(m.source.path) for m in mappings}
         except MailboxError as exc:
             if exc.retryable or isinstance(exc, AuthenticationFailed):
                 raise
@@ -417,10 +416,11 @@ class FolderPass:
         """Match both folders by identity (multisets); what the destination lacks is copied."""
         self.result.full_compare = True
         on_destination = self.dst.listing_since(self.destination, None)
-        # Into an empty folder nothing can match, so the IMAP adapter may skip reading every
-        # source header for identities; the copy takes them from the fetched bytes instead.
-        bare = None if on_destination else getattr(self.src, "listing_without_identities", None)
-        listing = bare(self.source) if bare else self.src.listing(self.source)
+        # Into an empty folder nothing can match: identities can wait for the fetched bytes.
+        if on_destination:
+            listing = self.src.listing(self.source)
+        else:
+            listing = self.src.listing_without_identities(self.source)
         self._count_source(listing.messages)
         pool: dict[str, list[MessageInfo]] = defaultdict(list)
         for info in on_destination:

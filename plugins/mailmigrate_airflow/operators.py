@@ -206,6 +206,19 @@ class AccountOperator(AccountStep, PlanOperator):
             self.log.info("%s", line)
         return small_summary(result.to_dict())
 
+    def succeed(self, context: Context, summary: dict[str, Any]) -> dict[str, Any]:
+        """Return ``summary`` (the XCom). When the run stops after this step, skip the account's
+        next step right away rather than have a worker start it only for it to skip itself; the
+        scheduler then skips the rest of the chain."""
+        from airflow.sdk.exceptions import DownstreamTasksSkipped
+
+        group_id, _, step = self.task_id.rpartition(".")
+        later = [task for task in self.downstream_task_ids if task.startswith(f"{group_id}.")]
+        if stop_point(context.get("params")) != step or not later:
+            return summary
+        context["ti"].xcom_push(key="return_value", value=summary)
+        raise DownstreamTasksSkipped(tasks=later)
+
     @staticmethod
     def fail_with(context: Context, summary: dict[str, Any], error: AirflowException) -> NoReturn:
         """Keep the summary as the XCom of a failed try too, then raise ``error``."""
@@ -247,7 +260,7 @@ class MailboxTestOperator(AccountOperator):
             problems = "; ".join(summary.get("problems") or []) or "see the log"
             message = f"{self.source_user} cannot be migrated: {problems}"
             self.fail_with(context, summary, AirflowFailException(message))
-        return summary
+        return self.succeed(context, summary)
 
 
 class MailboxCopyOperator(AccountOperator):
@@ -295,7 +308,7 @@ class MailboxCopyOperator(AccountOperator):
 
         publish_owner_report(context, plan, account, source, destination, result, self.log)
         if result.ok:
-            return summary
+            return self.succeed(context, summary)
         # Folder-level or account-level errors may pass on a retry (the pass is retry-safe);
         # messages the destination refused (too big, over quota) will be refused again.
         folder_errors = [f for f in summary.get("folders") or [] if f.get("error")]

@@ -8,12 +8,10 @@ throwaway data (no fsync), never for production.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
 import pwd
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -22,6 +20,7 @@ import time
 from pathlib import Path
 
 from harness.dovecot import free_port
+from harness.loopback_service import LoopbackService
 
 POSTGRES_USER = "postgres"
 START_TIMEOUT = 60.0
@@ -45,7 +44,7 @@ def postgres_bindir() -> Path:
     return candidates[-1].parent
 
 
-class PostgresServer:
+class PostgresServer(LoopbackService):
     """One PostgreSQL cluster with one database and one login role for an application.
 
     :param root: a directory to create (or an empty one); removed by :meth:`stop`.
@@ -53,7 +52,8 @@ class PostgresServer:
     :param user: its owner, a login role with a random password.
     """
 
-    host = "127.0.0.1"
+    stop_signal = signal.SIGINT  # fast shutdown: abort sessions, no checkpoint wait
+    stop_timeout = 30.0
 
     def __init__(self, root: Path | None = None, database: str = "airflow", user: str = "airflow"):
         self.root = Path(root or tempfile.mkdtemp(prefix="mailmigrate-postgres-")).resolve()
@@ -64,7 +64,6 @@ class PostgresServer:
         self.data_dir = self.root / "data"
         self.log_path = self.root / "postgres.log"
         self.bindir = postgres_bindir()
-        self._process: subprocess.Popen[bytes] | None = None
         self._owner = pwd.getpwnam(POSTGRES_USER)
 
     @property
@@ -100,14 +99,13 @@ class PostgresServer:
             )  # fmt: skip
             if initdb.wait(120) != 0:
                 raise PostgresError(f"initdb failed in {self.data_dir}: {self.log_tail()}")
-            self._process = self._as_postgres(
+            self._started(self._as_postgres(
                 [str(self.bindir / "postgres"), "-D", str(self.data_dir),
                  "-h", self.host, "-p", str(self.port), "-k", str(self.root),
                  "-c", "fsync=off", "-c", "synchronous_commit=off",
                  "-c", "full_page_writes=off", "-c", "max_connections=300"],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
-        _running.add(self)
+            ))  # fmt: skip
         self._wait_ready()
         self.psql(
             f"CREATE ROLE {self.user} LOGIN PASSWORD '{self.password}'",
@@ -143,32 +141,3 @@ class PostgresServer:
         if done.returncode != 0:
             raise PostgresError(f"psql failed: {output.strip()}")
         return output
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    def stop(self, remove: bool = True) -> None:
-        """Fast shutdown (SIGINT: abort sessions, no checkpoint wait); delete the cluster."""
-        process, self._process = self._process, None
-        _running.discard(self)
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(10)
-        if remove:
-            shutil.rmtree(self.root, ignore_errors=True)
-
-
-_running: set[PostgresServer] = set()
-
-
-@atexit.register
-def _stop_leftover_servers() -> None:
-    for server in list(_running):
-        server.stop()

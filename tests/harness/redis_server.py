@@ -6,11 +6,8 @@ temporary directory.
 
 from __future__ import annotations
 
-import atexit
 import os
 import secrets
-import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -18,6 +15,7 @@ import time
 from pathlib import Path
 
 from harness.dovecot import free_port
+from harness.loopback_service import LoopbackService
 
 REDIS_BINARY = "/usr/bin/redis-server"
 START_TIMEOUT = 30.0
@@ -27,20 +25,17 @@ class RedisError(RuntimeError):
     """The test server could not be started; the text says why."""
 
 
-class RedisServer:
+class RedisServer(LoopbackService):
     """One redis-server process on 127.0.0.1.
 
     :param root: a directory for its log and working files; removed by :meth:`stop`.
     """
-
-    host = "127.0.0.1"
 
     def __init__(self, root: Path | None = None) -> None:
         self.root = Path(root or tempfile.mkdtemp(prefix="mailmigrate-redis-")).resolve()
         self.port = free_port(self.host)
         self.password = secrets.token_urlsafe(16)
         self.log_path = self.root / "redis.log"
-        self._process: subprocess.Popen[bytes] | None = None
 
     def url(self, db: int = 0) -> str:
         """The ``redis://`` URL of database ``db`` (with the password)."""
@@ -57,14 +52,16 @@ class RedisServer:
             "appendonly no\nprotected-mode yes\n"
         )
         config.chmod(0o600)
-        self._process = subprocess.Popen(
-            [REDIS_BINARY, str(config)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
+        self._started(
+            subprocess.Popen(
+                [REDIS_BINARY, str(config)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         )
-        _running.add(self)
+        assert self._process is not None
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
@@ -88,31 +85,3 @@ class RedisServer:
                 return answer == b"+OK\r\n+PONG\r\n"
         except OSError:
             return False
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    def stop(self, remove: bool = True) -> None:
-        process, self._process = self._process, None
-        _running.discard(self)
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(10)
-        if remove:
-            shutil.rmtree(self.root, ignore_errors=True)
-
-
-_running: set[RedisServer] = set()
-
-
-@atexit.register
-def _stop_leftover_servers() -> None:
-    for server in list(_running):
-        server.stop()

@@ -157,6 +157,8 @@ class Mailbox(abc.ABC):
     """
 
     label: str = "mailbox"
+    separator: str = "/"  # the hierarchy separator of native folder names ("" when none)
+    case_sensitive_names: bool = True  # whether "Foo" and "foo" are two folders
 
     # -- session ---------------------------------------------------------------------------
     @abc.abstractmethod
@@ -192,6 +194,11 @@ class Mailbox(abc.ABC):
     def folder_stats(self, path: tuple[str, ...]) -> FolderStats:
         """Message count and total size of a folder."""
 
+    def message_count(self, path: tuple[str, ...]) -> int:
+        """How many messages a folder holds; adapters override it where a cheaper answer than
+        :meth:`folder_stats` exists (IMAP: STATUS)."""
+        return self.folder_stats(path).messages
+
     @abc.abstractmethod
     def create_folder(self, path: tuple[str, ...], special_use: str | None = None) -> None:
         """Create a folder (and its parents); no error when it exists."""
@@ -217,6 +224,13 @@ class Mailbox(abc.ABC):
     def listing(self, path: tuple[str, ...]) -> Listing:
         """Every message of the folder, and the token for a later :meth:`changes`."""
 
+    def listing_without_identities(self, path: tuple[str, ...]) -> Listing:
+        """:meth:`listing`, where identities, flags and dates may be left empty: for a copy into
+        an empty folder, which matches nothing and reads them with the bytes it copies (see
+        :meth:`fetch`). Adapters override it where that saves reading every message (IMAP: the
+        headers)."""
+        return self.listing(path)
+
     @abc.abstractmethod
     def changes(self, path: tuple[str, ...], token: str, known: Collection[Ref]) -> Changes | None:
         """What changed since ``token``, or ``None`` when the token is no longer valid (UIDVALIDITY
@@ -237,7 +251,8 @@ class Mailbox(abc.ABC):
 
     @abc.abstractmethod
     def fetch(self, path: tuple[str, ...], refs: Sequence[Ref]) -> Iterable[Message]:
-        """The exact bytes of the given messages, in one batch, in any order."""
+        """The exact bytes of the given messages with their current flags and dates, in one
+        batch, in any order."""
 
     @abc.abstractmethod
     def append(self, path: tuple[str, ...], messages: Sequence[Message]) -> list[AppendResult]:

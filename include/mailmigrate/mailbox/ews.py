@@ -187,6 +187,10 @@ class EwsMailbox(Mailbox):
         with self._guard("reading folder size", path):
             return self._need().stats(entry)
 
+    def message_count(self, path: tuple[str, ...]) -> int:
+        """From the folder list already read (TotalCount), no request of its own."""
+        return self._entry(path).total_count or 0
+
     def create_folder(self, path: tuple[str, ...], special_use: str | None = None) -> None:
         """Create the folder and its parents (special-use folders exist on Exchange already and
         are found by :meth:`list_folders`; a missing one is created as a normal folder)."""

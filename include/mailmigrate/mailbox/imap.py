@@ -255,8 +255,7 @@ class ImapMailbox(Mailbox):
 
     @_guarded("reading folder size")
     def folder_stats(self, path: tuple[str, ...]) -> FolderStats:
-        self._selected = None
-        info = self._select(path)
+        info = self._select(path, fresh=True)
         if not info.get(b"EXISTS"):
             return FolderStats(messages=0, size=0, largest=0)
         fetched = self._uid_fetch("1:*", [b"RFC822.SIZE"])
@@ -303,8 +302,16 @@ class ImapMailbox(Mailbox):
         return None
 
     # -- selection and tokens --------------------------------------------------------------
-    def _select(self, path: tuple[str, ...], *, writable: bool = False) -> dict[bytes, Any]:
-        if self._selected == (path, writable) or (self._selected == (path, True) and not writable):
+    def _select(
+        self, path: tuple[str, ...], *, writable: bool = False, fresh: bool = False
+    ) -> dict[bytes, Any]:
+        """SELECT (EXAMINE unless ``writable``) the folder, unless it is selected already.
+
+        :param fresh: select again all the same, for up-to-date UIDNEXT, EXISTS and MODSEQ.
+        """
+        if not fresh and (
+            self._selected == (path, writable) or (self._selected == (path, True) and not writable)
+        ):
             return self._select_info
         self._select_info = self.client.select_folder(self.name_of(path), readonly=not writable)
         self._selected = (path, writable)
@@ -369,32 +376,23 @@ class ImapMailbox(Mailbox):
 
     @_guarded("listing messages in")
     def listing(self, path: tuple[str, ...]) -> Listing:
-        self._selected = None  # a fresh SELECT gives a fresh token
-        info = self._select(path)
+        info = self._select(path, fresh=True)
         token = self._token(info)
         messages = self._infos("1:*") if info.get(b"EXISTS") else []
         return Listing(messages=messages, token=token)
 
     @_guarded("listing messages in")
     def listing_without_identities(self, path: tuple[str, ...]) -> Listing:
-        """:meth:`listing` with empty identities, from the index alone: for a copy into an empty
-        folder, where nothing needs matching and the copy computes each identity from the bytes
-        it fetches anyway. Skips reading every message's header (a pass over the source's
-        files) and starts the copy sooner."""
-        self._selected = None
-        info = self._select(path)
+        """UIDs and sizes only, from the index: for a copy into an empty folder, which matches
+        nothing and reads identities, flags and dates with the bytes it fetches. Skips reading
+        every message's header (a pass over the source's files) and starts the copy sooner."""
+        info = self._select(path, fresh=True)
         token = self._token(info)
         if not info.get(b"EXISTS"):
             return Listing(messages=[], token=token)
-        data = self._uid_fetch("1:*", [b"RFC822.SIZE", b"FLAGS", b"INTERNALDATE"])
+        data = self._uid_fetch("1:*", [b"RFC822.SIZE"])
         messages = [
-            MessageInfo(
-                ref=uid,
-                identity="",
-                size=int(d[b"RFC822.SIZE"]),
-                flags=_clean_flags(d.get(b"FLAGS", ())),
-                internaldate=d.get(b"INTERNALDATE"),
-            )
+            MessageInfo(ref=uid, identity="", size=int(d[b"RFC822.SIZE"]))
             for uid, d in sorted(data.items())
             if b"RFC822.SIZE" in d
         ]
@@ -415,8 +413,7 @@ class ImapMailbox(Mailbox):
             and int(now[b"EXISTS"]) == then["c"]
         ):
             return Changes(token=token)
-        self._selected = None
-        info = self._select(path)
+        info = self._select(path, fresh=True)
         if int(info[b"UIDVALIDITY"]) != then["v"]:
             return None
         changes = Changes(token=self._token(info))
@@ -443,8 +440,7 @@ class ImapMailbox(Mailbox):
 
     @_guarded("listing new messages in")
     def listing_since(self, path: tuple[str, ...], mark: str | None) -> list[MessageInfo]:
-        self._selected = None
-        info = self._select(path)
+        info = self._select(path, fresh=True)
         if not info.get(b"EXISTS"):
             return []
         if mark:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from harness.dovecot import DovecotServer  # noqa: E402
+from harness.dovecot import DovecotServer, process_stats  # noqa: E402
 
 from bench.tools import Login  # noqa: E402
 
@@ -64,17 +64,10 @@ def server_cpu_seconds(server: DovecotServer) -> float:
     if server.pid is None:
         return float("nan")
     ticks = 0
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as stat:
-                fields = stat.read().rsplit(b")", 1)[1].split()
-        except OSError:
-            continue
+    for pid, fields in process_stats():
         if int(fields[2]) != server.pid:  # process group
             continue
         ticks += int(fields[11]) + int(fields[12])  # utime, stime
-        if int(entry.name) == server.pid:
+        if pid == server.pid:
             ticks += int(fields[13]) + int(fields[14])  # cutime, cstime of reaped children
     return ticks / os.sysconf("SC_CLK_TCK")

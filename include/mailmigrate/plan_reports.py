@@ -78,12 +78,9 @@ def read_reports(reader: YamlReader, node: Node, plan_path: Path) -> ReportOptio
                 url, ok = None, False
         values["url"] = url
     if (conn_node := given(fields, "conn_id")) is not None:
-        conn_id = reader.text(conn_node, "reports.conn_id", " (an Airflow connection id)")
-        if conn_id is not None and not _CONN_ID.match(conn_id):
-            reader.problem(conn_node, f'reports.conn_id: "{conn_id}" is not a connection id')
-            conn_id = None
-        ok = ok and conn_id is not None
-        values["conn_id"] = conn_id
+        values["conn_id"] = _matching(reader, conn_node, "reports.conn_id", _CONN_ID,
+                                      "a connection id", " (an Airflow connection id)")  # fmt: skip
+        ok = ok and values["conn_id"] is not None
     if (templates_node := given(fields, "templates")) is not None:
         values["templates"] = _folder(reader, templates_node, plan_path)
         ok = ok and values["templates"] is not None
@@ -95,6 +92,17 @@ def read_reports(reader: YamlReader, node: Node, plan_path: Path) -> ReportOptio
         ok = ok and mail is not False
         values["mail_owners"] = mail or None
     return ReportOptions(**values) if ok else None
+
+
+def _matching(
+    reader: YamlReader, node: Node, where: str, pattern: re.Pattern[str], what: str, hint: str = ""
+) -> str | None:
+    """The node's text when ``pattern`` matches it; else report ``"<text>" is not <what>``."""
+    text = reader.text(node, where, hint)
+    if text is not None and not pattern.match(text):
+        reader.problem(node, f'{where}: "{text}" is not {what}')
+        return None
+    return text
 
 
 def _folder(reader: YamlReader, node: Node, plan_path: Path) -> Path | None:
@@ -173,19 +181,13 @@ def _owner_mail(reader: YamlReader, node: Node) -> OwnerMail | None | bool:
     values: dict[str, Any] = {"line": node_line(node)}
     ok = True
     if (conn_node := given(fields, "smtp_connection")) is not None:
-        conn_id = reader.text(conn_node, "reports.mail_owners.smtp_connection")
-        if conn_id is not None and not _CONN_ID.match(conn_id):
-            reader.problem(conn_node, f'reports.mail_owners.smtp_connection: "{conn_id}" is not a connection id')  # fmt: skip
-            conn_id = None
-        ok = ok and conn_id is not None
-        values["smtp_connection"] = conn_id
+        values["smtp_connection"] = _matching(reader, conn_node,
+            "reports.mail_owners.smtp_connection", _CONN_ID, "a connection id")  # fmt: skip
+        ok = ok and values["smtp_connection"] is not None
     if (from_node := given(fields, "from")) is not None:
-        sender = reader.text(from_node, "reports.mail_owners.from", ", e.g. it@example.com")
-        if sender is not None and not _ADDRESS.match(sender):
-            reader.problem(from_node, f'reports.mail_owners.from: "{sender}" is not a mail address')
-            sender = None
-        ok = ok and sender is not None
-        values["sender"] = sender
+        values["sender"] = _matching(reader, from_node, "reports.mail_owners.from", _ADDRESS,
+                                     "a mail address", ", e.g. it@example.com")  # fmt: skip
+        ok = ok and values["sender"] is not None
     if (after_node := given(fields, "after")) is not None:
         steps = _choices(reader, after_node, "reports.mail_owners.after", OWNER_MAIL_STEPS)
         ok = ok and steps is not None

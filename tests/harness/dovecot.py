@@ -33,6 +33,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import imapclient
@@ -167,23 +168,30 @@ def _stop_leftover_servers() -> None:
         server.kill()
 
 
-def _live_members(group: int) -> list[int]:
-    """Processes of a process group that are still running (zombies do not count).
-
-    Zombies reparented to init stay in the group until init reaps them, which can take seconds.
-    """
-    live = []
+def process_stats() -> Iterator[tuple[int, list[bytes]]]:
+    """``(pid, fields)`` of every process, ``fields`` being ``/proc/PID/stat`` after the command
+    name: ``fields[0]`` the state, ``[2]`` the process group, ``[11:15]`` utime, stime, cutime,
+    cstime in clock ticks."""
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         try:
             with open(f"/proc/{entry.name}/stat", "rb") as stat:
-                fields = stat.read().rsplit(b")", 1)[1].split()
+                yield int(entry.name), stat.read().rsplit(b")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[2]) == group and fields[0] not in (b"Z", b"X"):
-            live.append(int(entry.name))
-    return live
+
+
+def _live_members(group: int) -> list[int]:
+    """Processes of a process group that are still running (zombies do not count).
+
+    Zombies reparented to init stay in the group until init reaps them, which can take seconds.
+    """
+    return [
+        pid
+        for pid, fields in process_stats()
+        if int(fields[2]) == group and fields[0] not in (b"Z", b"X")
+    ]
 
 
 class DovecotError(RuntimeError):

@@ -263,12 +263,17 @@ class CuttingProxy:
     def _cut_all(self) -> None:
         with self._lock:
             sockets, self._sockets = self._sockets, set()
-        for s in sockets:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
+        close_sockets(*sockets)
+
+
+def close_sockets(*sockets: socket.socket) -> None:
+    """Shut down (the peer sees the end at once, also with a thread blocked in recv) and close."""
+    for sock in sockets:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        sock.close()
 
 
 def _reset_by_peer(sock: socket.socket) -> bool:

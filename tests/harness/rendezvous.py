@@ -14,6 +14,7 @@ import socket
 import threading
 
 from harness.dovecot import free_port
+from harness.proxy import close_sockets
 
 # ``a1 LOGIN "user" ...`` or ``a1 LOGIN user*master ...``: the user, without a master suffix.
 _LOGIN = re.compile(rb'^\S+ LOGIN "?([^"\s*]+)', re.IGNORECASE | re.MULTILINE)
@@ -71,7 +72,7 @@ class AppendRendezvous:
         except OSError:
             pass
         finally:
-            _close(client, server)
+            close_sockets(client, server)
 
     def _arrive(self, user: str) -> None:
         """Wait until ``parties`` users wait here together (then the way stays open), or time out
@@ -96,13 +97,4 @@ def _pump(source: socket.socket, sink: socket.socket) -> None:
     except OSError:
         pass
     finally:
-        _close(source, sink)
-
-
-def _close(*sockets: socket.socket) -> None:
-    for sock in sockets:
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        sock.close()
+        close_sockets(source, sink)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from harness.airflow_stack import AirflowStack
-from harness.e2e_migration import NEW_MAIL, SOURCE_FOLDERS, MigrationScenario, RunRecord, xcom
+from harness.e2e_migration import SOURCE_FOLDERS, MigrationScenario, RunRecord
 from harness.postgres import PostgresServer
 from harness.redis_server import RedisServer
 from harness.rendezvous import AppendRendezvous
@@ -126,13 +126,7 @@ def test_a_migration_spreads_over_both_workers(celery_deployment, celery_run):
         assert ti["trigger"]["classpath"] == TRIGGER_CLASS, ti
         assert ti["triggerer_job"]["job_type"] == "TriggererJob", ti
 
-    total = sum(SOURCE_FOLDERS.values())
-    for account in scenario.accounts:
-        assert scenario.differences(account) == {}, account.source_user
-        initial = xcom(stack, scenario.dag_id, record.run_id, f"{account.group_id}.initial_copy")
-        delta = xcom(stack, scenario.dag_id, record.run_id, f"{account.group_id}.delta_copy")
-        assert initial["totals"]["copied"] == total, initial
-        assert delta["totals"]["copied"] == NEW_MAIL, delta
+    scenario.assert_copied(stack, record.run_id)
 
 
 def test_logs_of_both_workers_are_readable_through_the_api(celery_deployment, celery_run):

@@ -75,13 +75,7 @@ def test_a_full_migration_runs_through_the_triggerer_to_the_delta(
         assert ti["triggerer_job"]["job_type"] == "TriggererJob", ti
         assert ti["triggerer_job"]["state"] == "running", ti
 
-    total = sum(SOURCE_FOLDERS.values())
-    for account in scenario.accounts:
-        assert scenario.differences(account) == {}, account.source_user
-        initial = xcom(stack, scenario.dag_id, record.run_id, f"{account.group_id}.initial_copy")
-        delta = xcom(stack, scenario.dag_id, record.run_id, f"{account.group_id}.delta_copy")
-        assert initial["totals"]["copied"] == total, initial
-        assert delta["totals"]["copied"] == NEW_MAIL, delta
+    scenario.assert_copied(stack, record.run_id)
 
 
 def test_task_logs_are_readable_through_the_api_and_hold_no_secret(

@@ -247,6 +247,17 @@ class MigrationScenario:
         finally:
             client.logout()
 
+    def assert_copied(self, stack: AirflowStack, run_id: str) -> None:
+        """Every account is exact on the destination; the initial copy took the seeded mail and
+        the delta the mail delivered at the MX flip (their XComs say so)."""
+        total = sum(SOURCE_FOLDERS.values())
+        for account in self.accounts:
+            assert self.differences(account) == {}, account.source_user
+            initial = xcom(stack, self.dag_id, run_id, f"{account.group_id}.initial_copy")
+            delta = xcom(stack, self.dag_id, run_id, f"{account.group_id}.delta_copy")
+            assert initial["totals"]["copied"] == total, initial
+            assert delta["totals"]["copied"] == NEW_MAIL, delta
+
     def differences(self, account: Account) -> dict[str, str]:
         """Folders whose destination does not hold the source's messages exactly (empty: none)."""
         source = self.source.client(account.source_user, account.source_password)

@@ -3,9 +3,10 @@
 Read top-down:
 
 1. :func:`copy_account` opens both mailboxes, maps the folders (``folders.map_folders``), creates
-   and subscribes the destination folders, then runs every folder through :class:`FolderPass`
-   on ``parallel_folders`` lanes (a lane is one source and one destination connection).
-2. :class:`FolderPass` decides what to copy. With a sync token from the previous pass it asks the
+   and subscribes the destination folders, then runs every folder through a
+   :class:`~mailmigrate.folder_pass.FolderPass` on ``parallel_folders`` lanes (a lane is one
+   source and one destination connection).
+2. The :class:`~mailmigrate.folder_pass.FolderPass` decides what to copy. With a sync token from the previous pass it asks the
    source only for what changed (new messages, flag changes, removals). Without one (first pass,
    lost state, UIDVALIDITY changed) it compares both folders by message identity as multisets,
    so whatever is already on the destination is never copied twice.
@@ -24,26 +25,21 @@ import logging
 import queue
 import threading
 import time
-from collections import defaultdict
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from mailmigrate.connections import Endpoint
+from mailmigrate.folder_pass import FolderPass, folder_name
 from mailmigrate.folders import FolderMapping, FolderPlan, map_folders
 from mailmigrate.mailbox import open_mailbox
-from mailmigrate.mailbox.base import AuthenticationFailed, Mailbox, MailboxError, MessageInfo, Ref
-from mailmigrate.pipeline import CopyPipeline
+from mailmigrate.mailbox.base import AuthenticationFailed, Mailbox, MailboxError
 from mailmigrate.plan import Account, Plan
 from mailmigrate.results import AccountResult, FolderResult, PreflightResult, human_bytes
-from mailmigrate.state import AccountState, Entry, default_state_dir
+from mailmigrate.state import AccountState, default_state_dir
 
 log = logging.getLogger("mailmigrate.sync")
 
 RETRY_DELAYS = (1, 2, 4, 8, 16, 30, 60)
-
-
-def _name(path: tuple[str, ...]) -> str:
-    return "/".join(path)
 
 
 def open_pair(account: Account, source: Endpoint, destination: Endpoint) -> tuple[Mailbox, Mailbox]:
@@ -109,12 +105,12 @@ def _inspect(plan: Plan, src: Mailbox, dst: Mailbox, result: PreflightResult) ->
         total += size
         largest = max(largest, (stats.largest or 0) if stats else 0)
         result.folders.append({
-            "source": _name(mapping.source.path), "destination": _name(mapping.destination),
+            "source": folder_name(mapping.source.path), "destination": folder_name(mapping.destination),
             "messages": messages, "bytes": size, "special_use": mapping.special_use,
             "renamed": mapping.renamed,
         })  # fmt: skip
     for folder in folder_plan.excluded:
-        result.warnings.append(f"folder {_name(folder.path)} excluded by the plan")
+        result.warnings.append(f"folder {folder_name(folder.path)} excluded by the plan")
     limit, used = result.destination["quota_limit"], result.destination["quota_used"] or 0
     if limit is not None and used + total > limit:
         result.problems.append(
@@ -173,7 +169,7 @@ def copy_account(
         finally:
             src.close()
             dst.close()
-    order = {_name(m.source.path): i for i, m in enumerate(folder_plan.mappings)}
+    order = {folder_name(m.source.path): i for i, m in enumerate(folder_plan.mappings)}
     result.folders.sort(key=lambda f: order.get(f.source, 0))
     result.seconds = time.monotonic() - started
     return result
@@ -210,7 +206,7 @@ def _prepare_destination(
         created = target is not None
         try:
             if not created:
-                say(f"creating folder {_name(mapping.destination)}")
+                say(f"creating folder {folder_name(mapping.destination)}")
                 dst.create_folder(mapping.destination, mapping.create_special_use)
                 created = True
             if mapping.source.subscribed and not (target and target.subscribed):
@@ -219,10 +215,10 @@ def _prepare_destination(
             if exc.retryable or isinstance(exc, AuthenticationFailed):
                 raise
             if created:  # only the subscription failed: the folder is there
-                say(f"folder {_name(mapping.destination)} not subscribed: {exc}")
+                say(f"folder {folder_name(mapping.destination)} not subscribed: {exc}")
                 continue
-            folder = FolderResult(source=_name(mapping.source.path),
-                                  destination=_name(mapping.destination), renamed=mapping.renamed)  # fmt: skip
+            folder = FolderResult(source=folder_name(mapping.source.path),
+                                  destination=folder_name(mapping.destination), renamed=mapping.renamed)  # fmt: skip
             folder.error = str(exc)
             say(f"folder {folder.source} failed: {exc}")
             refused[mapping.source.path] = folder
@@ -334,7 +330,7 @@ def _folder_with_retries(lane: Lane, src, dst, mapping) -> FolderResult:
         return FolderPass(lane.plan, src, dst, mapping, lane.state, lane.result, say).run()
 
     try:
-        what = f"folder {_name(mapping.source.path)}"
+        what = f"folder {folder_name(mapping.source.path)}"
         return _with_reconnects(attempt, say, what, lane.retry_delays, reconnect)
     except AuthenticationFailed:
         raise
@@ -342,161 +338,8 @@ def _folder_with_retries(lane: Lane, src, dst, mapping) -> FolderResult:
         if exc.retryable:
             raise  # the servers are gone: let the task retry the account later
         folder = FolderResult(
-            source=_name(mapping.source.path), destination=_name(mapping.destination)
+            source=folder_name(mapping.source.path), destination=folder_name(mapping.destination)
         )
         folder.error = str(exc)
         say(f"folder {folder.source} failed: {exc}")
         return folder
-
-
-class _Known(Collection):
-    """The state's entries of one folder, read from the state on first use."""
-
-    def __init__(self, state: AccountState, source: tuple[str, ...]) -> None:
-        self._state, self._source = state, source
-        self._entries: dict[Ref, Entry] | None = None
-
-    @property
-    def entries(self) -> dict[Ref, Entry]:
-        if self._entries is None:
-            self._entries = self._state.entries(self._source)
-        return self._entries
-
-    def __contains__(self, ref: object) -> bool:
-        return ref in self.entries
-
-    def __iter__(self):
-        return iter(self.entries)
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-
-class FolderPass:
-    """One pass over one folder pair: work out what is missing, copy it, sync flags."""
-
-    def __init__(self, plan: Plan, src: Mailbox, dst: Mailbox, mapping: FolderMapping,
-                 state: AccountState, account_result: AccountResult, say) -> None:  # fmt: skip
-        self.plan, self.src, self.dst, self.state, self.say = plan, src, dst, state, say
-        self.source, self.destination = mapping.source.path, mapping.destination
-        self.account_result = account_result
-        self.result = FolderResult(
-            source=_name(self.source), destination=_name(self.destination), renamed=mapping.renamed
-        )
-
-    def run(self) -> FolderResult:
-        self.state.begin_folder(self.source, self.destination)
-        saved = self.state.folder(self.source)
-        known = _Known(self.state, self.source)
-        changes = None
-        if saved and saved.token and saved.destination == self.destination:
-            changes = self.src.changes(self.source, saved.token, known)
-        if changes is None:
-            todo, token = self._full_compare(known.entries)
-        elif changes.empty:  # the usual delta folder: nothing happened, no entry is read
-            todo, token = [], changes.token
-            self.result.source_messages = self.state.count(self.source)
-        else:
-            todo, token = self._apply_changes(changes, known.entries, saved.mark), changes.token
-        if todo:
-            self.say(
-                f"{self.result.source}: copying {len(todo)} messages "
-                f"({human_bytes(sum(i.size for i in todo))}) to {self.result.destination}"
-            )
-            pipeline = CopyPipeline(self.src, self.dst, self.source, self.destination,
-                                    self.plan.copy, self.state, self.result,
-                                    self.account_result.failures, self.say)  # fmt: skip
-            pipeline.run(todo)
-        if self.result.failed == 0:
-            self.state.finish(self.source, token, self.dst.append_mark(self.destination))
-        self.result.destination_messages = self.state.count(self.source)
-        return self.result
-
-    def _full_compare(self, known: dict[Ref, Entry]) -> tuple[list[MessageInfo], str | None]:
-        """Match both folders by identity (multisets); what the destination lacks is copied."""
-        self.result.full_compare = True
-        on_destination = self.dst.listing_since(self.destination, None)
-        # Into an empty folder nothing can match: identities can wait for the fetched bytes.
-        if on_destination:
-            listing = self.src.listing(self.source)
-        else:
-            listing = self.src.listing_without_identities(self.source)
-        self._count_source(listing.messages)
-        pool: dict[str, list[MessageInfo]] = defaultdict(list)
-        for info in on_destination:
-            pool[info.identity].append(info)
-        todo, matched = [], []
-        for info in listing.messages:
-            candidates = pool.get(info.identity)
-            if candidates:
-                twin = candidates.pop(0)
-                matched.append((info, twin))
-            else:
-                todo.append(info)
-        self.state.reset_folder(self.source)
-        entries = []
-        for info, twin in matched:
-            previous = known.get(info.ref)
-            base = previous.flags if previous and previous.identity == info.identity else None
-            self._sync_flags(twin.ref, base, info.flags, twin.flags)
-            entries.append((info.ref, Entry(twin.ref, info.identity, info.flags)))
-        self.state.record(self.source, entries)
-        self.result.skipped = len(matched)
-        return todo, listing.token
-
-    def _apply_changes(
-        self, changes, known: dict[Ref, Entry], mark: str | None
-    ) -> list[MessageInfo]:
-        """Apply source-side flag changes and removals; return new messages still to copy."""
-        self.result.source_messages = len(known) + len(changes.new) - len(changes.removed)
-        self.result.source_bytes = sum(i.size for i in changes.new)
-        updated = []
-        for ref, flags in changes.flags.items():
-            entry = known.get(ref)
-            if entry is None or entry.flags == flags:
-                continue
-            self._sync_flags(entry.dest_ref, entry.flags, flags, None)
-            updated.append((ref, Entry(entry.dest_ref, entry.identity, flags)))
-        self.state.record(self.source, updated)
-        if changes.removed:
-            gone = [known[r].dest_ref for r in changes.removed if r in known and known[r].dest_ref]
-            if self.plan.copy.propagate_deletions and gone:
-                self.dst.delete(self.destination, gone)
-                self.result.deleted = len(gone)
-            self.state.forget(self.source, changes.removed)
-        candidates = [i for i in changes.new if i.ref not in known]
-        if not candidates:
-            return []
-        # Messages appended by an interrupted pass but never recorded sit after the mark.
-        claimed = {e.dest_ref for e in known.values() if e.dest_ref is not None}
-        pool: dict[str, list[MessageInfo]] = defaultdict(list)
-        for info in self.dst.listing_since(self.destination, mark):
-            if info.ref not in claimed:
-                pool[info.identity].append(info)
-        todo, entries = [], []
-        for info in candidates:
-            if pool.get(info.identity):
-                twin = pool[info.identity].pop(0)
-                entries.append((info.ref, Entry(twin.ref, info.identity, info.flags)))
-            else:
-                todo.append(info)
-        self.state.record(self.source, entries)
-        self.result.skipped = len(entries)
-        return todo
-
-    def _sync_flags(self, dest_ref, base, now: frozenset[str], dest_flags) -> None:
-        """Carry the source's flag change (``base`` -> ``now``) to the destination message,
-        leaving flags the destination user changed alone. Without a base: add what is missing."""
-        if dest_ref is None:
-            return
-        if base is None:
-            add, remove = now - (dest_flags or frozenset()), frozenset()
-        else:
-            add, remove = now - base, base - now
-        if add or remove:
-            self.dst.set_flags(self.destination, dest_ref, add, remove)
-            self.result.flags_updated += 1
-
-    def _count_source(self, messages: list[MessageInfo]) -> None:
-        self.result.source_messages = len(messages)
-        self.result.source_bytes = sum(i.size for i in messages)

@@ -71,8 +71,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--store", help="directory for the servers' mail (default /dev/shm)")
     parser.add_argument("--skip", action="append", default=[], choices=("scale", "memory", "dag"),
                         help="leave a part out (repeatable)")  # fmt: skip
-    parser.add_argument("--profile", action="store_true",
-                        help="cProfile the first engine initial copy into --out (its figures are then slowed by the profiler)")  # fmt: skip
+    parser.add_argument("--profile", nargs="?", const="cprofile", choices=("cprofile", "py-spy"),
+                        help="profile the first engine initial copy into --out: cProfile (engine-initial.prof) or "
+                             "py-spy, sampling every thread (engine-initial.svg, a flame graph); its figures are then "
+                             "slowed by the profiler")  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -111,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
             say(f"seeded the source in {time.monotonic() - seeding:.1f} s")
             per_round_raw = []
             for number in range(1, rounds + 1):
-                profile = out / "engine-initial.prof" if args.profile and number == 1 else None
+                suffix = ".svg" if args.profile == "py-spy" else ".prof"
+                profile = out / f"engine-initial{suffix}" if args.profile and number == 1 else None
                 per_round_raw.append(
                     run_round(number, servers, source, corpus, workdir, say=say, profile=profile)
                 )

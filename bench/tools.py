@@ -165,14 +165,18 @@ def run_engine(
 ) -> Run:
     """One ``mailmigrate copy --phase PHASE`` of one account (plan and state in ``workdir``).
 
-    :param profile: write a cProfile of the whole process there.
+    :param profile: profile the whole process into this file: a py-spy flame graph of every
+        thread when it ends in ``.svg``, else a cProfile of the main thread.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     plan = workdir / "plan.yaml"
     if not plan.exists():
         write_plan(workdir, [(source, destination)], copy)
     command = list(MAILMIGRATE)
-    if profile:
+    if profile and profile.suffix == ".svg":
+        command = [str(Path(sys.executable).with_name("py-spy")), "record", "--rate", "250",
+                   "--output", str(profile), "--", *MAILMIGRATE]  # fmt: skip
+    elif profile:
         command = [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "mailmigrate.cli"]
     command += ["copy", str(plan), "--phase", phase, "--json"]
     code, seconds, rss, cpu, out, err = measure(
@@ -180,7 +184,7 @@ def run_engine(
     )
     run = Run("engine", step, seconds, rss, code, cpu_seconds=cpu, output_tail=err[-2000:])
     try:
-        summary = json.loads(out)
+        summary = json.loads(out[out.find("{") : out.rfind("}") + 1])  # py-spy also talks here
         account = summary["accounts"][0]
         run.engine_seconds = float(account.get("seconds") or 0.0)
         run.copied = int(account["totals"]["copied"])

@@ -19,13 +19,15 @@ import time
 from collections.abc import Callable, Generator, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
-
-import dns.asyncresolver
-import dns.exception
-import dns.resolver
+from typing import TYPE_CHECKING, Any
 
 from mailmigrate.plan import MxCheck
+
+if TYPE_CHECKING:
+    import dns.resolver
+
+# dnspython is imported where a query runs, not with this module: DAG files import the sensors
+# (and so this module) in every task process, and dnspython takes about 0.1 s to import.
 
 DEFAULT_QUERY_TIMEOUT = 5.0
 ERROR_KINDS = ("nxdomain", "servfail", "timeout", "noanswer", "refused", "unreachable", "error")
@@ -272,6 +274,8 @@ def resolver_servers(check: MxCheck) -> list[Server]:
     """The configured resolvers, or the system's (``/etc/resolv.conf``) when none are."""
     if check.resolvers:
         return [parse_server(s) for s in check.resolvers]
+    import dns.resolver
+
     try:
         system = dns.resolver.Resolver(configure=True)
     except dns.resolver.NoResolverConfiguration as exc:
@@ -360,6 +364,9 @@ def _result_from_answer(rdtype: str, answer: dns.resolver.Answer) -> _Result:
 
 
 def _result_from_error(exc: Exception) -> _Result:
+    import dns.exception
+    import dns.resolver
+
     if isinstance(exc, dns.resolver.NXDOMAIN):
         return _Result(error="nxdomain")
     if isinstance(exc, dns.resolver.NoAnswer):
@@ -392,6 +399,9 @@ def _configure(resolver: dns.resolver.Resolver, server: Server, timeout: float) 
 
 
 def _query_sync(query: _Query, timeout: float) -> _Result:
+    import dns.exception
+    import dns.resolver
+
     resolver = dns.resolver.Resolver(configure=False)
     _configure(resolver, query.server, timeout)
     try:
@@ -402,6 +412,9 @@ def _query_sync(query: _Query, timeout: float) -> _Result:
 
 
 async def _query_async(query: _Query, timeout: float) -> _Result:
+    import dns.asyncresolver
+    import dns.exception
+
     resolver = dns.asyncresolver.Resolver(configure=False)
     _configure(resolver, query.server, timeout)
     try:

@@ -134,3 +134,27 @@ def test_exchange_to_exchange(tmp_path, exchange):
             for i in store.messages("bob@example.com", folder)
         ) == _exchange_view(store, folder)
     assert copy_account(plan, account, ews, ews, "delta").totals()["copied"] == 0
+
+
+def test_folders_differing_only_in_case_stay_apart_on_exchange(
+    modern_imap, new_account, tmp_path, exchange
+):
+    """IMAP tells "Projects" from "projects"; Exchange does not. Each keeps its own folder (the
+    second one renamed), instead of both being poured into one."""
+    store, _, ews = exchange
+    user, password = new_account(modern_imap)
+    src = modern_imap.client(user, password)
+    seed_account(src, {"INBOX": _corpus(40)[:3], "Projects": _corpus(41)[:5],
+                       "projects": _corpus(42)[:4]})  # fmt: skip
+    account = Account(user, ALICE, password, None)
+    plan = make_plan(tmp_path, [account])
+    imap = endpoint_from_dict("src", modern_imap.connection("src"))
+
+    result = copy_account(plan, account, imap, ews, "initial")
+    assert result.ok, result.summary_lines()
+    assert _exchange_view(store, ("Projects",)) == _imap_view(src, "Projects")
+    assert _exchange_view(store, ("projects (2)",)) == _imap_view(src, "projects")
+    destinations = {f.source: f.destination for f in result.folders}
+    assert destinations["Projects"] == "Projects" and destinations["projects"] == "projects (2)"
+    assert "'projects' is taken by source folder 'Projects'" in " ".join(result.summary_lines())
+    assert copy_account(plan, account, imap, ews, "delta").totals()["copied"] == 0

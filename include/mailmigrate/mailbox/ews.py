@@ -86,6 +86,8 @@ class EwsMailbox(Mailbox):
     ``fetch_batch_bytes``, ``fetch_batch_count``; ``max_message_size`` for :meth:`append_limit`.
     """
 
+    case_sensitive_names = False  # "Projects" and "projects" are one folder on Exchange
+
     def __init__(self, endpoint: Endpoint, user: str, password: str | None, label: str):
         self.endpoint = endpoint
         self.user = user

@@ -50,7 +50,6 @@ def run_dag_variants(
     messages: int,
     *,
     timeout: float = 900,
-    keep_log: bool = False,
     say=print,
 ) -> dict[int, dict[str, Any]]:
     """Start Airflow once with one plan per entry of ``destinations`` (its key: the plan's
@@ -78,11 +77,12 @@ def run_dag_variants(
             dag_id = f"{DAG_ID}{parallel}"
             stack.wait_for_dag(dag_id)
             api.request("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
-        say(f"  scale DAG: Airflow up in {time.monotonic() - started:.0f} s")
+        startup = time.monotonic() - started
+        say(f"  scale DAG: Airflow up in {startup:.0f} s")
         for parallel, logins in destinations.items():
-            figures[parallel]["airflow_startup_seconds"] = time.monotonic() - started
+            figures[parallel]["airflow_startup_seconds"] = startup
             figures[parallel].update(
-                _one_run(stack, f"{DAG_ID}{parallel}", servers, logins, messages, timeout, keep_log)
+                _one_run(stack, f"{DAG_ID}{parallel}", servers, logins, messages, timeout)
             )
             say(f"  scale DAG run, {parallel} at a time: "
                 f"{figures[parallel].get('seconds') or float('nan'):.1f} s "
@@ -105,7 +105,6 @@ def _one_run(
     destinations: list[Login],
     messages: int,
     timeout: float,
-    keep_log: bool,
 ) -> dict[str, Any]:
     """Trigger ``dag_id`` with ``stop: initial_copy``, wait for it; its figures."""
     api = stack.api()
@@ -122,9 +121,6 @@ def _one_run(
     figures["task_states"] = {state: states.count(state) for state in set(states)}
     figures["initial_copy_task_seconds_sum"] = sum(ti.get("duration") or 0 for ti in copies)
     figures["copied"] = _destination_total(servers, destinations)
-    if keep_log:
-        logs = sorted(stack.home.glob(f"logs/dag_id={dag_id}/**/task_id=*.initial_copy/*.log"))
-        figures["sample_log"] = logs[0].read_text()[-8000:] if logs else ""
     figures["ok"] = run["state"] == "success" and figures["copied"] == messages * len(destinations)
     if not figures["ok"]:
         figures["error"] = f"run {run['state']}, {figures['copied']} messages copied"

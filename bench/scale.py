@@ -14,7 +14,6 @@ Speed-up = one-at-a-time wall time / in-parallel wall time.
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -23,7 +22,7 @@ from typing import Any
 
 from bench.corpus import CorpusSpec, build_corpus, seed_source
 from bench.servers import BenchServers
-from bench.tools import MAILMIGRATE, Login, Run, engine_env, measure, run_engine, write_plan
+from bench.tools import Login, Run, run_engine, write_plan
 
 BYTES_PER_MESSAGE = 115 * 1024 * 1024 // 6000  # the main corpus's average
 
@@ -133,26 +132,15 @@ def _one_process(
     destinations = _destinations(servers, f"process{parallel}-", len(sources))
     directory = workdir / f"scale-process-{parallel}"
     directory.mkdir(parents=True, exist_ok=True)
-    plan = write_plan(
-        directory, list(zip(sources, destinations, strict=True)), parallel_accounts=parallel
-    )
-    code, seconds, rss, cpu, out, _err = measure(
-        [*MAILMIGRATE, "copy", str(plan), "--phase", "initial", "--json"],
-        engine_env(sources[0], destinations[0]),
-        directory,
-        "copy",
-    )
-    try:
-        copied = sum(a["totals"]["copied"] for a in json.loads(out)["accounts"])
-    except (ValueError, KeyError, TypeError):
-        copied = 0
+    write_plan(directory, list(zip(sources, destinations, strict=True)), parallel_accounts=parallel)
+    run = run_engine(directory, sources[0], destinations[0], "initial", "scale")
     return {
         "name": f"one engine process, parallel_accounts {parallel}",
-        "seconds": seconds,
-        "ok": code == 0,
-        "copied": copied,
-        "cpu_seconds": cpu,
-        "peak_rss_mb": rss,
+        "seconds": run.seconds,
+        "ok": run.exit_code == 0,
+        "copied": run.copied or 0,
+        "cpu_seconds": run.cpu_seconds,
+        "peak_rss_mb": run.peak_rss_mb,
     }
 
 

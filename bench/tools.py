@@ -163,7 +163,9 @@ def run_engine(
     copy: dict[str, Any] | None = None,
     profile: Path | None = None,
 ) -> Run:
-    """One ``mailmigrate copy --phase PHASE`` of one account (plan and state in ``workdir``).
+    """One ``mailmigrate copy --phase PHASE`` of ``workdir/plan.yaml`` (written for the one
+    account pair unless it is there already); its state in ``workdir``. With several accounts,
+    the copied counts are their sums and the pass time the longest.
 
     :param profile: profile the whole process into this file: a py-spy flame graph of every
         thread when it ends in ``.svg``, else a cProfile of the main thread.
@@ -185,13 +187,12 @@ def run_engine(
     run = Run("engine", step, seconds, rss, code, cpu_seconds=cpu, output_tail=err[-2000:])
     try:
         summary = json.loads(out[out.find("{") : out.rfind("}") + 1])  # py-spy also talks here
-        account = summary["accounts"][0]
-        run.engine_seconds = float(account.get("seconds") or 0.0)
-        run.copied = int(account["totals"]["copied"])
-        run.copied_bytes = int(account["totals"]["copied_bytes"])
-        if not account.get("ok"):
+        accounts = summary["accounts"]
+        run.engine_seconds = max(float(a.get("seconds") or 0.0) for a in accounts)
+        run.copied = sum(int(a["totals"]["copied"]) for a in accounts)
+        run.copied_bytes = sum(int(a["totals"]["copied_bytes"]) for a in accounts)
+        if not all(a.get("ok") for a in accounts):
             run.exit_code = run.exit_code or 1
-            run.output_tail = err[-2000:]
     except (ValueError, KeyError, IndexError, TypeError):
         run.exit_code = run.exit_code or 1
     return run

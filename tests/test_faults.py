@@ -20,6 +20,7 @@ import threading
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
 
 from engine_helpers import endpoints, make_plan, seed_account
 from harness.corpus import make_message, snapshot
@@ -28,7 +29,7 @@ from harness.proxy import CuttingProxy
 
 from mailmigrate.connections import Endpoint
 from mailmigrate.mailbox.base import AuthenticationFailed, MailboxError
-from mailmigrate.plan import Account
+from mailmigrate.plan import Account, Plan
 from mailmigrate.sync import copy_account
 
 LEGACY_TO_MODERN = {
@@ -70,6 +71,33 @@ def assert_same_folders(src_client, dst_client, pairs: dict[str, str]) -> None:
 
 def _proxied(endpoint: Endpoint, proxy: CuttingProxy, **extra: object) -> Endpoint:
     return replace(endpoint, port=proxy.port, extra={**endpoint.extra, **extra})
+
+
+class _ReadyForDelta(NamedTuple):
+    src: Any  # the source account's IMAP client
+    account: Account
+    plan: Plan
+    source: Endpoint
+    destination: Endpoint
+    new_bytes: int  # the size of the mail delivered after the initial copy
+
+
+def _copied_then_new_mail(
+    source_server, destination_server, new_account, tmp_path, first, later, batch_messages
+) -> _ReadyForDelta:
+    """An account seeded with ``first`` (folder -> messages), copied by an initial pass into a
+    new destination account, then given ``later`` on the source: what a delta has to carry."""
+    user, password = new_account(source_server)
+    src = source_server.client(user, password)
+    seed_account(src, first)
+    dst_user, dst_password = new_account(destination_server)
+    account = Account(user, dst_user, password, dst_password)
+    plan = make_plan(tmp_path, [account], batch_messages=batch_messages, parallel_folders=2)
+    source, destination = endpoints(source_server, destination_server)
+    assert copy_account(plan, account, source, destination, "initial").ok
+    seed_account(src, later)
+    new_bytes = sum(len(raw) for m in later.values() for raw, _, _ in m)
+    return _ReadyForDelta(src, account, plan, source, destination, new_bytes)
 
 
 def _until_done(plan, account, source, destination, phase, lines, *, limit=80):
@@ -141,22 +169,15 @@ def test_a_2000_message_copy_survives_20_drops_stalls_and_literal_cuts_on_each_s
 
 
 def test_a_delta_survives_faults_on_both_sides(legacy_imap, modern_imap, new_account, tmp_path):
-    user, password = new_account(legacy_imap)
-    src = legacy_imap.client(user, password)
-    seed_account(src, {"INBOX": _mail(21, 300), "INBOX.Lists": _mail(22, 100)})
-    dst_user, dst_password = new_account(modern_imap)
-    account = Account(user, dst_user, password, dst_password)
-    plan = make_plan(tmp_path, [account], batch_messages=40, parallel_folders=2)
-    source, destination = endpoints(legacy_imap, modern_imap)
-    assert copy_account(plan, account, source, destination, "initial").ok
-
-    new = {"INBOX": _mail(23, 400), "INBOX.Lists": _mail(24, 100)}
-    seed_account(src, new)
+    src, account, plan, source, destination, new_bytes = _copied_then_new_mail(
+        legacy_imap, modern_imap, new_account, tmp_path,
+        {"INBOX": _mail(21, 300), "INBOX.Lists": _mail(22, 100)},
+        {"INBOX": _mail(23, 400), "INBOX.Lists": _mail(24, 100)}, batch_messages=40,
+    )  # fmt: skip
     src.select_folder("INBOX")
     uids = src.search("ALL")
     src.add_flags(uids[:40], ["\\Flagged"])
     src.remove_flags(uids[40:80], ["\\Seen"])
-    new_bytes = sum(len(raw) for m in new.values() for raw, _, _ in m)
     src_proxy = CuttingProxy(legacy_imap.host, legacy_imap.port)
     dst_proxy = CuttingProxy(modern_imap.host, modern_imap.port)
     try:
@@ -172,8 +193,8 @@ def test_a_delta_survives_faults_on_both_sides(legacy_imap, modern_imap, new_acc
     finally:
         src_proxy.close()
         dst_proxy.close()
-    assert_same_folders(src, modern_imap.client(dst_user, dst_password),
-                        {"INBOX": "INBOX", "INBOX.Lists": "Lists"})  # fmt: skip
+    dst = modern_imap.client(account.destination_user, account.destination_password)
+    assert_same_folders(src, dst, {"INBOX": "INBOX", "INBOX.Lists": "Lists"})
     record("connection faults", drops=16, literal_cuts=4, task_retries=task_retries,
            engine_reconnects=sum("retrying" in line for line in lines))  # fmt: skip
     record("survived", deltas_identical_after_faults=1)
@@ -264,21 +285,14 @@ def test_destination_killed_and_restarted_mid_copy(
 
 def test_source_restarted_mid_delta(private_imap, modern_imap, new_account, tmp_path):
     source_server = private_imap("legacy")
-    user, password = new_account(source_server)
-    src = source_server.client(user, password)
-    seed_account(src, {"INBOX": _mail(51, 300), "INBOX.Lists": _mail(52, 60)})
-    dst_user, dst_password = new_account(modern_imap)
-    account = Account(user, dst_user, password, dst_password)
-    plan = make_plan(tmp_path, [account], batch_messages=30, parallel_folders=2)
-    source, destination = endpoints(source_server, modern_imap)
-    assert copy_account(plan, account, source, destination, "initial").ok
-
-    new = {"INBOX": _mail(53, 500), "INBOX.Lists": _mail(54, 80)}
-    seed_account(src, new)
+    src, account, plan, source, destination, new_bytes = _copied_then_new_mail(
+        source_server, modern_imap, new_account, tmp_path,
+        {"INBOX": _mail(51, 300), "INBOX.Lists": _mail(52, 60)},
+        {"INBOX": _mail(53, 500), "INBOX.Lists": _mail(54, 80)}, batch_messages=30,
+    )  # fmt: skip
     src.select_folder("INBOX")
     src.add_flags(src.search("ALL")[:25], ["\\Answered"])
     src.logout()
-    new_bytes = sum(len(raw) for m in new.values() for raw, _, _ in m)
     proxy = CuttingProxy(source_server.host, source_server.port)
     try:
         restarter = _DuringStall(proxy, new_bytes // 2, _restart(source_server, proxy))
@@ -291,9 +305,9 @@ def test_source_restarted_mid_delta(private_imap, modern_imap, new_account, tmp_
         assert result.ok, result.summary_lines()
     finally:
         proxy.close()
-    src = source_server.client(user, password)
-    assert_same_folders(src, modern_imap.client(dst_user, dst_password),
-                        {"INBOX": "INBOX", "INBOX.Lists": "Lists"})  # fmt: skip
+    src = source_server.client(account.source_user, account.source_password)
+    dst = modern_imap.client(account.destination_user, account.destination_password)
+    assert_same_folders(src, dst, {"INBOX": "INBOX", "INBOX.Lists": "Lists"})
     reconnects = sum("retrying" in line for line in lines)
     assert reconnects + task_retries > 0  # the restart hit the delta
     record("server faults", source_restarts=1, task_retries=task_retries,

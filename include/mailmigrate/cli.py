@@ -16,7 +16,6 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from mailmigrate.connections import ConnectionConfigError, Endpoint, endpoint_from_env
@@ -203,6 +202,8 @@ def _each_account(
     workers = max(1, min(parallel, len(accounts)))
     if workers == 1:
         return [one(account) for account in accounts]
+    from concurrent.futures import ThreadPoolExecutor  # only a parallel run needs it
+
     pool = ThreadPoolExecutor(workers, thread_name_prefix="account")
     try:
         return list(pool.map(one, accounts))

@@ -8,16 +8,12 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Collection
 
-from mailmigrate.folders import FolderMapping
+from mailmigrate.folders import FolderMapping, folder_name
 from mailmigrate.mailbox.base import Mailbox, MessageInfo, Ref
 from mailmigrate.pipeline import CopyPipeline
 from mailmigrate.plan import Plan
 from mailmigrate.results import AccountResult, FolderResult, human_bytes
 from mailmigrate.state import AccountState, Entry
-
-
-def folder_name(path: tuple[str, ...]) -> str:
-    return "/".join(path)
 
 
 class _Known(Collection):

@@ -155,7 +155,8 @@ def _normalized(path: Iterable[str]) -> Path:
     return path
 
 
-def _show(path: Path) -> str:
+def folder_name(path: Path) -> str:
+    """A folder path as users read it in logs and reports: its parts joined with "/"."""
     return "/".join(path)
 
 
@@ -280,8 +281,8 @@ def _resolve(
                 number += 1
             taken.add(key(candidate))
             final[path] = candidate
-            holder = _show(holders[wanted_key])
-            reasons[path].append(f"'{_show(desired)}' is taken by source folder '{holder}'")
+            holder = folder_name(holders[wanted_key])
+            reasons[path].append(f"'{folder_name(desired)}' is taken by source folder '{holder}'")
     return {path: (final[path], reasons[path]) for path in paths}
 
 
@@ -292,7 +293,7 @@ def _renamed(path: Path, reasons: list[str], resolved: Resolution) -> str | None
     if reasons:
         return "; ".join(reasons)
     parent = path[:-1]
-    return f"parent '{_show(parent)}' maps to '{_show(resolved[parent][0])}'"
+    return f"parent '{folder_name(parent)}' maps to '{folder_name(resolved[parent][0])}'"
 
 
 def _kept_reason(path: Path, kept: Resolution, natural: Resolution, namer: _Namer) -> str | None:
@@ -385,7 +386,7 @@ def map_folders(
     unmatched = [
         f"exclude '{pattern}' matches no folder"
         for pattern in rules.exclude
-        if not any(fnmatchcase(_show(path), pattern) for path in known)
+        if not any(fnmatchcase(folder_name(path), pattern) for path in known)
     ]
     renames: dict[Path, Path] = {}
     for source_text, destination_text in sorted(rules.rename.items()):
@@ -400,7 +401,9 @@ def map_folders(
         for i in range(1, len(path)):
             parent = path[:i]
             if parent not in folders:
-                folders[parent] = Folder(parent, _show(parent), subscribed=False, selectable=False)
+                folders[parent] = Folder(
+                    parent, folder_name(parent), subscribed=False, selectable=False
+                )
     paths = sorted(folders)
 
     def under_rule(path: Path) -> bool:
@@ -431,7 +434,7 @@ def map_folders(
         elif path == INBOX_PATH:
             anchors[path] = _Anchor(INBOX_PATH, _KEPT, ())
         elif use in targets:
-            why = f"special use {use}: the destination's '{_show(targets[use])}'"
+            why = f"special use {use}: the destination's '{folder_name(targets[use])}'"
             anchors[path] = _Anchor(targets[use], _SPECIAL, (why,))
     natural = _resolve(paths, anchors, namer, key)
     resolved = natural

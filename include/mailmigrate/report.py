@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from mailmigrate.connections import Endpoint
+from mailmigrate.folders import folder_name
 from mailmigrate.plan import Account, Plan
 from mailmigrate.results import human_bytes
 from mailmigrate.sync import open_pair, plan_folders
@@ -80,7 +81,7 @@ def account_report(
     with src, dst:
         folder_plan = plan_folders(plan, src, dst)
         existing = {f.path for f in dst.list_folders()}
-        report.excluded = ["/".join(f.path) for f in folder_plan.excluded]
+        report.excluded = [folder_name(f.path) for f in folder_plan.excluded]
         for mapping in folder_plan.mappings:
             if not mapping.source.selectable:
                 continue
@@ -90,8 +91,8 @@ def account_report(
             ours, other = Counter(i.identity for i in mine), Counter(i.identity for i in theirs)
             report.folders.append(
                 FolderComparison(
-                    source="/".join(mapping.source.path),
-                    destination="/".join(mapping.destination),
+                    source=folder_name(mapping.source.path),
+                    destination=folder_name(mapping.destination),
                     source_messages=len(mine),
                     source_bytes=sum(i.size for i in mine),
                     destination_messages=len(theirs),

@@ -6,10 +6,11 @@ Read top-down:
    and subscribes the destination folders, then runs every folder through a
    :class:`~mailmigrate.folder_pass.FolderPass` on ``parallel_folders`` lanes (a lane is one
    source and one destination connection).
-2. The :class:`~mailmigrate.folder_pass.FolderPass` decides what to copy. With a sync token from the previous pass it asks the
-   source only for what changed (new messages, flag changes, removals). Without one (first pass,
-   lost state, UIDVALIDITY changed) it compares both folders by message identity as multisets,
-   so whatever is already on the destination is never copied twice.
+2. The :class:`~mailmigrate.folder_pass.FolderPass` decides what to copy. With a sync token from
+   the previous pass it asks the source only for what changed (new messages, flag changes,
+   removals). Without one (first pass, lost state, UIDVALIDITY changed) it compares both folders
+   by message identity as multisets, so whatever is already on the destination is never copied
+   twice.
 3. :class:`~mailmigrate.pipeline.CopyPipeline` copies: a reader thread fetches batches (bounded by
    bytes) while the caller appends the previous batch; each appended batch is recorded in the
    state in one transaction.
@@ -29,8 +30,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from mailmigrate.connections import Endpoint
-from mailmigrate.folder_pass import FolderPass, folder_name
-from mailmigrate.folders import FolderMapping, FolderPlan, map_folders
+from mailmigrate.folder_pass import FolderPass
+from mailmigrate.folders import FolderMapping, FolderPlan, folder_name, map_folders
 from mailmigrate.mailbox import open_mailbox
 from mailmigrate.mailbox.base import AuthenticationFailed, Mailbox, MailboxError
 from mailmigrate.plan import Account, Plan

@@ -101,8 +101,14 @@ class AccountStep:
 
     task_id: str
 
-    def pre_execute(self, context: Context) -> None:
+    @property
+    def account_step(self) -> tuple[str, str]:
+        """``(group_id, step)`` from the task id ``<group_id>.<step>``."""
         group_id, _, step = self.task_id.rpartition(".")
+        return group_id, step
+
+    def pre_execute(self, context: Context) -> None:
+        group_id, step = self.account_step
         group = getattr(self, "task_group", None)
         check_selected(context, group_id, step, getattr(group, "group_display_name", ""))
         super().pre_execute(context)  # type: ignore[misc]
@@ -212,7 +218,7 @@ class AccountOperator(AccountStep, PlanOperator):
         scheduler then skips the rest of the chain."""
         from airflow.sdk.exceptions import DownstreamTasksSkipped
 
-        group_id, _, step = self.task_id.rpartition(".")
+        group_id, step = self.account_step
         later = [task for task in self.downstream_task_ids if task.startswith(f"{group_id}.")]
         if stop_point(context.get("params")) != step or not later:
             return summary

@@ -52,19 +52,17 @@ class RedisServer(LoopbackService):
             "appendonly no\nprotected-mode yes\n"
         )
         config.chmod(0o600)
-        self._started(
-            subprocess.Popen(
-                [REDIS_BINARY, str(config)],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+        process = subprocess.Popen(
+            [REDIS_BINARY, str(config)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
-        assert self._process is not None
+        self._started(process)
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
-            if self._process.poll() is not None:
+            if process.poll() is not None:
                 raise RedisError(f"redis-server exited at start: {self.log_tail()}")
             if self.ping():
                 return

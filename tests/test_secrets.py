@@ -194,3 +194,165 @@ def test_no_secret_in_the_dag_logs_xcom_database_reports_or_exceptions(
     assert not leaks, f"a secret shows in: {leaks}"
     record("secrets", places_searched=len(haystacks), report_files=report_files, bytes_searched=sum(map(len, haystacks.values())),
            secrets_planted=len(PLANTED) + 1, leaks_found=len(leaks))  # fmt: skip
+
+
+# -- secrets too short to mask ---------------------------------------------------------------
+
+
+def test_a_password_too_short_to_mask_leaves_the_cli_output_readable(
+    tmp_path, legacy_imap, modern_imap, new_account, monkeypatch, capfd
+):
+    """One-character passwords (wrong ones here) are not masked, as in Airflow: replacing "s"
+    everywhere would turn every line into noise. A long one still is."""
+    from mailmigrate.cli import main as cli
+
+    user, _ = new_account(legacy_imap)
+    long_wrong = _secret("long-wrong")
+    (tmp_path / "short_accounts.csv").write_text(
+        "source_user,source_password,destination_user,destination_password\n"
+        f"{user},s,{user},e\n{user}.2,{long_wrong},{user},e\n"
+    )
+    (tmp_path / "short.yaml").write_text(_plan("short"))
+    monkeypatch.setenv("AIRFLOW_CONN_SEC_OLD", json.dumps(legacy_imap.connection("sec_old")))
+    monkeypatch.setenv("AIRFLOW_CONN_SEC_NEW", json.dumps(modern_imap.connection("sec_new")))
+    assert cli(["test", str(tmp_path / "short.yaml")]) == 1
+    output = capfd.readouterr().err
+    assert f"login as {user} with its own password refused" in output, output
+    assert long_wrong not in output
+    short_lines = [line for line in output.splitlines() if line.startswith(f"{user}:")]
+    assert short_lines and not any("***" in line for line in short_lines), output
+
+
+def test_the_airflow_layer_masks_no_password_shorter_than_airflows_minimum(tmp_path, caplog):
+    """Passwords shorter than ``[logging] min_length_masked_secret`` never reach the masker
+    (which would only log "Skipping masking for a secret as it's too short" at the start of
+    every task); the others are masked."""
+    from types import SimpleNamespace
+
+    from airflow.sdk._shared.secrets_masker import SecretsMasker, _secrets_masker
+
+    from mailmigrate_airflow.operators import MailboxTestOperator
+
+    plans = tmp_path / "plans"
+    plans.mkdir()
+    long_one = _secret("long")
+    (plans / "short_accounts.csv").write_text(
+        "source_user,source_password,destination_user,destination_password\n"
+        f"a@old.example,ab,a@new.example,{long_one}\n"
+    )
+    (plans / "short.yaml").write_text(_plan("short"))
+    task = MailboxTestOperator(task_id="a_old_example.test", plan="short.yaml",
+                               source_user="a@old.example", source_conn_id="sec_old",
+                               destination_conn_id="sec_new")  # fmt: skip
+    SecretsMasker._has_warned_short_secret = False  # the warning is logged once per process
+    with caplog.at_level("WARNING"):
+        task.load_plan({"dag": SimpleNamespace(fileloc=str(tmp_path / "migrations.py"))})
+    assert "too short" not in caplog.text
+    masker = _secrets_masker()
+    assert masker.redact(f"x {long_one} y") == "x *** y"
+    assert masker.redact("ab cd") == "ab cd"
+
+
+# -- login failures: the server's text never carries the password ------------------------------
+
+
+class EchoingImapServer:
+    """A loopback IMAP server (a fake: real servers do not do this) that refuses every login
+    and echoes what it received in its NO reply: the LOGIN command's quoted strings, or the
+    AUTHENTICATE PLAIN response in base64. ``plain``: whether it offers AUTH=PLAIN."""
+
+    def __init__(self, plain: bool = True) -> None:
+        import socket
+        import threading
+
+        self.capabilities = "IMAP4rev1" + (" AUTH=PLAIN" if plain else "")
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.received: list[bytes] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            with conn, conn.makefile("rb") as lines:
+                conn.sendall(f"* OK [CAPABILITY {self.capabilities}] echo\r\n".encode())
+                for line in lines:
+                    self.received.append(line)
+                    tag, _, rest = line.rstrip(b"\r\n").partition(b" ")
+                    command = rest.split(b" ")[0].upper()
+                    if command == b"CAPABILITY":
+                        conn.sendall(f"* CAPABILITY {self.capabilities}\r\n".encode() + tag + b" OK done\r\n")  # fmt: skip
+                    elif command == b"AUTHENTICATE":
+                        conn.sendall(b"+ \r\n")
+                        answer = next(lines).rstrip(b"\r\n")
+                        conn.sendall(tag + b" NO [AUTHENTICATIONFAILED] bad " + answer + b"\r\n")
+                    elif command == b"LOGIN":
+                        conn.sendall(tag + b" NO [AUTHENTICATIONFAILED] bad " + rest + b"\r\n")
+                    else:
+                        conn.sendall(tag + b" BAD unknown command\r\n")
+                        break
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def _echo_endpoint(server: EchoingImapServer):
+    from mailmigrate.connections import Endpoint
+
+    return Endpoint("echo", "imap", "127.0.0.1", port=server.port, extra={"security": "none"})
+
+
+@pytest.mark.parametrize(
+    "password",
+    ['quo"te-' + MARK, "back\\slash-" + MARK, "apo'stro\"phe\\-" + MARK, "ünï-çødé-" + MARK],
+    ids=["quote", "backslash", "apostrophe", "non-ascii"],
+)
+def test_a_login_reply_that_echoes_the_password_is_left_out(password):
+    """Whatever the server echoes (LOGIN's quoted and escaped strings, or the base64 of
+    AUTHENTICATE PLAIN for a non-ASCII password), the error names the account, says the login
+    was refused and carries no form of the password."""
+    from mailmigrate.mailbox.imap_session import LEFT_OUT, open_session
+
+    server = EchoingImapServer()
+    try:
+        with pytest.raises(AuthenticationFailed) as refused:
+            open_session(_echo_endpoint(server), "bob@example.com", password, "source bob")
+    finally:
+        server.close()
+    assert any(b" LOGIN " in line or b" AUTHENTICATE " in line for line in server.received)
+    text = _exception_texts(refused.value)
+    assert "login as bob@example.com with its own password refused" in text and LEFT_OUT in text
+    assert MARK not in text and "stro" not in text and "QUFB" not in text
+
+
+def test_a_non_ascii_password_without_auth_plain_fails_with_the_reason():
+    from mailmigrate.mailbox.imap_session import open_session
+
+    server = EchoingImapServer(plain=False)
+    try:
+        with pytest.raises(AuthenticationFailed) as refused:
+            open_session(_echo_endpoint(server), "bob@example.com", "pässwört-" + MARK, "source")
+    finally:
+        server.close()
+    assert "non-ASCII" in str(refused.value) and "AUTHENTICATE PLAIN" in str(refused.value)
+    assert MARK not in _exception_texts(refused.value) and not server.received[1:]
+
+
+def test_a_non_ascii_password_logs_in_to_dovecot(legacy_imap, new_account):
+    """AUTHENTICATE PLAIN in UTF-8: a real Dovecot account whose password is not ASCII, as its
+    own login and through the master user."""
+    from mailmigrate.connections import endpoint_from_dict
+    from mailmigrate.mailbox.imap_session import open_session
+
+    user, _ = new_account(legacy_imap)
+    legacy_imap.add_account(user, password := "Pässwört-€-ü")
+    endpoint = endpoint_from_dict("old", legacy_imap.connection("old"))
+    client = open_session(endpoint, user, password, "source")
+    assert client.select_folder("INBOX")[b"EXISTS"] == 0
+    client.logout()
+    with pytest.raises(AuthenticationFailed) as refused:
+        open_session(endpoint, user, "Pässwört-€-X", "source")
+    assert "Pässwört" not in str(refused.value) and "AUTHENTICATIONFAILED" in str(refused.value)

@@ -20,6 +20,7 @@ from typing import Any
 
 from mailmigrate.connections import ConnectionConfigError, Endpoint, endpoint_from_env
 from mailmigrate.plan import Account, Plan, PlanError, Problem, load_plan
+from mailmigrate.redact import redact
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -68,14 +69,6 @@ def _emit_json(data: dict[str, Any]) -> None:
     except BrokenPipeError:
         # The reader went away (e.g. `| head`); keep Python from complaining again at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-
-
-def _redact(text: str, secrets: Sequence[str | None]) -> str:
-    """``text`` with every given secret replaced: a safety net for messages from deep below."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
 
 
 def _load(path: str) -> Plan:
@@ -164,18 +157,18 @@ def _run_accounts(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
         try:
             result = run(plan, account, source, destination)
         except MailboxError as exc:
-            error = _redact(str(exc), secrets)
+            error = redact(str(exc), secrets)
             _say(f"{user}: error: {error}")
             entry.update(ok=False, error=error, retryable=exc.retryable)
         except Exception as exc:  # one broken account must not stop the others
             if _debug():
                 log.exception("%s: unexpected error", user)
-            error = _redact(f"{exc.__class__.__name__}: {exc}", secrets)
+            error = redact(f"{exc.__class__.__name__}: {exc}", secrets)
             _say(f"{user}: unexpected error: {error}")
             entry.update(ok=False, error=error)
         else:
             for line in result.summary_lines():
-                _say(f"{user}: {_redact(str(line), secrets)}")
+                _say(f"{user}: {redact(str(line), secrets)}")
             entry["ok"] = bool(result.ok)
             entry.update({k: v for k, v in result.to_dict().items() if k not in entry})
         return entry

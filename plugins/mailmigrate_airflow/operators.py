@@ -126,22 +126,28 @@ class PlanOperator(BaseOperator):
     plan: str
 
     def load_plan(self, context: Context) -> Plan:
-        """Load and validate the plan, then mask every account password in logs."""
+        """Load and validate the plan, then mask every account password in logs (those shorter
+        than Airflow's ``[logging] min_length_masked_secret`` are not masked, and not sent to
+        the masker, which would only warn about them)."""
+        from airflow.sdk.configuration import conf
         from airflow.sdk.log import mask_secret
 
         from mailmigrate.plan import PlanError, load_plan
+        from mailmigrate.redact import MIN_MASKED_LENGTH, maskable
 
         path = plans_dir_for(context["dag"].fileloc) / self.plan
         try:
             plan = load_plan(path)
         except PlanError as exc:
             raise AirflowFailException(f"the plan is not valid (any more):\n{exc}") from None
-        passwords = [
-            secret
-            for account in plan.accounts
-            for secret in (account.source_password, account.destination_password)
-            if secret
-        ]
+        passwords = maskable(
+            (
+                secret
+                for a in plan.accounts
+                for secret in (a.source_password, a.destination_password)
+            ),
+            conf.getint("logging", "min_length_masked_secret", fallback=MIN_MASKED_LENGTH),
+        )
         if passwords:
             mask_secret(passwords)  # one message to the supervisor for all of them
         return plan

@@ -7,7 +7,11 @@ refused, never silently used in clear text.
 
 from __future__ import annotations
 
+import ast
+import base64
+import binascii
 import imaplib
+import re
 import socket
 import ssl
 import struct
@@ -17,6 +21,7 @@ from imapclient.exceptions import IMAPClientError, LoginError
 
 from mailmigrate.connections import Endpoint
 from mailmigrate.mailbox.base import AuthenticationFailed, MailboxError
+from mailmigrate.redact import MIN_MASKED_LENGTH
 
 SECURITY_MODES = ("ssl", "starttls", "none")
 AUTH_MODES = ("login", "master", "authzid", "xoauth2")
@@ -125,7 +130,7 @@ def _login(client: IMAPClient, endpoint: Endpoint, user: str, password: str | No
                 raise MailboxError(f"{label}: no XOAUTH2 token for {user}")
             client.oauth2_login(user, token)
         elif password is not None:
-            client.login(user, password)
+            _password_login(client, user, password, label)
         elif not admin or not admin_secret:
             raise MailboxError(
                 f"{label}: {user} has no password in the accounts file and connection "
@@ -133,7 +138,7 @@ def _login(client: IMAPClient, endpoint: Endpoint, user: str, password: str | No
             )
         elif auth == "master":
             separator = endpoint.option("master_separator", "*")
-            client.login(f"{user}{separator}{admin}", admin_secret)
+            _password_login(client, f"{user}{separator}{admin}", admin_secret, label)
         elif auth == "authzid":
             client.plain_login(admin, admin_secret, authorization_identity=user)
         else:
@@ -142,27 +147,110 @@ def _login(client: IMAPClient, endpoint: Endpoint, user: str, password: str | No
                 "auth: login; give the account's password or use auth master/authzid"
             )
     except (LoginError, IMAPClientError) as exc:
-        how = (
-            "with its own password" if password is not None else f"with admin credentials ({auth})"
+        failure = _login_failure(exc, user, auth, password, admin_secret, label)
+    else:
+        return
+    # Raised outside the handler, so that the failure has no __context__: imapclient's error
+    # holds the server's unscrubbed reply.
+    raise failure
+
+
+def _login_failure(
+    exc: Exception,
+    user: str,
+    auth: str,
+    password: str | None,
+    admin_secret: str | None,
+    label: str,
+) -> MailboxError:
+    how = "with its own password" if password is not None else f"with admin credentials ({auth})"
+    reason = server_reply(exc, (password, admin_secret))
+    # imapclient turns a connection lost during the login into a LoginError too; that, and
+    # Dovecot's "[UNAVAILABLE] Temporary authentication failure", is no verdict on the
+    # credentials.
+    lost = isinstance(exc.__context__, TRANSIENT_ERRORS) or isinstance(exc, imaplib.IMAP4.abort)
+    if lost or "[UNAVAILABLE]" in reason:
+        return MailboxError(
+            f"{label}: login as {user} {how} did not complete: {reason}", retryable=True
         )
-        reason = _server_text(exc, secrets=(password, admin_secret))
-        # imapclient turns a connection lost during the login into a LoginError too; that, and
-        # Dovecot's "[UNAVAILABLE] Temporary authentication failure", is no verdict on the
-        # credentials.
-        lost = isinstance(exc.__context__, TRANSIENT_ERRORS) or isinstance(exc, imaplib.IMAP4.abort)
-        if lost or "[UNAVAILABLE]" in reason:
-            raise MailboxError(
-                f"{label}: login as {user} {how} did not complete: {reason}", retryable=True
-            ) from None
-        raise AuthenticationFailed(f"{label}: login as {user} {how} refused: {reason}") from None
+    return AuthenticationFailed(f"{label}: login as {user} {how} refused: {reason}")
 
 
-def _server_text(exc: BaseException, secrets: tuple[str | None, ...]) -> str:
-    text = str(exc)
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
+def _password_login(client: IMAPClient, identity: str, secret: str, label: str) -> None:
+    """LOGIN, whose quoted strings are ASCII only; credentials with other characters go as
+    AUTHENTICATE PLAIN, UTF-8 (RFC 4616), or fail with the reason when the server has no PLAIN."""
+    if (identity + secret).isascii():
+        client.login(identity, secret)
+    elif client.has_capability("AUTH=PLAIN"):
+        client.plain_login(identity, secret)
+    else:
+        raise AuthenticationFailed(
+            f"{label}: the login name or password of {identity.split('*')[0]} has non-ASCII "
+            "characters, which IMAP LOGIN cannot send, and the server offers no AUTHENTICATE "
+            "PLAIN (UTF-8)"
+        )
+
+
+LEFT_OUT = "(the server's reply is left out: it repeats the credentials)"
+
+
+def server_reply(exc: BaseException, secrets: tuple[str | None, ...]) -> str:
+    """The server's text of a failed LOGIN/AUTHENTICATE, decoded, or :data:`LEFT_OUT` when it
+    carries any of ``secrets`` in any form a server could echo it in: as sent, IMAP-quoted,
+    Python-escaped (imaplib's ``b'...'``) or base64 (a SASL exchange). A secret shorter than
+    :data:`~mailmigrate.redact.MIN_MASKED_LENGTH` counts only as a word of its own, so a
+    one-letter password does not hide every reply.
+
+    Invariant: the result never contains a secret in those forms; the caller puts it next to
+    the login name only.
+    """
+    raw = str(exc.args[0]) if exc.args else str(exc)
+    text = _decoded(raw)
+    haystacks = [raw, text, *_base64_words(text)]
+    for secret in filter(None, secrets):
+        for form in _echo_forms(secret):
+            if any(
+                _contains(hay, form, short=len(secret) < MIN_MASKED_LENGTH) for hay in haystacks
+            ):
+                return LEFT_OUT
     return text
+
+
+def _decoded(text: str) -> str:
+    """imaplib's ``b'...'`` (the repr of the server's bytes) as the text the server sent."""
+    if len(text) > 2 and text[0] == "b" and text[1] in "'\"" and text[-1] == text[1]:
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            return text
+        if isinstance(value, bytes):
+            return value.decode("utf-8", "replace")
+    return text
+
+
+def _echo_forms(secret: str) -> set[str]:
+    quoted = secret.replace("\\", "\\\\").replace('"', '\\"')  # an IMAP quoted string
+    forms = {secret, quoted}
+    for form in (secret, quoted):
+        forms.add(repr(form)[1:-1])
+        forms.add(repr(form.encode("utf-8"))[2:-1])
+    return forms
+
+
+def _base64_words(text: str) -> list[str]:
+    words = []
+    for word in re.findall(r"[A-Za-z0-9+/]{8,}={0,2}", text):
+        try:
+            words.append(base64.b64decode(word + "=" * (-len(word) % 4)).decode("utf-8", "replace"))
+        except (ValueError, binascii.Error):
+            continue
+    return words
+
+
+def _contains(text: str, form: str, *, short: bool) -> bool:
+    if not short:
+        return form in text
+    return re.search(rf"(?<![A-Za-z0-9]){re.escape(form)}(?![A-Za-z0-9])", text) is not None
 
 
 def abandon(client: IMAPClient) -> None:

@@ -238,3 +238,45 @@ def test_a_copy_over_imaps_and_starttls(tls_imap, modern_imap, new_account, pki,
         result = copy_account(plan, account, source, destination, "initial")
         assert result.ok, result.summary_lines()
         assert snapshot(tls_imap.client(dst_user, PASSWORD), "INBOX") == snapshot(src, "INBOX")
+
+
+# -- EWS: TLS settings belong to one connection --------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+def test_ews_tls_settings_stay_with_their_connection(tmp_path):
+    """Two connections to one self-signed EWS server (the simulator) in one process: the one
+    with ``verify: false`` (or its own ``ca_file``) works, and the strict one is still refused
+    after it, with the same URL and the same credentials."""
+    from ews_simulator import EwsSimulator, SimulatorStore, self_signed_certificate
+    from exchangelib.protocol import close_connections
+
+    from mailmigrate.mailbox.ews import open_ews
+
+    cert, key = self_signed_certificate(tmp_path)
+    store = SimulatorStore()
+    store.add_mailbox(USER, PASSWORD)
+    with EwsSimulator(store, auth=("basic",), tls=(cert, key)) as sim:
+
+        def endpoint(**extra: object) -> Endpoint:
+            return Endpoint("exchange", "ews", sim.url, extra={"auth": "basic", **extra})
+
+        def folders(connection: Endpoint) -> set[tuple[str, ...]]:
+            with open_ews(connection, USER, PASSWORD, f"source {USER}") as mailbox:
+                return {f.path for f in mailbox.list_folders()}
+
+        def refused(connection: Endpoint) -> None:
+            with pytest.raises(MailboxError) as caught:
+                folders(connection)
+            text = str(caught.value)
+            assert "CERTIFICATE_VERIFY_FAILED" in text and not caught.value.retryable, text
+
+        try:
+            assert ("INBOX",) in folders(endpoint(verify=False))
+            refused(endpoint())
+            refused(endpoint(verify=True))
+            assert ("INBOX",) in folders(endpoint(ca_file=str(cert)))
+            refused(endpoint())
+            assert ("INBOX",) in folders(endpoint(verify=False))  # still its own after those
+        finally:
+            close_connections()

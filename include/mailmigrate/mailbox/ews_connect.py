@@ -11,7 +11,6 @@ name the account and side and never carry a secret.
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -41,11 +40,12 @@ from exchangelib.errors import (
     UnauthorizedError,
 )
 from exchangelib.ewsdatetime import UTC
-from exchangelib.protocol import BaseProtocol
+from exchangelib.protocol import Protocol
 from exchangelib.transport import BASIC, OAUTH2
 from oauthlib.oauth2 import OAuth2Error
 
 from mailmigrate.connections import Endpoint
+from mailmigrate.redact import redact
 
 from .base import AuthenticationFailed, MailboxError
 
@@ -98,40 +98,68 @@ class LoggingFaultTolerance(FaultTolerance):
         super().raise_response_errors(response)
 
 
-# -- TLS: per-endpoint CA file or verification switch --------------------------------------------
-_TLS_VERIFY: dict[str, str | bool] = {}
-_TLS_LOCK = threading.Lock()
+# -- TLS: each connection's own CA file or verification switch ---------------------------------
+# exchangelib's documented switch, BaseProtocol.HTTP_ADAPTER_CLS, is one class for the whole
+# process: setting it for one connection would change every other. Here each connection's
+# configuration carries its setting, and its Protocol's sessions mount adapters holding it.
 
 
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}".lower()
+class TlsAdapter(requests.adapters.HTTPAdapter):
+    """An HTTP adapter that verifies TLS with ``tls_verify`` (a CA file path, or a bool), whatever
+    a request or ``REQUESTS_CA_BUNDLE`` says; ``None`` leaves requests' own choice."""
 
-
-class EndpointTlsAdapter(requests.adapters.HTTPAdapter):
-    """An HTTP adapter that applies the ``ca_file``/``verify`` option of the endpoint it talks to."""
-
-    def _verify(self, url: str, verify: Any) -> Any:
-        return _TLS_VERIFY.get(_origin(url), verify)
+    tls_verify: str | bool | None = None
 
     def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
-        super().cert_verify(conn, url, self._verify(url, verify), cert)
+        super().cert_verify(conn, url, self._verify(verify), cert)
 
     def get_connection_with_tls_context(
         self, request: Any, verify: Any, proxies: Any = None, cert: Any = None
     ) -> Any:
         return super().get_connection_with_tls_context(
-            request, self._verify(request.url, verify), proxies=proxies, cert=cert
+            request, self._verify(verify), proxies=proxies, cert=cert
         )
 
+    def _verify(self, verify: Any) -> Any:
+        return verify if self.tls_verify is None else self.tls_verify
 
-def register_tls(urls: list[str], verify: str | bool) -> None:
-    """Use ``verify`` (a CA file path or a bool) for these URLs' servers."""
-    with _TLS_LOCK:
-        for url in urls:
-            _TLS_VERIFY[_origin(url)] = verify
-        if not issubclass(BaseProtocol.HTTP_ADAPTER_CLS, EndpointTlsAdapter):
-            BaseProtocol.HTTP_ADAPTER_CLS = EndpointTlsAdapter
+
+class TlsConfiguration(Configuration):
+    """exchangelib's ``Configuration`` plus the connection's TLS verification (``verify``)."""
+
+    def __init__(self, *args: Any, verify: str | bool = True, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.verify = verify
+
+
+class TlsProtocol(Protocol):
+    """exchangelib's ``Protocol`` whose sessions verify TLS as its :class:`TlsConfiguration`
+    says, for the EWS URL and the OAuth2 token URL alike.
+
+    Invariant: a protocol is shared (exchangelib caches them) only by connections with the
+    same service URL, credentials and TLS setting, so no connection ever uses another's.
+    """
+
+    HTTP_ADAPTER_CLS = TlsAdapter
+
+    @staticmethod
+    def _cache_key(config: Any) -> tuple[Any, ...]:
+        return config.service_endpoint, config.credentials, config.verify
+
+    def raw_session(  # an instance method here: the sessions need this configuration
+        self,
+        prefix: str,
+        oauth2_client: Any = None,
+        oauth2_session_params: Any = None,
+        oauth2_token_endpoint: Any = None,
+    ) -> Any:
+        session = super().raw_session(
+            prefix, oauth2_client, oauth2_session_params, oauth2_token_endpoint
+        )
+        for adapter in session.adapters.values():
+            if isinstance(adapter, TlsAdapter):
+                adapter.tls_verify = self.config.verify
+        return session
 
 
 class _TokenUrlOAuth2Credentials(OAuth2Credentials):
@@ -259,17 +287,15 @@ def build_account(options: EwsOptions, user: str, secret: str) -> Account:
         )
     else:
         credentials = Credentials(username=options.login, password=secret)
-    tls_urls = [u for u in (options.service_endpoint, options.token_url) if u]
-    if options.verify is not True and tls_urls:
-        register_tls(tls_urls, options.verify)
-    config = Configuration(
+    config = TlsConfiguration(
         credentials=credentials,
         service_endpoint=options.service_endpoint if not options.autodiscover else None,
         auth_type=AUTH_TYPES.get(options.auth or ""),
         retry_policy=LoggingFaultTolerance(options.max_wait, options.server),
         max_connections=options.max_connections,
+        verify=options.verify,
     )
-    return Account(
+    account = Account(
         primary_smtp_address=user,
         access_type=IMPERSONATION if options.impersonation else DELEGATE,
         autodiscover=options.autodiscover,
@@ -278,6 +304,9 @@ def build_account(options: EwsOptions, user: str, secret: str) -> Account:
         locale="en_US",
         default_timezone=UTC,
     )
+    if not options.autodiscover:  # Account made a plain Protocol: no request has been sent yet
+        account.protocol = TlsProtocol(config=config)
+    return account
 
 
 class Failures:
@@ -288,9 +317,7 @@ class Failures:
         self.secrets = [s for s in secrets if s]
 
     def scrub(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
+        return redact(text, self.secrets)
 
     def error(
         self, exc: BaseException, action: str, *, connected: bool, folder: str | None = None

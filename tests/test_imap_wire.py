@@ -4,6 +4,7 @@ values as imapclient's parser, on crafted responses and on a real Dovecot; appen
 from __future__ import annotations
 
 import datetime as dt
+import imaplib
 
 import pytest
 from harness.corpus import make_message
@@ -35,6 +36,9 @@ def _imapclient(fragments: list[bytes], literals: list[bytes]) -> dict:
     data.append(heads[-1] if literals else heads[0])
     parsed = list(parse_fetch_response(data, False, uid_is_key=False).values())[0]
     parsed.pop(b"SEQ")
+    if b"FLAGS" in parsed:  # the one deliberate difference: a keyword 2024 is no number
+        parsed[b"FLAGS"] = tuple(str(f).encode() if isinstance(f, int) else f
+                                 for f in parsed[b"FLAGS"])  # fmt: skip
     if b"BODYSTRUCTURE" in parsed:
         parsed[b"BODYSTRUCTURE"] = tuple(parsed[b"BODYSTRUCTURE"])
     return parsed
@@ -43,6 +47,44 @@ def _imapclient(fragments: list[bytes], literals: list[bytes]) -> dict:
 @pytest.mark.parametrize("fragments, literals", RESPONSES)
 def test_fetch_responses_parse_as_imapclient_parses_them(fragments, literals):
     assert imap_wire.parse_fetch(fragments, literals) == _imapclient(fragments, literals)
+
+
+@pytest.mark.parametrize(
+    "fragments, literals",
+    [
+        ([b"* 1 FETCH (UID 5 FLAGS (2024 0123 \\Seen) RFC822.SIZE 12)"], []),  # flat layout
+        ([b"* 1 FETCH (UID 5 FLAGS (2024 0123 \\Seen) BODY[] ", b")"], [b"0123"]),  # again
+        ([b"* 1 FETCH (UID 5 FLAGS  (2024 0123 \\Seen) X (1 (2)))"], []),  # nested: general
+    ],
+)
+def test_keywords_of_digits_stay_text_with_their_leading_zeros(fragments, literals):
+    parsed = imap_wire.parse_fetch(fragments, literals)
+    assert parsed[b"FLAGS"] == (b"2024", b"0123", b"\\Seen") and parsed[b"UID"] == 5
+    if literals:
+        assert parsed[b"BODY[]"] == b"0123"  # a literal is never a number
+
+
+def test_a_literal_in_flags_stays_one_flag_for_the_destination_to_refuse():
+    injected = b'x) "01-Jan-2024 00:00:00 +0000" {0+}\r\n\r\nA1 DELETE "INBOX"'
+    parsed = imap_wire.parse_fetch([b"* 1 FETCH (UID 5 FLAGS (\\Seen ", b"))"], [injected])
+    assert parsed[b"FLAGS"] == (b"\\Seen", injected)
+
+
+@pytest.mark.parametrize(
+    "fragments",
+    [
+        [b"* 1 FETCH (UID 5 FLAGS \\Seen)"],  # not a list
+        [b"* 1 FETCH (UID 5 FLAGS ((\\Seen)))"],  # a list in the list
+        [b'* 1 FETCH (UID 5 INTERNALDATE "yesterday")'],
+        [b"* 1 FETCH (UID 5 FLAGS (\\Seen)"],  # unbalanced
+        [b"* 1 FETCH (UID 5 FLAGS)"],  # odd number of items
+        [b"* 1 FETCH UID 5"],
+    ],
+)
+def test_malformed_fetch_responses_raise_malformed_response_not_a_lost_connection(fragments):
+    with pytest.raises(imap_wire.MalformedResponse) as raised:
+        imap_wire.parse_fetch(fragments, [])
+    assert not isinstance(raised.value, imaplib.IMAP4.abort)
 
 
 def test_internaldate_keeps_the_servers_text_and_formats_others():

@@ -155,6 +155,10 @@ class CopyPipeline:
             message = fetched.get(info.ref)
             if message is None:
                 continue  # expunged on the source since it was listed: nothing to copy
+            if message.error is not None:  # reported; the folder's next pass tries it again
+                self._report(self.failures, info.ref, info.size, message.error, "unreadable")
+                self.result.failed += 1
+                continue
             outgoing.append(
                 Message(
                     info=MessageInfo(
@@ -183,14 +187,15 @@ class CopyPipeline:
                 )
                 self.result.copied += 1
                 self.result.copied_bytes += message.info.size
+                if outcome.note:  # stored, but not exactly: said per message, not retried
+                    self._report(self.result.notices, message.info.ref, message.info.size,
+                                 outcome.note, "copied without some flags")  # fmt: skip
             else:
                 self.result.failed += 1
-                self.failures.append(
-                    MessageFailure(
-                        folder=self.result.source,
-                        ref=str(message.info.ref),
-                        size=message.info.size,
-                        reason=outcome.error,
-                    )
-                )
+                self._report(self.failures, message.info.ref, message.info.size, outcome.error)
         self.state.record(self.source, entries)
+
+    def _report(self, into: list[MessageFailure], ref, size: int, reason: str,
+                kind: str = "refused") -> None:  # fmt: skip
+        into.append(MessageFailure(folder=self.result.source, ref=str(ref), size=size,
+                                   reason=reason, kind=kind))  # fmt: skip

@@ -19,12 +19,15 @@ def human_bytes(size: int | None) -> str:
 
 @dataclass
 class MessageFailure:
-    """One message the destination refused, with the server's reason."""
+    """One message the destination refused or the source could not deliver (``kind``
+    "refused", "unreadable"), or one copied not exactly ("copied without some flags"), with the
+    server's reason."""
 
     folder: str
     ref: str
     size: int
     reason: str
+    kind: str = "refused"
 
 
 @dataclass
@@ -43,6 +46,7 @@ class FolderResult:
     renamed: str | None = None
     error: str | None = None
     full_compare: bool = False
+    notices: list[MessageFailure] = field(default_factory=list)  # copied, not exactly
 
     @property
     def ok(self) -> bool:
@@ -64,6 +68,11 @@ class AccountResult:
     def ok(self) -> bool:
         return self.error is None and all(f.ok for f in self.folders)
 
+    @property
+    def notices(self) -> list[MessageFailure]:
+        """Messages copied, but not exactly (the destination could not hold all their flags)."""
+        return [notice for folder in self.folders for notice in folder.notices]
+
     def totals(self) -> dict[str, int]:
         keys = ("source_messages", "source_bytes", "copied", "copied_bytes", "skipped",
                 "flags_updated", "deleted", "failed")  # fmt: skip
@@ -79,13 +88,15 @@ class AccountResult:
             "error": self.error,
             "totals": self.totals(),
             "folders": [
-                asdict(f)
+                {k: v for k, v in asdict(f).items() if k != "notices"}
                 for f in self.folders
                 if f.copied or f.failed or f.error or f.renamed or f.flags_updated or f.deleted
             ],
             "folder_count": len(self.folders),
             "failures": [asdict(x) for x in self.failures[:max_failures]],
             "failures_omitted": max(0, len(self.failures) - max_failures),
+            "notices": [asdict(x) for x in self.notices[:max_failures]],
+            "notices_omitted": max(0, len(self.notices) - max_failures),
         }
 
     def summary_lines(self) -> list[str]:
@@ -102,10 +113,10 @@ class AccountResult:
                 lines.append(f"folder {f.source}: FAILED: {f.error}")
             if f.renamed:
                 lines.append(f"folder {f.source} -> {f.destination}: renamed ({f.renamed})")
-        for failure in self.failures:
+        for failure in (*self.failures, *self.notices):
             lines.append(
                 f"message {failure.folder} uid {failure.ref} ({human_bytes(failure.size)}): "
-                f"refused: {failure.reason}"
+                f"{failure.kind}: {failure.reason}"
             )
         if self.error:
             lines.append(f"FAILED: {self.error}")

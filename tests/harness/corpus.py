@@ -229,8 +229,10 @@ def _multiappend(client: imapclient.IMAPClient, folder: str, batch: list[dict]) 
         )
 
 
-def _as_str(value: str | bytes) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+def _as_str(value: str | bytes | int) -> str:
+    """A flag as text: imapclient reads a keyword of digits as an int (``2024``), keeping
+    leading zeros as bytes (``0123``), so ``str`` gives back the keyword exactly."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def snapshot(

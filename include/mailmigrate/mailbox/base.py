@@ -76,18 +76,24 @@ class MessageInfo:
 
 @dataclass(frozen=True)
 class Message:
-    """A message with its exact bytes, ready to append."""
+    """A message with its exact bytes, ready to append; or, with ``error``, one the source could
+    not deliver (a malformed reply, fewer bytes than it lists): reported, never appended."""
 
     info: MessageInfo
     content: bytes
+    error: str | None = None
 
 
 @dataclass(frozen=True)
 class AppendResult:
-    """The outcome of appending one message: its new reference, or the server's refusal."""
+    """The outcome of appending one message: its new reference, or the server's refusal.
+
+    :param note: the message was stored, but not exactly (flags the folder cannot hold).
+    """
 
     ref: Ref | None = None
     error: str | None = None
+    note: str | None = None
 
 
 @dataclass

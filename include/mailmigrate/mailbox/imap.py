@@ -8,6 +8,7 @@ where the server offers them and read the new UIDs from APPENDUID (RFC 4315).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import re
@@ -44,6 +45,9 @@ HEADER_FIELDS_KEY = b"BODY[HEADER.FIELDS (MESSAGE-ID)]"
 RETRYABLE_CODES = ("[UNAVAILABLE]", "[INUSE]", "[SERVERBUG]")
 STORAGE = re.compile(rb"\bSTORAGE (\d+) (\d+)", re.IGNORECASE)
 APPENDUID = re.compile(rb"\[APPENDUID (\d+) ([\d:,]+)\]", re.IGNORECASE)
+# RFC 3501 flag: "\\" atom (system flags) or atom (keywords). An atom is printable ASCII
+# without ( ) { SP % * " \\ ]: nothing that could end a flag list or start a literal.
+FLAG = re.compile(r"\\?[!#$&'+,\-./0-9:;<=>?@A-Z\[^_`a-z|}~]+")
 
 
 def _uid_set(text: bytes) -> list[int]:
@@ -73,11 +77,19 @@ def uid_ranges(uids: Iterable[int]) -> str:
 _CLEANED: dict[tuple, frozenset[str]] = {}
 
 
+def _flag_text(flag: bytes | str | int) -> str:
+    """A flag as text. imapclient reads an atom of digits as an int (a keyword ``2024``) but keeps
+    leading zeros as bytes (``0123``), so ``str`` gives back the atom exactly."""
+    if isinstance(flag, bytes):
+        return flag.decode("utf-8", "replace")  # not an atom when it is not ASCII: refused later
+    return str(flag)
+
+
 def _clean_flags(flags: Iterable[bytes | str]) -> frozenset[str]:
     key = flags if isinstance(flags, tuple) else tuple(flags)
     cleaned = _CLEANED.get(key)
     if cleaned is None:  # a mailbox has few distinct flag sets: remember them
-        out = {f.decode() if isinstance(f, bytes) else f for f in key}
+        out = {_flag_text(f) for f in key}
         out.discard("\\Recent")
         cleaned = frozenset(out)
         if len(_CLEANED) < 4096:
@@ -97,6 +109,12 @@ def _guarded(operation: str):
                 return method(self, *args, **kwargs)
             except MailboxError:
                 raise
+            except imap_wire.MalformedResponse as exc:
+                self._drop_session()  # out of step with the server
+                raise MailboxError(
+                    f"{self.label}: {operation}{where}: malformed reply from the server: {exc}",
+                    folder=folder,
+                ) from None
             except TRANSIENT_ERRORS as exc:
                 client, self._client = self._client, None
                 if client is not None:
@@ -313,7 +331,12 @@ class ImapMailbox(Mailbox):
             self._selected == (path, writable) or (self._selected == (path, True) and not writable)
         ):
             return self._select_info
-        self._select_info = self.client.select_folder(self.name_of(path), readonly=not writable)
+        try:
+            info = self.client.select_folder(self.name_of(path), readonly=not writable)
+        except (ValueError, TypeError, AttributeError, IndexError) as exc:
+            # imapclient's reading of FLAGS/PERMANENTFLAGS fails on a reply that is no IMAP
+            raise imap_wire.MalformedResponse(f"SELECT reply: {exc}") from None
+        self._select_info = info
         self._selected = (path, writable)
         return self._select_info
 
@@ -451,13 +474,46 @@ class ImapMailbox(Mailbox):
 
     @_guarded("fetching messages from")
     def fetch(self, path: tuple[str, ...], refs: Sequence[Ref]) -> Iterable[Message]:
-        self._select(path)
-        data = self._uid_fetch([int(r) for r in refs], [b"BODY.PEEK[]", b"FLAGS", b"INTERNALDATE"])
+        """The batch in one FETCH. When its reply is malformed or the connection drops in it, the
+        messages are read again one at a time on a new session, so one message the server cannot
+        deliver comes back with an ``error`` (reported, the rest copied) instead of costing the
+        folder; a message that loses the connection twice in a row is such a message."""
+        uids = [int(r) for r in refs]
+        try:
+            return self._fetch_batch(path, uids)
+        except (imap_wire.MalformedResponse, *TRANSIENT_ERRORS):
+            self._drop_session()
         messages = []
-        for uid, d in data.items():
+        for uid in uids:
+            for attempt in (1, 2):
+                try:
+                    messages.extend(self._fetch_batch(path, [uid]))
+                except imap_wire.MalformedResponse as exc:
+                    self._drop_session()
+                    messages.append(self._unreadable(uid, f"malformed reply: {exc}"))
+                except TRANSIENT_ERRORS as exc:
+                    self._drop_session()
+                    if attempt == 1:
+                        continue
+                    why = f"the connection was lost inside this message twice ({exc})"
+                    messages.append(self._unreadable(uid, why))
+                break
+        return messages
+
+    def _fetch_batch(self, path: tuple[str, ...], uids: list[int]) -> list[Message]:
+        self._select(path)
+        items = [b"BODY.PEEK[]", b"FLAGS", b"INTERNALDATE", b"RFC822.SIZE"]
+        messages = []
+        for uid, d in self._uid_fetch(uids, items).items():
             content = d.get(b"BODY[]")
             if content is None:
                 continue  # expunged meanwhile
+            listed = d.get(b"RFC822.SIZE")
+            if isinstance(listed, int) and listed != len(content):
+                # Copied, it would never match its source again (identities hold the size).
+                messages.append(self._unreadable(uid, f"the server sent {len(content)} bytes of a "
+                                                      f"message it lists as {listed} bytes"))  # fmt: skip
+                continue
             info = MessageInfo(
                 ref=uid,
                 identity="",
@@ -468,21 +524,40 @@ class ImapMailbox(Mailbox):
             messages.append(Message(info=info, content=content))
         return messages
 
+    def _unreadable(self, uid: int, why: str) -> Message:
+        return Message(MessageInfo(ref=uid, identity="", size=0), b"", error=f"{self.label}: {why}")
+
+    def _drop_session(self) -> None:
+        """Forget a session whose replies can no longer be trusted; the next use reconnects."""
+        client, self._client = self._client, None
+        self._selected = None
+        if client is not None:
+            abandon(client)
+
     # -- writing ---------------------------------------------------------------------------
-    def _accepted(self, flags: frozenset[str]) -> list[str]:
-        """The flags the selected folder stores: all when PERMANENTFLAGS has ``\\*``."""
+    def _storable(self, flags: frozenset[str]) -> tuple[list[str], list[str]]:
+        """The flags this folder stores, and why each other one is left out.
+
+        Invariant: nothing but RFC 3501 flag atoms is ever written into a command, so a flag read
+        from a hostile source (a literal in its FLAGS reply) cannot end the flag list and inject
+        a command into this session. Without ``\\*`` in PERMANENTFLAGS only the flags listed
+        there are stored (case-insensitively, as IMAP compares flags)."""
         permanent = self._permanent_flags()
-        if permanent is None:
-            return sorted(flags)
-        return sorted(f for f in flags if f in permanent)
+        kept, left_out = [], []
+        for flag in sorted(flags):
+            if not FLAG.fullmatch(flag):
+                left_out.append(f"{flag[:60]!r} (not an IMAP flag)")
+            elif permanent is not None and flag.lower() not in permanent:
+                left_out.append(f"{flag} (the folder stores no such flag: PERMANENTFLAGS)")
+            else:
+                kept.append(flag)
+        return kept, left_out
 
     def _permanent_flags(self) -> frozenset[str] | None:
-        """The selected folder's PERMANENTFLAGS; ``None`` when any flag is stored."""
+        """The selected folder's PERMANENTFLAGS, lowered; ``None`` when any flag is stored."""
         info = self._select_info
         if self._permanent_for is not info:
-            permanent = frozenset(
-                f.decode() if isinstance(f, bytes) else f for f in info.get(b"PERMANENTFLAGS", ())
-            )
+            permanent = frozenset(_flag_text(f).lower() for f in info.get(b"PERMANENTFLAGS", ()))
             self._permanent = None if not permanent or "\\*" in permanent else permanent
             self._permanent_for = info
         return self._permanent
@@ -493,39 +568,51 @@ class ImapMailbox(Mailbox):
             return []
         self._select(path, writable=True)
         name = self.name_of(path)
+        storable = [self._storable(m.info.flags) for m in messages]
+        flags = [kept for kept, _ in storable]
+        results = None
         if len(messages) > 1 and self.has("MULTIAPPEND"):
             mark = self.append_mark(path)
-            typ, data = self._multiappend(name, messages)
+            typ, data = self._multiappend(name, messages, flags)
             if typ == "OK":
-                return self._results(data, len(messages))
-            # MULTIAPPEND is all-or-nothing on conforming servers; check before one-by-one.
-            landed = self.listing_since(path, mark)
-            self._select(path, writable=True)
-            if landed:
-                raise MailboxError(
-                    f"{self.label}: appending to {name}: MULTIAPPEND failed but stored "
-                    f"{len(landed)} message(s); retrying the batch",
-                    retryable=True,
-                )
-        return [self._append_one(name, m) for m in messages]
+                results = self._results(data, len(messages))
+            else:
+                # MULTIAPPEND is all-or-nothing on conforming servers; check before one-by-one.
+                landed = self.listing_since(path, mark)
+                self._select(path, writable=True)
+                if landed:
+                    raise MailboxError(
+                        f"{self.label}: appending to {name}: MULTIAPPEND failed but stored "
+                        f"{len(landed)} message(s); retrying the batch",
+                        retryable=True,
+                    )
+        if results is None:
+            results = [self._append_one(name, m, f) for m, f in zip(messages, flags, strict=True)]
+        return [
+            dataclasses.replace(result, note=f"flags not stored: {', '.join(left_out)}")
+            if left_out and result.error is None
+            else result
+            for result, (_, left_out) in zip(results, storable, strict=True)
+        ]
 
-    def _multiappend(self, name: str, messages: Sequence[Message]) -> tuple[str, list[Any]]:
+    def _multiappend(
+        self, name: str, messages: Sequence[Message], flags: list[list[str]]
+    ) -> tuple[str, list[Any]]:
         if self.has("LITERAL+"):
             return imap_wire.multiappend(
                 self.client._imap,
                 self.client._normalise_folder(name),
-                [(self._accepted(m.info.flags), m.info.internaldate, m.content) for m in messages],
+                [(f, m.info.internaldate, m.content) for m, f in zip(messages, flags, strict=True)],
             )
         items = [
-            {"msg": m.content, "flags": self._accepted(m.info.flags), "date": m.info.internaldate}
+            {"msg": m.content, "flags": f, "date": m.info.internaldate}
             if m.info.internaldate
-            else {"msg": m.content, "flags": self._accepted(m.info.flags)}
-            for m in messages
+            else {"msg": m.content, "flags": f}
+            for m, f in zip(messages, flags, strict=True)
         ]
         return self.client.multiappend(name, items)
 
-    def _append_one(self, name: str, message: Message) -> AppendResult:
-        flags = self._accepted(message.info.flags)
+    def _append_one(self, name: str, message: Message, flags: list[str]) -> AppendResult:
         if self.has("LITERAL+"):
             # Not imaplib's APPEND: it rewrites line ends with a regex over the whole message,
             # which took 117 MB of memory for one 25 MB message.
@@ -564,10 +651,12 @@ class ImapMailbox(Mailbox):
         self, path: tuple[str, ...], ref: Ref, add: frozenset[str], remove: frozenset[str]
     ) -> None:
         self._select(path, writable=True)
-        if add:
-            self.client.add_flags([ref], self._accepted(add), silent=True)
-        if remove:
-            self.client.remove_flags([ref], sorted(remove), silent=True)
+        add_now = self._storable(add)[0]
+        remove_now = [flag for flag in sorted(remove) if FLAG.fullmatch(flag)]
+        if add_now:
+            self.client.add_flags([ref], add_now, silent=True)
+        if remove_now:
+            self.client.remove_flags([ref], remove_now, silent=True)
 
     @_guarded("deleting from")
     def delete(self, path: tuple[str, ...], refs: Collection[Ref]) -> None:

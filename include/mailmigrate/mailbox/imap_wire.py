@@ -40,7 +40,17 @@ _INTERNALDATE = re.compile(rb" ?(\d{1,2})-([A-Za-z]{3})-(\d{4}) (\d\d):(\d\d):(\
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _MONTH_NUMBER = {name.encode().lower(): number for number, name in enumerate(_MONTHS, start=1)}
 _ZONES: dict[bytes, dt.timezone] = {}
-_LISTS: dict[bytes, tuple[Any, ...]] = {}
+_LISTS: dict[tuple[bytes, bool], tuple[Any, ...]] = {}
+
+
+class MalformedResponse(imaplib.IMAP4.error):
+    """A reply that does not parse as IMAP. Not a lost connection (retrying reads the same reply
+    again), but the session is out of step with the server and must be dropped."""
+
+
+class _Word(bytes):
+    """An atom as the tokenizer read it, typed (number, NIL) only once its item is known: the
+    atoms of FLAGS stay text (a keyword ``2024`` or ``0123`` is a keyword, not a number)."""
 
 
 class _Literal:
@@ -152,11 +162,11 @@ def _tokens(fragments: list[bytes]) -> list[Any]:
             if match is None or match.end() == position:
                 if fragment[position:].strip() == b"":
                     break
-                raise imaplib.IMAP4.abort(f"unparsable FETCH response near {fragment[position:position + 80]!r}")  # fmt: skip
+                raise MalformedResponse(f"unparsable FETCH response near {fragment[position:position + 80]!r}")  # fmt: skip
             position = match.end()
             kind = match.lastgroup
             if kind == "atom":
-                out.append(_atom(match.group("atom")))
+                out.append(_Word(match.group("atom")))
             elif kind == "quoted":
                 text = match.group("quoted")
                 out.append(_UNESCAPE.sub(rb"\1", text) if b"\\" in text else text)
@@ -177,7 +187,7 @@ def _nest(tokens: list[Any], literals: list[bytes]) -> list[Any]:
                 stack.append([])
                 continue
             if len(stack) == 1:
-                raise imaplib.IMAP4.abort("unbalanced parentheses in a FETCH response")
+                raise MalformedResponse("unbalanced parentheses in a FETCH response")
             done = stack.pop()
             stack[-1].append(tuple(done))
         elif isinstance(token, _Literal):
@@ -185,32 +195,54 @@ def _nest(tokens: list[Any], literals: list[bytes]) -> list[Any]:
         else:
             stack[-1].append(token)
     if len(stack) != 1:
-        raise imaplib.IMAP4.abort("unbalanced parentheses in a FETCH response")
+        raise MalformedResponse("unbalanced parentheses in a FETCH response")
     return stack[0]
 
 
 def parse_fetch(fragments: list[bytes], literals: list[bytes]) -> dict[bytes, Any]:
-    """The items of one ``* n FETCH (...)`` response as imapclient would give them."""
+    """The items of one ``* n FETCH (...)`` response as imapclient would give them, except that
+    FLAGS are always ``bytes`` (imapclient makes ``2024`` an int).
+
+    :raises MalformedResponse: the response does not parse.
+    """
     head = _FETCH_START.match(fragments[0])
     if head is None:
-        raise imaplib.IMAP4.abort(f"not a FETCH response: {fragments[0][:80]!r}")
+        raise MalformedResponse(f"not a FETCH response: {fragments[0][:80]!r}")
     fragments = [fragments[0][head.end() - 1 :], *fragments[1:]]
-    flat = _flat_items(b"\x00".join(fragments), literals)
-    if flat is not None:
-        return flat
-    nested = _nest(_tokens(fragments), literals)
-    if len(nested) != 1 or not isinstance(nested[0], tuple) or len(nested[0]) % 2:
-        raise imaplib.IMAP4.abort(f"malformed FETCH response: {fragments[0][:80]!r}")
-    items = nested[0]
-    out: dict[bytes, Any] = {}
-    for position in range(0, len(items), 2):
-        key = items[position]
-        value = items[position + 1]
-        key = key.upper() if isinstance(key, bytes) else str(key).encode()
-        if key == b"INTERNALDATE" and isinstance(value, bytes):
-            value = parse_internaldate(value)
-        out[key] = value
-    return out
+    try:
+        flat = _flat_items(b"\x00".join(fragments), literals)
+        if flat is not None:
+            return flat
+        nested = _nest(_tokens(fragments), literals)
+        if len(nested) != 1 or not isinstance(nested[0], tuple) or len(nested[0]) % 2:
+            raise MalformedResponse(f"malformed FETCH response: {fragments[0][:80]!r}")
+        items = nested[0]
+        out: dict[bytes, Any] = {}
+        for position in range(0, len(items), 2):
+            key = items[position]
+            key = bytes(key).upper() if isinstance(key, bytes) else str(key).encode()
+            out[key] = _typed(key, items[position + 1])
+        return out
+    except (ValueError, IndexError) as exc:  # a date that is none, a missing literal
+        raise MalformedResponse(
+            f"malformed FETCH response ({exc}): {fragments[0][:80]!r}"
+        ) from None
+
+
+def _typed(key: bytes, value: Any) -> Any:
+    """A nested response value with its atoms typed: FLAGS keep theirs as text (a literal or
+    quoted string among them stays ``bytes`` too, for the destination's atom check to refuse)."""
+    if key == b"FLAGS":
+        if not isinstance(value, tuple) or not all(isinstance(v, bytes) for v in value):
+            raise MalformedResponse(f"FLAGS is not a list of flags: {value!r:.80}")
+        return tuple(bytes(v) for v in value)
+    if key == b"INTERNALDATE" and isinstance(value, bytes):
+        return parse_internaldate(bytes(value))
+    if isinstance(value, _Word):
+        return _atom(bytes(value))
+    if isinstance(value, tuple):
+        return tuple(_typed(b"", v) for v in value)
+    return value
 
 
 _VALUE_PATTERNS = {  # by the number of the _PAIR group that matched the value
@@ -266,7 +298,11 @@ def _convert(
     out: dict[bytes, Any] = {}
     next_literal = 0
     for (key, kind), raw in zip(fields, raws, strict=True):
-        if kind == 2:
+        if key == b"FLAGS":
+            if kind != 4:
+                raise MalformedResponse(f"FLAGS is not a list of flags: {raw!r:.80}")
+            value: Any = _atom_list(raw, numbers=False)
+        elif kind == 2:
             value: Any = int(raw)
         elif kind == 3:
             value = _UNESCAPE.sub(rb"\1", raw) if b"\\" in raw else raw
@@ -283,13 +319,15 @@ def _convert(
     return out
 
 
-def _atom_list(inner: bytes) -> tuple[Any, ...]:
-    """A parenthesized list of atoms (FLAGS, MODSEQ); the few distinct ones are cached."""
-    value = _LISTS.get(inner)
+def _atom_list(inner: bytes, *, numbers: bool = True) -> tuple[Any, ...]:
+    """A parenthesized list of atoms: typed (MODSEQ) or, for FLAGS, all text. The few distinct
+    ones are cached."""
+    key = (inner, numbers)
+    value = _LISTS.get(key)
     if value is None:
-        value = tuple(_atom(word) for word in inner.split())
+        value = tuple(_atom(word) for word in inner.split()) if numbers else tuple(inner.split())
         if len(_LISTS) < 4096:
-            _LISTS[inner] = value
+            _LISTS[key] = value
     return value
 
 
@@ -297,7 +335,7 @@ def _store_untagged(imap: imaplib.IMAP4, fragments: list[bytes], literals: list[
     """Keep a response this module does not consume where imaplib would have kept it."""
     match = _UNTAGGED.match(fragments[0])
     if match is None:
-        raise imaplib.IMAP4.abort(f"unexpected response: {fragments[0][:200]!r}")
+        raise MalformedResponse(f"unexpected response: {fragments[0][:200]!r}")
     if match.group("num") is not None:
         typ, data = match.group("type2"), match.group("num") + b" " + (match.group("data2") or b"")
         data = data.rstrip()

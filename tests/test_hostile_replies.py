@@ -1,0 +1,175 @@
+"""Odd but legal flags, and replies from a source or destination that lies or breaks.
+
+- Keywords of digits (``2024``, ``0123`` with its zero), mixed case and long keywords (50 characters, Dovecot's limit) copy exactly.
+- A source whose FLAGS reply carries a literal cannot inject a command into the destination
+  session: only RFC 3501 atoms are written; the rest is reported for that message.
+- A destination folder without ``\\*`` in PERMANENTFLAGS: keywords it cannot store are reported
+  per message, the messages and their other flags copied.
+- A malformed FETCH reply, a body shorter than the size the server lists, a server closing in the
+  middle of a literal: that message is reported (account, folder, uid, the cause), the rest is
+  copied, the account fails at the end, and a re-run copies only those, nothing twice.
+
+The hostile servers are real Dovecot behind :class:`harness.hostile.RewritingProxy`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from engine_helpers import endpoints, make_plan, seed_account
+from harness.corpus import make_message, snapshot
+from harness.hostile import Cut, RewritingProxy
+
+from mailmigrate.plan import Account
+from mailmigrate.sync import copy_account
+
+WHEN = datetime(2024, 6, 1, 8, 0, 0, tzinfo=UTC)
+ODD_KEYWORDS = [("2024",), ("0123", "\\Seen"), ("MixedCase", "$Forwarded"), ("k" * 50,),
+                ("2024", "0123", "007", "\\Flagged")]  # fmt: skip
+
+
+def _mail(seed: int, flag_sets, **kwargs):
+    return [(make_message(seed + i, **kwargs), flags, WHEN + timedelta(minutes=i))
+            for i, flags in enumerate(flag_sets)]  # fmt: skip
+
+
+def _pair(src_server, dst_server, new_account, tmp_path, **copy):
+    user, password = new_account(src_server)
+    dst_user, dst_password = new_account(dst_server)
+    account = Account(user, dst_user, password, dst_password)
+    plan = make_plan(tmp_path, [account], **copy)
+    return (
+        account,
+        plan,
+        src_server.client(user, password),
+        dst_server.client(dst_user, dst_password),
+    )
+
+
+def test_keywords_of_digits_mixed_case_and_long_copy_exactly(
+    modern_imap, legacy_imap, new_account, tmp_path
+):
+    account, plan, src, dst = _pair(modern_imap, legacy_imap, new_account, tmp_path)
+    seed_account(src, {"INBOX": _mail(81_000, ODD_KEYWORDS), "Odd": _mail(81_100, ODD_KEYWORDS)})
+    source, destination = endpoints(modern_imap, legacy_imap)
+    result = copy_account(plan, account, source, destination, "initial")
+    assert result.ok and not result.notices, result.summary_lines()
+    for source_name, destination_name in (("INBOX", "INBOX"), ("Odd", "INBOX.Odd")):
+        held = snapshot(dst, destination_name)
+        assert held == snapshot(src, source_name)
+        assert {"2024", "0123", "007", "k" * 50} <= {f for _, flags, _ in held for f in flags}
+    src.select_folder("INBOX")
+    src.add_flags(src.search("ALL")[:2], ["2025", "0999"])  # a delta with numeric keywords
+    delta = copy_account(plan, account, source, destination, "delta")
+    assert delta.ok and delta.totals()["flags_updated"] == 2, delta.summary_lines()
+    assert snapshot(dst, "INBOX") == snapshot(src, "INBOX")
+
+
+def test_a_literal_in_a_source_flag_never_reaches_the_destination_session(
+    modern_imap, new_account, tmp_path
+):
+    account, plan, src, dst = _pair(modern_imap, modern_imap, new_account, tmp_path)
+    seed_account(src, {"INBOX": _mail(82_000, [("\\Seen", "Poison"), ("\\Seen",), ()])})
+    dst.create_folder("Victim")
+    injection = b'x) {0+}\r\n\r\nA1 DELETE "Victim"\r\nA2 CREATE "Injected"\r\nA3 NOOP ('
+
+    def hostile(response: bytes) -> bytes:
+        if b" FETCH (" not in response:
+            return response
+        return response.replace(b"Poison", b"{%d}\r\n" % len(injection) + injection)
+
+    source, destination = endpoints(modern_imap, modern_imap)
+    with RewritingProxy(modern_imap.host, modern_imap.port, hostile) as proxy:
+        result = copy_account(plan, account, replace(source, port=proxy.port), destination,
+                              "initial")  # fmt: skip
+        assert proxy.rewrites
+    names = {name for _, _, name in dst.list_folders()}
+    assert "Victim" in names and "Injected" not in names
+    assert result.ok and result.totals()["copied"] == 3, result.summary_lines()
+    (notice,) = result.notices
+    assert notice.folder == "INBOX" and "not an IMAP flag" in notice.reason
+    assert "DELETE" in notice.reason  # the report shows what the source sent
+    copied = snapshot(dst, "INBOX")
+    assert sorted(sorted(flags) for _, flags, _ in copied) == [[], ["\\Seen"], ["\\Seen"]]
+    assert any("copied without some flags" in line for line in result.summary_lines())
+
+
+def test_keywords_a_destination_cannot_store_are_reported_per_message(
+    legacy_imap, modern_imap, new_account, tmp_path
+):
+    account, plan, src, dst = _pair(legacy_imap, modern_imap, new_account, tmp_path)
+    flag_sets = [("\\Seen", "Work"), ("\\Flagged",), ("$Forwarded", "2024"), ()]
+    seed_account(src, {"INBOX": _mail(83_000, flag_sets)})
+
+    def no_new_keywords(response: bytes) -> bytes:  # PERMANENTFLAGS without \*
+        return response.replace(b" \\*)]", b")]") if b"[PERMANENTFLAGS" in response else response
+
+    source, destination = endpoints(legacy_imap, modern_imap)
+    with RewritingProxy(modern_imap.host, modern_imap.port, no_new_keywords) as proxy:
+        result = copy_account(plan, account, source, replace(destination, port=proxy.port),
+                              "initial")  # fmt: skip
+    assert result.ok and result.totals()["copied"] == 4, result.summary_lines()
+    reasons = sorted(notice.reason for notice in result.notices)
+    assert len(reasons) == 2 and "Work (the folder stores no such flag" in reasons[1], reasons
+    assert "$Forwarded" in reasons[0] and "2024" in reasons[0]
+    copied = snapshot(dst, "INBOX")
+    assert sorted(sorted(flags) for _, flags, _ in copied) == [[], [], ["\\Flagged"], ["\\Seen"]]
+
+
+POISON = {b"X-Poison: malformed": "malformed", b"X-Poison: short": "short",
+          b"X-Poison: cut": "cut"}  # fmt: skip
+
+
+def _break(response: bytes) -> bytes | Cut:
+    """The three broken replies, for the messages carrying their marker."""
+    kind = next((kind for marker, kind in POISON.items() if marker in response), None)
+    if kind == "malformed":
+        return re.sub(rb'INTERNALDATE "', b'INTERNALDATE "3', response, count=1)
+    if kind == "short":  # the literal loses its last 10 bytes, RFC822.SIZE stays
+        head, _, rest = response.partition(b"}\r\n")
+        start = head.rindex(b"{")
+        size = int(head[start + 1 :])
+        body = rest[:size]
+        return head[:start] + b"{%d}\r\n" % (size - 10) + body[:-10] + rest[size:]
+    if kind == "cut":
+        return Cut(response[: len(response) // 2])
+    return response
+
+
+def _poisoned(seed: int) -> list:
+    mail = _mail(seed, [("\\Seen",)] * 9)
+    for i, marker in enumerate(POISON):
+        raw, flags, when = mail[2 + 3 * i]
+        mail[2 + 3 * i] = (raw.replace(b"\r\n\r\n", b"\r\n" + marker + b"\r\n\r\n", 1), flags, when)
+    return mail
+
+
+def test_broken_replies_cost_one_message_each_and_a_rerun_copies_only_those(
+    legacy_imap, modern_imap, new_account, tmp_path
+):
+    account, plan, src, dst = _pair(legacy_imap, modern_imap, new_account, tmp_path,
+                                    batch_messages=4)  # fmt: skip
+    seed_account(src, {"INBOX": _poisoned(84_000), "INBOX.Fine": _mail(84_100, [()] * 3)})
+    source, destination = endpoints(legacy_imap, modern_imap)
+    with RewritingProxy(legacy_imap.host, legacy_imap.port, _break) as proxy:
+        broken = replace(source, port=proxy.port)
+        first = copy_account(plan, account, broken, destination, "initial", retry_delays=())
+        again = copy_account(plan, account, broken, destination, "initial", retry_delays=())
+    assert not first.ok
+    failures = sorted(first.failures, key=lambda f: int(f.ref))
+    assert [(f.folder, f.kind) for f in failures] == [("INBOX", "unreadable")] * 3
+    assert "malformed reply" in failures[0].reason
+    assert "lists as" in failures[1].reason  # "sent N bytes of a message it lists as M bytes"
+    assert "connection was lost" in failures[2].reason
+    assert all(f.size > 0 and "source " + account.source_user in f.reason for f in failures)
+    lines = "\n".join(first.summary_lines())
+    assert all(f"message INBOX uid {f.ref}" in lines for f in failures)
+    assert first.totals()["copied"] == 6 + 3 and again.totals()["copied"] == 0
+    assert not again.ok and len(again.failures) == 3  # still those three, nothing twice
+
+    healed = copy_account(plan, account, source, destination, "initial")
+    assert healed.ok and healed.totals()["copied"] == 3, healed.summary_lines()
+    assert snapshot(dst, "INBOX") == snapshot(src, "INBOX")
+    assert snapshot(dst, "Fine") == snapshot(src, "INBOX.Fine")

@@ -63,7 +63,7 @@ def test_status_api_of_a_finished_run_has_every_accounts_numbers(
         source = _sizes(legacy_imap, account["source_user"], account["source_password"])
         destination = _sizes(modern_imap, account["destination_user"], account["destination_password"])  # fmt: skip
         assert row["destination_account"] == account["destination_user"]
-        assert row["phase"] == {"key": "done", "label": "done", "step": "delta_copy"}
+        assert row["phase"] == {"key": "done", "label": "done", "step": "delta_copy", "filter": "done"}  # fmt: skip
         assert (row["source"]["messages"], row["source"]["bytes"]) == source
         assert (row["destination"]["messages"], row["destination"]["bytes"]) == destination == source  # fmt: skip
         assert row["destination"]["missing"] == 0
@@ -89,9 +89,18 @@ def test_status_api_of_a_finished_run_has_every_accounts_numbers(
         2,
         0,
     )
+    assert totals["initial_done"] == 2 and totals["states"]["done"] == 2
     assert totals["source_messages"] == totals["destination_messages"] == totals["copied_messages"] == 11  # fmt: skip
     assert totals["estimate"] == {"seconds": 0, "remaining_accounts": 0, "basis": "every selected initial copy is done"}  # fmt: skip
-    assert status["domains"] == [{"domain": "example.com", "accounts": 2, "state": "propagated", "mx": [NEW_MX]}]  # fmt: skip
+    (domain,) = status["domains"]
+    assert (domain["domain"], domain["accounts"], domain["state"]) == (
+        "example.com",
+        2,
+        "propagated",
+    )
+    assert domain["expect"] == domain["mx"] == [NEW_MX] and domain["seen"] is None
+    ends = [row["steps"]["delta_copy"]["end_date"] for row in status["accounts"]]
+    assert status["cutover"] == {"kind": "done", "at": max(ends)}  # the migration's "done" banner
     assert [(t["task_id"], t["state"]) for t in status["extra_tasks"]] == [
         ("cutover_ready", "success")
     ]
@@ -107,7 +116,7 @@ def test_status_api_shows_a_failed_account_with_the_reason(
         .json()
     )
     (row,) = status["accounts"]
-    assert row["phase"] == {"key": "failed", "label": "initial copy failed", "step": "initial_copy"}
+    assert row["phase"] == {"key": "failed", "label": "initial copy failed", "step": "initial_copy", "filter": "failed"}  # fmt: skip
     assert row["failed_messages"] == 1 and row["destination"]["missing"] == 1
     assert any("refused" in error and "INBOX" in error for error in row["errors"])
     assert row["mx"]["state"] == "not checked"  # the plan has no mx section
@@ -128,14 +137,16 @@ def test_the_page_lists_migrations_and_renders_the_rows(migration):
     for account in migration.accounts:
         assert f'<tr data-account="{account["source_user"]}">' in text
         assert f"→ {account['destination_user']}" in text
-    assert text.count('<span class="badge done">done</span>') == 2
+    assert text.count('<span class="badge done">✓ done</span>') == 2
     group = _group(migration.accounts[0]["source_user"])
     log_link = f'href="/dags/{dag_id}/runs/{quote(migration.run_id, safe="")}/tasks/{group}.initial_copy" target="_top"'  # fmt: skip
     assert log_link in page.text.replace("&amp;", "&")
     report = migration.xcom(f"{group}.initial_copy", "_link_OwnerReportLink")
     assert f'href="{report}"' in page.text
     assert "example.com" in text and "propagated" in text
-    assert '<div class="v">none</div><div class="l">initial copies left to do</div>' in text
+    assert '<div class="v">2 / 2</div><div class="l">initial copies done</div>' in text
+    assert "left for the initial copies" not in text  # no stale estimate once the run is over
+    assert "Migration done." in text and "run finished" in text
     index = client().get("/mailmigrate/").text
     assert f'href="/mailmigrate/migrations/{dag_id}"' in index
 

@@ -9,6 +9,9 @@ read access to the migration's DAG):
 * ``GET /mailmigrate/api/migrations`` - the migrations (JSON).
 * ``GET /mailmigrate/api/migrations/{dag_id}?run_id=`` - one run's status (JSON; latest run
   without ``run_id``): a row per account, the MX state per domain, totals and the time left.
+  The page and this API take ``state`` (failed, running, waiting_mx, waiting_window, done,
+  other), ``q`` (part of an address) and ``page``: one page of the matching accounts, the
+  totals of all.
 * ``GET /mailmigrate/reports/{dag_id}/{run_id}/{task_id}.html|.csv`` - an owner report, read
   back from where the task stored it.
 """
@@ -22,6 +25,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from mailmigrate_airflow.ui import URL_PREFIX
 from mailmigrate_airflow.ui import status as data
+from mailmigrate_airflow.ui.totals import select_rows
 
 
 async def current_user(request: Request) -> Any:
@@ -94,30 +98,46 @@ def create_app() -> FastAPI:
             return {"migrations": data.list_migrations(session, _allowed(user))}
 
     @app.get("/api/migrations/{dag_id}")
-    def migration(dag_id: str, run_id: str | None = None, user: Any = Depends(current_user)):
-        return status_of(user, dag_id, run_id)
+    def migration(
+        dag_id: str,
+        run_id: str | None = None,
+        state: str | None = None,
+        q: str | None = None,
+        page: int = 1,
+        user: Any = Depends(current_user),
+    ):
+        return select_rows(status_of(user, dag_id, run_id), state, q, page)
 
     @app.get("/", response_class=HTMLResponse)
     def index(
         request: Request,
         dag_id: str | None = None,
         run_id: str | None = None,
+        state: str | None = None,
+        q: str | None = None,
+        page: int = 1,
         user: Any = Depends(current_user),
     ):
         with _session() as session:
             migrations = data.list_migrations(session, _allowed(user))
         if dag_id is None and len(migrations) == 1:
             dag_id = migrations[0]["dag_id"]
-        chosen = status_of(user, dag_id, run_id) if dag_id else None
+        chosen = select_rows(status_of(user, dag_id, run_id), state, q, page) if dag_id else None
         return HTMLResponse(render_page(migrations, chosen, _root(request)))
 
     @app.get("/migrations/{dag_id}", response_class=HTMLResponse)
     def migration_page(
-        request: Request, dag_id: str, run_id: str | None = None, user: Any = Depends(current_user)
+        request: Request,
+        dag_id: str,
+        run_id: str | None = None,
+        state: str | None = None,
+        q: str | None = None,
+        page: int = 1,
+        user: Any = Depends(current_user),
     ):
         with _session() as session:
             migrations = data.list_migrations(session, _allowed(user))
-        chosen = status_of(user, dag_id, run_id)
+        chosen = select_rows(status_of(user, dag_id, run_id), state, q, page)
         return HTMLResponse(render_page(migrations, chosen, _root(request)))
 
     @app.get("/reports/{dag_id}/{run_id}/{task_file}")
@@ -144,40 +164,29 @@ def create_app() -> FastAPI:
 
 
 def read_report(dag_id: str, run_id: str, task_id: str, kind: str) -> str:
-    """An owner report's HTML or CSV, from the storage the task's ``owner_report`` XCom names.
-
-    Only a path of the shape the tasks write (``.../<dag_id>/<run_id>/<group>/<phase>.<kind>``)
-    is read, so an XCom cannot point this at other files.
+    """An owner report's HTML or CSV, read from where the run's copy task writes it
+    (:func:`mailmigrate_airflow.reports.stored_report`): the reports root of the DAG version
+    the run used, and the run and task ids. The ``owner_report`` XCom is not consulted: any
+    role allowed to write XComs could make it name another scheme, server or file.
     """
-    from airflow.models.xcom import XComModel
-    from airflow.sdk import ObjectStoragePath
+    from airflow.models.dagbag import DBDagBag
+    from airflow.models.dagrun import DagRun
     from sqlalchemy import select
 
-    from mailmigrate_airflow.reports import XCOM_KEY, safe_part
+    from mailmigrate_airflow.reports import PHASE_STEPS, stored_report
 
     with _session() as session:
-        xcom = session.scalars(
-            select(XComModel).where(
-                XComModel.dag_id == dag_id,
-                XComModel.run_id == run_id,
-                XComModel.task_id == task_id,
-                XComModel.key == XCOM_KEY,
-            )
+        run = session.scalars(
+            select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)
         ).first()
-        record = XComModel.deserialize_value(xcom) if xcom else None
-    if not isinstance(record, dict) or not record.get(kind):
+        dag = DBDagBag().get_dag_for_run(run, session=session) if run else None
+    task = dag.task_dict.get(task_id) if dag else None
+    if task is None or task_id.rpartition(".")[2] not in PHASE_STEPS.values():
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no owner report for {task_id} in {run_id}")
-    group, _, step = task_id.rpartition(".")
-    phase = step.removesuffix("_copy")
-    tail = "/".join([safe_part(dag_id), safe_part(run_id), safe_part(group), f"{phase}.{kind}"])
-    location = str(record[kind])
-    if not location.endswith("/" + tail):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "the report's location is not a report")
+    location = stored_report(task, run_id, kind)
     try:
-        return ObjectStoragePath(location, conn_id=record.get("conn_id")).read_text(
-            encoding="utf-8"
-        )
+        return location.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise HTTPException(
-            status.HTTP_404_NOT_FOUND, f"the report is gone from {location}"
+            status.HTTP_404_NOT_FOUND, f"no owner report for {task_id} in {run_id} (yet)"
         ) from None

@@ -7,6 +7,10 @@ import datetime as dt
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from markupsafe import Markup
 
 from mailmigrate.results import human_bytes
 
@@ -37,16 +41,45 @@ def duration(seconds: float | None) -> str:
     return f"{hours} h {minutes} min" if hours else f"{minutes} min"
 
 
-def when(value: str | None) -> str:
+def when(value: str | None, zone: str = "UTC") -> Markup:
+    """An ISO moment as ``2026-03-02 19:00 CET`` in the plan's zone, UTC in the tooltip."""
     if not value:
-        return "–"
+        return Markup("–")
     try:
         moment = dt.datetime.fromisoformat(value)
     except ValueError:
-        return value
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(dt.UTC)
-    return f"{moment:%Y-%m-%d %H:%M} UTC"
+        return Markup.escape(value)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    utc = moment.astimezone(dt.UTC)
+    try:
+        local = moment.astimezone(ZoneInfo(zone))
+    except (ZoneInfoNotFoundError, ValueError):
+        local = utc
+    return Markup('<time datetime="{}" title="{}">{}</time>').format(
+        utc.isoformat(), f"{utc:%Y-%m-%d %H:%M} UTC", f"{local:%Y-%m-%d %H:%M %Z}"
+    )
+
+
+def epoch(value: float | None) -> str | None:
+    """Epoch seconds as an ISO moment, for :func:`when`."""
+    return None if value is None else dt.datetime.fromtimestamp(value, dt.UTC).isoformat()
+
+
+def listing_url(status: dict[str, Any], prefix: str, **changes: Any) -> str:
+    """The page's own URL with the run, filter, search and page, some of them changed."""
+    listing = status.get("listing") or {}
+    params = {
+        "run_id": (status.get("run") or {}).get("run_id"),
+        "state": listing.get("state"),
+        "q": listing.get("q"),
+        "page": listing.get("page"),
+        **changes,
+    }
+    query = urlencode({k: v for k, v in params.items() if v not in (None, "", 1)})
+    return f"{prefix}/migrations/{quote(status['dag_id'], safe='')}" + (
+        f"?{query}" if query else ""
+    )
 
 
 def here(url: str, root: str) -> str:
@@ -65,7 +98,8 @@ def _environment() -> Any:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(size=size, count=count, duration=duration, when=when, here=here)
+    env.filters.update(size=size, count=count, duration=duration, when=when, here=here, epoch=epoch)
+    env.globals["listing_url"] = listing_url
     env.globals["step_letters"] = STEP_LETTERS
     return env
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from mailmigrate_airflow.ui.totals import domains_of, totals_of
+from mailmigrate_airflow.ui.domains import account_mx, cutover_of, domains_of, sensor_of
+from mailmigrate_airflow.ui.totals import totals_of
 
 STEPS = ("test", "initial_copy", "wait_for_mx", "wait_for_delta_window", "delta_copy")
 STEP_LABELS = {
@@ -179,21 +180,36 @@ def accounts_of(dag: Any) -> list[dict[str, str]]:
 
 
 def migration_status(data: RunData, now: dt.datetime | None = None) -> dict[str, Any]:
-    """The status page's data: ``run``, ``accounts`` (rows), ``domains`` and ``totals``."""
+    """The status page's data: ``run``, ``accounts`` (rows), ``domains``, ``totals``, ``cutover``
+    (the banner, see :func:`~mailmigrate_airflow.ui.domains.cutover_of`) and ``timezone`` (the
+    plan's, in which the page shows times)."""
     now = now or dt.datetime.now(dt.UTC)
     dag, run = data.dag, data.run
-    rows = [_account_row(data, account, now) for account in accounts_of(dag)]
-    return {
+    accounts = accounts_of(dag)
+    rows = [_account_row(data, account, now) for account in accounts]
+    sensors = {a["group_id"]: sensor_of(dag, a["group_id"]) for a in accounts}
+    status = {
         "dag_id": dag.dag_id,
         "description": getattr(dag, "description", "") or "",
         "parallel_accounts": getattr(dag, "max_active_tasks", None),
+        "timezone": plan_timezone(dag),
         "run": _run_dict(run) if run else None,
         "accounts": rows,
-        "domains": domains_of(rows),
+        "domains": domains_of(rows, sensors) if run else [],
         "extra_tasks": _extra_tasks(data),
         "totals": totals_of(rows, getattr(dag, "max_active_tasks", 1) or 1),
         "generated_at": now.isoformat(),
     }
+    status["cutover"] = cutover_of(status) if run else None
+    return status
+
+
+def plan_timezone(dag: Any) -> str:
+    """The plan's time zone (its delta window's), UTC when the DAG has none."""
+    for task_id, task in dag.task_dict.items():
+        if task_id.endswith(".wait_for_delta_window") and getattr(task, "timezone", None):
+            return str(task.timezone)
+    return "UTC"
 
 
 def _step(data: RunData, task_id: str) -> dict[str, Any]:
@@ -213,11 +229,12 @@ def _phase(steps: dict[str, dict[str, Any]]) -> dict[str, str]:
     """Where the account is: the first step not yet done, with its state."""
     states = {name: step["state"] for name, step in steps.items()}
     if all(state == "skipped" for state in states.values()):
-        return {"key": "not_selected", "label": "not in this run", "step": ""}
+        return {"key": "not_selected", "label": "not in this run", "step": "", "filter": "other"}
     for name in STEPS:
         state = states[name]
         if state in FAILED:
-            return {"key": "failed", "label": f"{STEP_LABELS[name]} failed", "step": name}
+            return {"key": "failed", "label": f"{STEP_LABELS[name]} failed", "step": name,
+                    "filter": "failed"}  # fmt: skip
     for name in STEPS:
         state = states[name]
         if state in DONE:
@@ -225,13 +242,16 @@ def _phase(steps: dict[str, dict[str, Any]]) -> dict[str, str]:
         if state in ACTIVE:
             suffix = {"up_for_retry": " (retrying)", "queued": " (queued)", "scheduled": " (queued)",
                       "awaiting_input": " (awaiting approval)"}.get(state, "")  # fmt: skip
-            return {"key": "active", "label": STEP_LABELS[name] + suffix, "step": name}
-        return {"key": "pending", "label": f"before {STEP_LABELS[name]}", "step": name}
+            waiting = {"wait_for_mx": "waiting_mx", "wait_for_delta_window": "waiting_window"}
+            return {"key": "active", "label": STEP_LABELS[name] + suffix, "step": name,
+                    "filter": waiting.get(name, "running")}  # fmt: skip
+        return {"key": "pending", "label": f"before {STEP_LABELS[name]}", "step": name,
+                "filter": "other"}  # fmt: skip
     if states["delta_copy"] == "success":
-        return {"key": "done", "label": "done", "step": "delta_copy"}
+        return {"key": "done", "label": "done", "step": "delta_copy", "filter": "done"}
     last = max((n for n in STEPS if states[n] == "success"), key=STEPS.index, default="")
     label = f"stopped after {STEP_LABELS[last]}" if last else "not in this run"
-    return {"key": "stopped", "label": label, "step": last}
+    return {"key": "stopped", "label": label, "step": last, "filter": "other"}
 
 
 def _account_row(data: RunData, account: dict[str, str], now: dt.datetime) -> dict[str, Any]:
@@ -281,7 +301,11 @@ def _account_row(data: RunData, account: dict[str, str], now: dt.datetime) -> di
         "copied": copied,
         "failed_messages": failed,
         "errors": errors,
-        "mx": _mx(data, gid, steps["wait_for_mx"]),
+        "mx": account_mx(
+            sensor_of(data.dag, gid),
+            steps["wait_for_mx"]["state"],
+            data.xcoms.get((f"{gid}.wait_for_mx", "return_value")) or {},
+        ),
         "last_delta": steps["delta_copy"].get("end_date")
         if steps["delta_copy"]["state"] == "success"
         else None,  # fmt: skip
@@ -333,27 +357,6 @@ def _report_link(data: RunData, gid: str, phase: str, kind: str) -> str:
     return report_url(data.dag.dag_id, data.run.run_id, f"{gid}.{phase}_copy", kind)
 
 
-def _mx(data: RunData, gid: str, step: dict[str, Any]) -> dict[str, Any]:
-    task_id = f"{gid}.wait_for_mx"
-    domain = getattr(data.dag.get_task(task_id), "domain", None) if task_id in data.dag.task_dict else None  # fmt: skip
-    result = data.xcoms.get((task_id, "return_value")) or {}
-    state = step["state"]
-    if domain is None:
-        label = "not checked"
-    elif state == "success":
-        label = "propagated"
-    elif state in ("deferred", "running", "up_for_retry", "up_for_reschedule"):
-        label = "waiting"
-    elif state in FAILED:
-        label = "failed"
-    elif state == "skipped":
-        label = "not checked in this run"
-    else:
-        label = "not yet checked"
-    return {"domain": domain or result.get("domain"), "state": label,
-            "mx": result.get("mx") or [], "propagated_at": result.get("propagated_at")}  # fmt: skip
-
-
 def _next_delta(data: RunData, gid: str, steps: dict, now: dt.datetime) -> dict[str, Any] | None:
     """When the delta copy runs next: the deferred sensor's moment, else the next window."""
     delta, window_step = steps["delta_copy"]["state"], steps["wait_for_delta_window"]["state"]
@@ -367,7 +370,7 @@ def _next_delta(data: RunData, gid: str, steps: dict, now: dt.datetime) -> dict[
         if moment is not None:
             return {"at": _iso(moment), "note": "the delta window opens"}
     if window_step in ("success", "running"):
-        return {"at": now.isoformat(), "note": "inside the delta window"}
+        return {"at": None, "note": "now: the delta window is open"}
     task_id = f"{gid}.wait_for_delta_window"
     if task_id not in data.dag.task_dict:
         return None
@@ -385,8 +388,8 @@ def _next_delta(data: RunData, gid: str, steps: dict, now: dt.datetime) -> dict[
     except Exception:
         return None
     if moment <= now:
-        return {"at": moment.isoformat(), "note": "the window is open; after the MX change"}
-    return {"at": moment.isoformat(), "note": "the next window after the MX change"}
+        return {"at": None, "note": "once the MX change has propagated (the window is open)"}
+    return {"at": moment.isoformat(), "note": "window opens (after the MX change)"}
 
 
 def _extra_tasks(data: RunData) -> list[dict[str, Any]]:

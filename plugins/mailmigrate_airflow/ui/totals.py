@@ -1,24 +1,21 @@
 """The per-migration lines of the status page, from its account rows
-(:func:`mailmigrate_airflow.ui.status.migration_status`): the MX state per domain, the totals and
-the estimate of the time the initial copies still need."""
+(:func:`mailmigrate_airflow.ui.status.migration_status`): the totals, the number of accounts in
+each state of the page's filter, and the estimate of the time the initial copies still need."""
 
 from __future__ import annotations
 
 from typing import Any
 
-
-def domains_of(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    by_domain: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        if row["mx"]["domain"]:
-            by_domain.setdefault(row["mx"]["domain"], []).append(row)
-    domains = []
-    for domain, members in sorted(by_domain.items()):
-        states = {m["mx"]["state"] for m in members}
-        state = states.pop() if len(states) == 1 else "mixed: " + ", ".join(sorted(states))
-        mx = next((m["mx"]["mx"] for m in members if m["mx"]["mx"]), [])
-        domains.append({"domain": domain, "accounts": len(members), "state": state, "mx": mx})
-    return domains
+FILTERS = {
+    "failed": "failed",
+    "running": "running",
+    "waiting_mx": "waiting for the MX change",
+    "waiting_window": "waiting for the delta window",
+    "done": "done",
+    "other": "not started, stopped or not in this run",
+}
+"""The page's state filter: key -> words. Every account row is in exactly one (its
+``phase.filter``)."""
 
 
 def totals_of(rows: list[dict[str, Any]], parallel: int) -> dict[str, Any]:
@@ -30,6 +27,8 @@ def totals_of(rows: list[dict[str, Any]], parallel: int) -> dict[str, Any]:
         "accounts": len(rows),
         "selected": len(selected),
         "done": sum(1 for r in selected if r["phase"]["key"] == "done"),
+        "initial_done": sum(1 for r in selected if r["initial"]["state"] == "success"),
+        "states": {key: sum(1 for r in rows if r["phase"]["filter"] == key) for key in FILTERS},
         "failed": sum(1 for r in selected if r["phase"]["key"] == "failed"),
         "phases": phases,
         "source_messages": _total(selected, "source", "messages"),
@@ -79,3 +78,42 @@ def estimate(rows: list[dict[str, Any]], parallel: int) -> dict[str, Any] | None
         "parallel": lanes,
         "basis": f"{len(done)} finished initial copies, {lanes} accounts at a time",
     }
+
+
+PER_PAGE = 50
+
+
+def select_rows(
+    status: dict[str, Any],
+    state: str | None,
+    query: str | None,
+    page: int,
+    per_page: int = PER_PAGE,
+) -> dict[str, Any]:
+    """Keep one page of the account rows that are in ``state`` (a :data:`FILTERS` key, or None for
+    all) and whose source or destination address contains ``query`` (case-insensitive); the
+    totals above stay those of every account. Adds ``listing``: the filter, the page and the
+    number of matching rows."""
+    needle = (query or "").strip().lower()
+    state = state if state in FILTERS else None
+    matching = [
+        row
+        for row in status["accounts"]
+        if (state is None or row["phase"]["filter"] == state)
+        and (not needle or needle in row["account"].lower()
+             or needle in row["destination_account"].lower())
+    ]  # fmt: skip
+    pages = max(1, -(-len(matching) // per_page))
+    page = min(max(1, page), pages)
+    status["accounts"] = matching[(page - 1) * per_page : page * per_page]
+    status["listing"] = {
+        "state": state,
+        "q": needle,
+        "page": page,
+        "pages": pages,
+        "per_page": per_page,
+        "matching": len(matching),
+        "first": (page - 1) * per_page + 1 if matching else 0,
+        "filters": FILTERS,
+    }
+    return status

@@ -155,7 +155,9 @@ def _account_tasks(plan: Plan, plan_file: str, account: Account) -> MailboxCopyO
     # Every task skips itself when its account is not selected or the run stops before it
     # (operators.AccountStep).
     test = MailboxTestOperator(task_id="test", **server_task)
-    initial = MailboxCopyOperator(task_id="initial_copy", phase="initial", **server_task)
+    # Where the owner reports go, serialized with the copy tasks for the status page to read.
+    reports = {"reports_url": plan.reports.url, "reports_conn_id": plan.reports.conn_id}
+    initial = MailboxCopyOperator(task_id="initial_copy", phase="initial", **server_task, **reports)
     # A sensor's own timeout fails it for good; retries only cover the rest, e.g. a trigger that
     # fires before the scheduler has recorded the deferral (apache/airflow#72716).
     waiting: dict[str, Any] = {"retries": 2, "retry_delay": SENSOR_RETRY_DELAY}
@@ -180,7 +182,7 @@ def _account_tasks(plan: Plan, plan_file: str, account: Account) -> MailboxCopyO
         window=window_text(plan.delta.window),
         weekdays=list(plan.delta.weekdays),
     )
-    delta = MailboxCopyOperator(task_id="delta_copy", phase="delta", **server_task)
+    delta = MailboxCopyOperator(task_id="delta_copy", phase="delta", **server_task, **reports)
     test >> initial >> wait_for_mx >> wait_for_window >> delta
     return initial
 

@@ -283,9 +283,13 @@ class MailboxCopyOperator(AccountOperator):
     :param source_user: the account, by its source user (as in the accounts CSV).
     :param source_conn_id: the source server's connection (imap or ews).
     :param destination_conn_id: the destination server's connection (imap or ews).
+    :param reports_url: the plan's ``reports.url`` (None: the default root) and
+    :param reports_conn_id: its ``reports.conn_id``, as the DAG was parsed: serialized, so the
+        status page reads owner reports from there and never from a location an XCom names.
     """
 
     operator_extra_links = (OwnerReportLink(),)
+    template_fields = (*AccountOperator.template_fields, "reports_url", "reports_conn_id")
 
     def __init__(
         self,
@@ -295,12 +299,16 @@ class MailboxCopyOperator(AccountOperator):
         source_user: str,
         source_conn_id: str,
         destination_conn_id: str,
+        reports_url: str | None = None,
+        reports_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         if phase not in ("initial", "delta"):
             raise ValueError(f"phase must be initial or delta, not {phase!r}")
         super().__init__(**kwargs)
         self.phase = phase
+        self.reports_url = reports_url
+        self.reports_conn_id = reports_conn_id
         self._refer(plan, source_user, source_conn_id, destination_conn_id)
 
     def execute(self, context: Context) -> dict[str, Any]:

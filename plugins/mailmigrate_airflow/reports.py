@@ -11,14 +11,15 @@ where ``<root>`` is the plan's ``reports.url``, else ``$MAILMIGRATE_REPORTS_URL`
 ``$AIRFLOW_HOME/mailmigrate/reports`` (any fsspec URL: ``s3://...`` with ``reports.conn_id``),
 and pushes where they are as the XCom ``owner_report``. The task's "Owner report" link
 (:class:`OwnerReportLink`) opens it through the status page's API server app, which reads it
-back from the storage. A report never fails the copy: problems are logged and recorded in
-that XCom.
+back from the storage (:func:`stored_report`): from the root the copy task was serialized with
+and the run and task ids only, never from a location in an XCom (any role allowed to write
+XComs could point it elsewhere). A report never fails the copy: problems are logged and
+recorded in that XCom.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -40,8 +41,14 @@ PHASE_STEPS = {"initial": "initial_copy", "delta": "delta_copy"}
 
 def reports_root_url(plan: Plan) -> str:
     """Where this plan's reports go (see the module docstring)."""
-    if plan.reports.url:
-        return plan.reports.url
+    return root_url(plan.reports.url)
+
+
+def root_url(configured: str | None) -> str:
+    """The reports root: ``configured`` (a plan's ``reports.url``), else
+    ``$MAILMIGRATE_REPORTS_URL``, else ``$AIRFLOW_HOME/mailmigrate/reports``."""
+    if configured:
+        return configured
     if os.environ.get(REPORTS_URL_ENV, "").strip():
         return os.environ[REPORTS_URL_ENV].strip()
     from airflow.configuration import AIRFLOW_HOME
@@ -49,15 +56,49 @@ def reports_root_url(plan: Plan) -> str:
     return f"file://{os.path.abspath(AIRFLOW_HOME)}/mailmigrate/reports"
 
 
+SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
+ESCAPE = "~"
+
+
 def safe_part(text: str) -> str:
-    """A path segment from a run id or similar: letters, digits, ``._-`` only."""
-    return re.sub(r"[^\w.-]", "_", text)
+    """A path segment for a DAG id, run id or group id: letters, digits and ``._-`` as they are,
+    every other character (``~`` included) as ``~`` and the hex of its UTF-8 bytes.
+
+    Invariant: injective (``~`` only ever starts an escape, so the segment decodes back to
+    ``text``): two runs never share a report folder, e.g. ``...T04:37:09+00:00`` is
+    ``...T04~3A37~3A09~2B00~3A00`` and ``...T04_37_09_00_00`` stays itself. No ``%``, ``/``
+    or ``..`` results, so no storage backend reads a segment as anything but a name.
+    """
+    if text in (".", ".."):  # a name, not this folder or its parent
+        return f"{ESCAPE}2E" * len(text)
+    return "".join(
+        ch if ch in SAFE else "".join(f"{ESCAPE}{byte:02X}" for byte in ch.encode("utf-8"))
+        for ch in text
+    )
+
+
+def storage_root(url: str | None, conn_id: str | None) -> Any:
+    """The reports root (see :func:`root_url`) as an ObjectStoragePath."""
+    from airflow.sdk import ObjectStoragePath
+
+    return ObjectStoragePath(root_url(url), conn_id=conn_id or None)
 
 
 def report_paths(root: Any, dag_id: str, run_id: str, group_id: str, phase: str) -> dict[str, Any]:
     """The HTML and CSV paths of one report under the storage root (ObjectStoragePath)."""
     folder = root / safe_part(dag_id) / safe_part(run_id) / safe_part(group_id)
     return {"html": folder / f"{phase}.html", "csv": folder / f"{phase}.csv"}
+
+
+def stored_report(task: Any, run_id: str, kind: str) -> Any:
+    """Where a copy task (``<group>.initial_copy`` or ``<group>.delta_copy``, as serialized)
+    stored its report of a run: the ``reports_url``/``reports_conn_id`` it was parsed with
+    (else this process's default root), the DAG, run and group ids and the phase. Nothing else
+    goes in, so no caller can make this name another place or scheme."""
+    group, _, step = task.task_id.rpartition(".")
+    (phase,) = [phase for phase, name in PHASE_STEPS.items() if name == step]
+    root = storage_root(getattr(task, "reports_url", None), getattr(task, "reports_conn_id", None))
+    return report_paths(root, task.dag_id, run_id, group, phase)[kind]
 
 
 def is_final_try(result: AccountResult, context: Context) -> bool:
@@ -91,9 +132,7 @@ def publish_owner_report(
     html, csv_text = render_html(report), render_csv(report)
     record: dict[str, Any] = {"summary": report.to_dict(), "conn_id": plan.reports.conn_id}
     try:
-        from airflow.sdk import ObjectStoragePath
-
-        root = ObjectStoragePath(reports_root_url(plan), conn_id=plan.reports.conn_id)
+        root = storage_root(plan.reports.url, plan.reports.conn_id)
         ti = context["ti"]
         paths = report_paths(root, ti.dag_id, ti.run_id, account.group_id, result.phase)
         paths["html"].parent.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,8 @@
 """The status page's FastAPI app, mounted by the plugin at ``/mailmigrate`` on the API server.
 
 Routes (all need an Airflow login: the UI's cookie or an ``Authorization: Bearer`` token, and
-read access to the migration's DAG):
+read access to the migration's DAG, its task instances and XComs, asked of the auth manager as
+Airflow's own DAG endpoints ask it: with the DAG's team in multi-team mode):
 
 * ``GET /mailmigrate/`` - the page: the migrations, and the chosen one's status
   (``?dag_id=...&run_id=...``).
@@ -38,16 +39,21 @@ async def current_user(request: Request) -> Any:
 
 
 def _authorize(user: Any, dag_id: str) -> None:
+    """Read access to the DAG, its task instances and its XComs, or 403: the question Airflow's
+    ``requires_access_dag`` asks, the DAG's team (its bundle's, ``DagModel.get_team_name``)
+    included, so a user of another team is refused here as on ``/api/v2/dags/...``."""
     from airflow.api_fastapi.app import get_auth_manager
     from airflow.api_fastapi.auth.managers.models.resource_details import (
         DagAccessEntity,
         DagDetails,
     )
+    from airflow.models.dag import DagModel
 
     manager = get_auth_manager()
+    details = DagDetails(id=dag_id, team_name=DagModel.get_team_name(dag_id))
     for entity in (None, DagAccessEntity.TASK_INSTANCE, DagAccessEntity.XCOM):
         if not manager.is_authorized_dag(
-            method="GET", access_entity=entity, details=DagDetails(id=dag_id), user=user
+            method="GET", access_entity=entity, details=details, user=user
         ):
             raise HTTPException(status.HTTP_403_FORBIDDEN, f"no read access to {dag_id}")
 

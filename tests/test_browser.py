@@ -1,20 +1,27 @@
 """The Airflow UI as ops see it: headless Chromium (Debian's) driven by Playwright.
 
 After the full migration run of the shared ``airflow standalone`` (see
-``harness/stack_fixtures.py``), the browser signs in through the login form, opens the
-migration DAG's grid for that run, expands the task groups and checks what a person would:
-one group per account, shown with the account's address, its five steps, every task green, and
-the run's task instance list. The screenshot lands in ``build/screenshots/`` (or
-``$MAILMIGRATE_SCREENSHOT_DIR``).
+``harness/stack_fixtures.py``), the browser signs in through the login form and checks what a
+person would:
+
+* the migration DAG's grid for that run: one group per account, shown with the account's
+  address, its five steps, every task green, and the run's task instance list;
+* the "Migrations" page, inside Airflow's sandboxed iframe: every kind of link on it is clicked
+  and lands where it should (the DAG, the run, a task's log, ``cutover_ready``, a filter, an
+  owner report and the JSON in a new tab, the CSV as a download).
+
+Screenshots land in ``build/screenshots/`` (or ``$MAILMIGRATE_SCREENSHOT_DIR``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -56,17 +63,24 @@ def browser_page() -> Iterator:
             shutil.rmtree(profile, ignore_errors=True)
 
 
+def sign_in(page, stack, path: str) -> None:
+    """Open ``path`` in the UI, through the login form when the UI asks for it."""
+    page.goto(f"{stack.base_url}{path}")
+    page.wait_for_load_state("networkidle")
+    if "/auth/login" in page.url:  # the UI sends a visitor to sign in first
+        page.get_by_label("Username").fill("admin")
+        page.get_by_label("Password").fill(stack.passwords["admin"])
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(lambda url: "/auth/login" not in url)
+
+
 def test_the_grid_shows_every_account_group_and_its_task_states(
     standalone_migration, standalone_run, browser_page
 ):
     stack, scenario = standalone_migration.stack, standalone_migration.scenario
     run_id, page = standalone_run.run_id, browser_page
 
-    page.goto(f"{stack.base_url}/dags/{scenario.dag_id}/runs/{run_id}")
-    page.wait_for_url("**/auth/login?next=**")  # the UI sends a visitor to sign in first
-    page.get_by_label("Username").fill("admin")
-    page.get_by_label("Password").fill(stack.passwords["admin"])
-    page.get_by_role("button", name="Sign in").click()
+    sign_in(page, stack, f"/dags/{scenario.dag_id}/runs/{run_id}")
     page.wait_for_url(f"**/dags/{scenario.dag_id}/runs/**")
     page.get_by_test_id("expand-all-button").click()
     for account in scenario.accounts:
@@ -102,3 +116,78 @@ def test_the_grid_shows_every_account_group_and_its_task_states(
     assert rows.count() == tasks, rows.all_inner_texts()
     assert all("Success" in row for row in rows.all_inner_texts()), rows.all_inner_texts()
     assert screenshot.stat().st_size > 10_000
+
+
+def test_every_link_of_the_migrations_page_works_inside_airflows_iframe(
+    standalone_migration, standalone_run, browser_page
+):
+    stack, scenario = standalone_migration.stack, standalone_migration.scenario
+    run_id, page, dag_id = standalone_run.run_id, browser_page, scenario.dag_id
+    base, run = stack.base_url, quote(run_id, safe="")
+    alice = scenario.accounts[0]
+    home = f"/plugin/migrations/mailmigrate/migrations/{dag_id}"
+
+    def framed():
+        """The status page in Airflow's iframe, shown afresh (Airflow's own URL for it)."""
+        page.goto(f"{base}{home}")
+        frame = page.frame_locator('iframe[title="Migrations"]')
+        frame.get_by_text("Migration done.").wait_for()
+        return frame
+
+    def lands(link, path: str) -> None:
+        """Click ``link`` in the frame; Airflow's UI itself shows ``path``, no frame left."""
+        link.click()
+        page.wait_for_url(f"{base}{path}")
+        try:
+            page.locator('iframe[title="Migrations"]').wait_for(state="detached", timeout=10_000)
+        finally:
+            page.screenshot(path=str(SCREENSHOTS / "status_link_target.png"))
+        assert dag_id in page.inner_text("body")
+
+    sign_in(page, stack, "/plugin/migrations")
+    frame = framed()
+    sandbox = page.locator('iframe[title="Migrations"]').get_attribute("sandbox")
+    assert "allow-top-navigation" not in sandbox and "allow-popups" not in sandbox
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "status_page.png"))
+
+    lands(frame.get_by_role("link", name="Open the DAG"), f"/dags/{dag_id}")
+    page.go_back()  # Airflow's history has the status page before it
+    page.wait_for_url(f"{base}{home}")
+    frame = page.frame_locator('iframe[title="Migrations"]')
+    lands(frame.get_by_role("link", name="Open this run in Airflow"), f"/dags/{dag_id}/runs/{run}")
+    task = f"{alice.group_id}.initial_copy"
+    row = framed().locator(f'tr[data-account="{alice.source_user}"]')
+    lands(row.get_by_role("link", name="I", exact=True), f"/dags/{dag_id}/runs/{run}/tasks/{task}")
+    lands(
+        framed().get_by_role("link", name="cutover_ready: success"),
+        f"/dags/{dag_id}/runs/{run}/tasks/cutover_ready",
+    )
+
+    # The page's own links stay in the frame; Airflow shows where in its address bar.
+    frame = framed()
+    frame.locator('a[data-state="done"]').click()
+    page.wait_for_url(f"{base}{home}?run_id={run}&state=done")
+    frame.locator(f'tr[data-account="{alice.source_user}"]').wait_for()
+
+    # The owner report and the JSON open in a new tab, the status page stays.
+    row = frame.locator(f'tr[data-account="{alice.source_user}"]')
+    with page.context.expect_page() as opened:
+        row.get_by_role("link", name="HTML").first.click()
+    report = opened.value
+    report.wait_for_load_state()
+    assert report.url.startswith(f"{base}/mailmigrate/reports/{dag_id}/{run}/{alice.group_id}.")
+    assert alice.destination_user in report.inner_text("body")
+    report.close()
+    with page.context.expect_page() as opened:
+        frame.get_by_role("link", name="JSON").click()
+    answer = opened.value
+    answer.wait_for_load_state()
+    status = json.loads(answer.inner_text("body"))
+    assert (status["dag_id"], status["run"]["run_id"]) == (dag_id, run_id)
+    answer.close()
+    with page.expect_download() as downloaded:
+        row.get_by_role("link", name="CSV").first.click()
+    csv_text = Path(downloaded.value.path()).read_text(encoding="utf-8")
+    assert downloaded.value.suggested_filename.endswith(".csv") and "INBOX" in csv_text
+    assert page.url.startswith(f"{base}{home}")

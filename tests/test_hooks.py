@@ -176,3 +176,26 @@ def test_the_connection_form_offers_both_types_with_their_fields() -> None:
     assert imap.standard_fields.url_schema.hidden is True
     assert imap.standard_fields.login.title == "Admin login"
     assert ews.standard_fields.password.title == "Admin password / client secret"
+
+
+def test_reading_the_extras_does_not_feed_them_to_the_secrets_masker(
+    connections: None,
+    capsys: pytest.CaptureFixture,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``extra_dejson`` would hand "ssl" to the masker (which warns "Skipping masking for a secret
+    as it's too short" at the top of every task log) and "master" (hidden everywhere after)."""
+    from airflow.sdk._shared.secrets_masker.secrets_masker import SecretsMasker
+
+    from mailmigrate_airflow.hooks import get_endpoint
+
+    SecretsMasker._has_warned_short_secret = False  # the masker warns once per process
+    assert get_endpoint("mm_old").extra["auth"] == "master"
+    logged = capsys.readouterr().out + capsys.readouterr().err + caplog.text
+    assert "too short" not in logged and "password" not in logged
+    # A password too short to be masked is worth a warning: one that names the connection.
+    monkeypatch.setenv("AIRFLOW_CONN_MM_SHORT", json.dumps({**IMAP, "password": "pw1"}))
+    get_endpoint("mm_short")
+    assert "connection 'mm_short': its password is shorter than 5 characters" in caplog.text
+    assert "pw1" not in caplog.text and SecretsMasker._has_warned_short_secret is False

@@ -13,11 +13,16 @@ The connection form (extra fields, labels, placeholders) is declared in
 
 from __future__ import annotations
 
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from typing import Any, ClassVar
 
 from airflow.sdk import BaseHook
 
 from mailmigrate.connections import ConnectionConfigError, Endpoint, endpoint_from_dict
+from mailmigrate.redact import MIN_MASKED_LENGTH
 from mailmigrate_airflow.provider import (
     EWS_CONN_FIELDS,
     EWS_UI_FIELD_BEHAVIOUR,
@@ -146,7 +151,7 @@ def endpoint_from_connection(connection: Any, expect: str | None = None) -> Endp
         raise ConnectionConfigError(
             f"connection {conn_id!r}: conn_type is {connection.conn_type!r}; it must be {wanted}"
         )
-    extra = hook.check_extra(conn_id, connection.extra_dejson)
+    extra = hook.check_extra(conn_id, _extras(connection))
     return endpoint_from_dict(
         conn_id,
         {
@@ -160,9 +165,62 @@ def endpoint_from_connection(connection: Any, expect: str | None = None) -> Endp
     )
 
 
+def _extras(connection: Any) -> dict[str, Any]:
+    """The connection's extras from their JSON text: not ``extra_dejson``, which hands every
+    value to the secrets masker (see :func:`_extras_not_secret`)."""
+    raw = connection.extra
+    if isinstance(raw, dict):
+        return dict(raw)
+    try:
+        value = json.loads(raw) if raw else {}
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise ConnectionConfigError(
+            f"connection {connection.conn_id!r}: extra is not a JSON object"
+        )
+    return value
+
+
 def get_endpoint(conn_id: str) -> Endpoint:
     """The Endpoint of a connection of either type (the operators' entry point)."""
-    return endpoint_from_connection(BaseHook.get_connection(conn_id))
+    with _extras_not_secret():
+        connection = BaseHook.get_connection(conn_id)
+    shortest = MIN_MASKED_LENGTH
+    with suppress(Exception):  # outside a configured Airflow: the default
+        from airflow.sdk.configuration import conf
+
+        shortest = conf.getint("logging", "min_length_masked_secret", fallback=shortest)
+    if connection.password and len(connection.password) < shortest:
+        logging.getLogger(__name__).warning(
+            "connection %r: its password is shorter than %d characters, so logs do not mask it",
+            conn_id,
+            shortest,
+        )
+    return endpoint_from_connection(connection)
+
+
+@contextmanager
+def _extras_not_secret() -> Iterator[None]:
+    """Read a connection without Airflow's "Skipping masking for a secret as it's too short".
+
+    Airflow hands every value of a connection's extras to the secrets masker (``extra_dejson``,
+    also when it caches the connection), and the masker warns about the first value too short
+    to mask: "ssl" or "none" here, which are settings, not secrets. That warning opened every
+    task log. It is held back while the connection is read, and only then; a connection
+    password too short to be masked is named in a warning of its own (:func:`get_endpoint`).
+    """
+    try:
+        from airflow.sdk._shared.secrets_masker.secrets_masker import SecretsMasker
+    except ImportError:  # another Airflow layout: its warning stays
+        yield
+        return
+    warned = SecretsMasker._has_warned_short_secret
+    SecretsMasker._has_warned_short_secret = True
+    try:
+        yield
+    finally:
+        SecretsMasker._has_warned_short_secret = warned
 
 
 def _typed(conn_id: str, name: str, value: Any, schema: dict[str, Any]) -> Any:

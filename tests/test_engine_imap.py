@@ -263,6 +263,11 @@ def test_preflight_reports_folders_sizes_quota_and_mapping(
     assert rows["Projects/2024"]["destination"] == "Projects/2024"
     assert rows["Sent"]["special_use"] == "\\Sent"
     assert rows["Empty"]["messages"] == 0
+    # Real quota figures in the log, and "no quota" when the server reports none.
+    lines = result.summary_lines()
+    assert any(line.startswith("source: ") and line.endswith(", no quota") for line in lines), lines
+    assert any(line.endswith("quota 0 B of 50.0 MB used (0%)") for line in lines), lines
+    assert not any("?" in line or "unlimited" in line for line in lines), lines
 
     wrong = Account(user, dst_user, "not-the-password", dst_password)
     failed = preflight(plan, wrong, source, destination)

@@ -6,6 +6,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
+def quota_text(used: int | None, limit: int | None) -> str:
+    """``quota 1.2 MB of 10.0 MB used (12%)``, ``1.2 MB used, no quota limit`` or ``no quota``."""
+    if not limit:
+        return "no quota" if used is None else f"{human_bytes(used)} used, no quota limit"
+    used = used or 0
+    return f"quota {human_bytes(used)} of {human_bytes(limit)} used ({100 * used // limit}%)"
+
+
 def human_bytes(size: int | None) -> str:
     if size is None:
         return "?"
@@ -156,8 +164,7 @@ class PreflightResult:
                 lines.append(
                     f"{side}: {facts.get('server', '?')} separator {facts.get('separator')!r} "
                     f"prefix {facts.get('namespace_prefix', '')!r}, "
-                    f"quota {human_bytes(facts.get('quota_used'))} of "
-                    f"{human_bytes(facts.get('quota_limit')) if facts.get('quota_limit') else 'unlimited'}"
+                    f"{quota_text(facts.get('quota_used'), facts.get('quota_limit'))}"
                 )
         for f in self.folders:
             target = f["destination"] + (f" (renamed: {f['renamed']})" if f.get("renamed") else "")

@@ -9,7 +9,7 @@ from collections import defaultdict
 from collections.abc import Collection
 
 from mailmigrate.folders import FolderMapping, folder_name
-from mailmigrate.mailbox.base import Mailbox, MessageInfo, Ref
+from mailmigrate.mailbox.base import Listing, Mailbox, MessageInfo, Ref
 from mailmigrate.pipeline import CopyPipeline
 from mailmigrate.plan import Plan
 from mailmigrate.results import AccountResult, FolderResult, human_bytes
@@ -86,10 +86,7 @@ class FolderPass:
         self.result.full_compare = True
         on_destination = self.dst.listing_since(self.destination, None)
         # Into an empty folder nothing can match: identities can wait for the fetched bytes.
-        if on_destination:
-            listing = self.src.listing(self.source)
-        else:
-            listing = self.src.listing_without_identities(self.source)
+        listing = self._source_listing(with_identities=bool(on_destination))
         self._count_source(listing.messages)
         pool: dict[str, list[MessageInfo]] = defaultdict(list)
         for info in on_destination:
@@ -112,6 +109,14 @@ class FolderPass:
         self.state.record(self.source, entries)
         self.result.skipped = len(matched)
         return todo, listing.token
+
+    def _source_listing(self, with_identities: bool) -> Listing:
+        """The source messages this pass copies: the whole folder (the archive pass of a
+        label-based source selects; see :mod:`mailmigrate.labels`). A listing without a token
+        makes the next pass compare in full again."""
+        if with_identities:
+            return self.src.listing(self.source)
+        return self.src.listing_without_identities(self.source)
 
     def _apply_changes(
         self, changes, known: dict[Ref, Entry], mark: str | None

@@ -10,6 +10,11 @@ and separators are already gone; what is left to decide here:
 - plan rules exclude folders (with their children) and rename folders (with their children);
 - no two source folders ever share a destination folder: a later claimant gets `` (2)``, `` (3)``...
 
+A label-based source (Gmail, see :mod:`mailmigrate.labels`) passes its views, which are not mapped
+at all, and its ``\\All`` folder, which maps onto the destination's archive folder (``\\Archive``,
+else "Archive") and copies only what :mod:`mailmigrate.labels` selects; containers left empty
+by that (``[Gmail]``) are not created.
+
 Who keeps a contested destination path, best first: INBOX and paths kept from an earlier pass, the
 source folder of a special use mapped onto the destination's folder of that use, a folder under its
 own name, a plan-rule target, a renamed (fitted) name; ties go to the smaller source path.
@@ -22,10 +27,13 @@ import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mailmigrate.mailbox.base import SPECIAL_USES, Folder
 from mailmigrate.plan import FolderRules
+
+if TYPE_CHECKING:
+    from mailmigrate.labels import LabelLayout
 
 Path = tuple[str, ...]
 INBOX = "INBOX"
@@ -112,11 +120,17 @@ class FolderMapping:
 @dataclass
 class FolderPlan:
     """Every mapped folder (ordered by destination path: parents before children), the folders
-    the plan excludes, and the plan rules that matched no source folder (for warnings)."""
+    the plan excludes, and the plan rules that matched no source folder (for warnings).
+
+    On a label-based source also the views left out, the source path whose mapping copies only
+    the archived messages, and the layout (:class:`mailmigrate.labels.LabelLayout`)."""
 
     mappings: list[FolderMapping]
     excluded: list[Folder] = field(default_factory=list)
     unmatched_rules: list[str] = field(default_factory=list)
+    views: list[Folder] = field(default_factory=list)
+    archive_source: Path | None = None
+    label_layout: LabelLayout | None = None
 
     def renames(self) -> list[FolderMapping]:
         """The mappings whose destination path differs from the source path."""
@@ -144,6 +158,8 @@ class FolderPlan:
             ],
             "excluded": [list(f.path) for f in self.excluded],
             "unmatched_rules": list(self.unmatched_rules),
+            "views": [list(f.path) for f in self.views],
+            "archive_source": list(self.archive_source) if self.archive_source else None,
         }
 
 
@@ -362,6 +378,8 @@ def map_folders(
     valid_part: Callable[[str], bool] = any_nonempty,
     case_sensitive: bool = True,
     previous: Mapping[Path, Path] | None = None,
+    views: Iterable[Path] = (),
+    archive_source: Path | None = None,
 ) -> FolderPlan:
     """Map every source folder to a destination path.
 
@@ -374,6 +392,8 @@ def map_folders(
     :param previous: source path -> destination path from an earlier pass
         (:meth:`FolderPlan.destinations`); those folders keep their path, so a folder appearing
         later never takes over a destination folder that already holds another's messages.
+    :param views: a label-based source's views (``\\All``, ``\\Flagged``...): not mapped.
+    :param archive_source: a label-based source's ``\\All`` folder: mapped onto the archive.
     :raises FolderMappingError: a rule or name that cannot be mapped at all.
     """
     namer = _Namer(destination_separator, valid_part)
@@ -382,6 +402,9 @@ def map_folders(
         return path if case_sensitive else tuple(_fold(part) for part in path)
 
     listed = _by_path(source)
+    skipped = {_normalized(path) for path in views}
+    left_out = [f for path, f in listed.items() if path in skipped]
+    listed = {path: f for path, f in listed.items() if path not in skipped}
     known = set(listed) | {path[:i] for path in listed for i in range(1, len(path))}
     unmatched = [
         f"exclude '{pattern}' matches no folder"
@@ -416,6 +439,8 @@ def map_folders(
     for path in paths:
         folder = folders[path]
         use = special_use_of(folder)
+        if archive_source and (use == "\\Archive") != (path == archive_source):
+            use = "\\Archive" if path == archive_source else None  # a label is no use
         if use and folder.selectable and path != INBOX_PATH and not under_rule(path):
             claims.setdefault(use, []).append(
                 (path not in kept, not _has_use_attribute(folder), path)
@@ -436,6 +461,9 @@ def map_folders(
         elif use in targets:
             why = f"special use {use}: the destination's '{folder_name(targets[use])}'"
             anchors[path] = _Anchor(targets[use], _SPECIAL, (why,))
+        elif path == archive_source:
+            why = "archived messages (in no other folder) go to the archive folder"
+            anchors[path] = _Anchor(("Archive",), _SPECIAL, (why,))
     natural = _resolve(paths, anchors, namer, key)
     resolved = natural
     if kept:
@@ -451,5 +479,17 @@ def map_folders(
             renamed = _renamed(path, resolved[path][1], resolved)
         create = use if use in MAPPED_USES and use not in targets else None
         mappings.append(FolderMapping(folders[path], resolved[path][0], use, create, renamed))
+    if archive_source is not None or left_out:
+        mappings = _without_empty_containers(mappings)
     mappings.sort(key=lambda m: m.destination)
-    return FolderPlan(mappings, excluded, unmatched)
+    plan = FolderPlan(mappings, excluded, unmatched, left_out)
+    plan.archive_source = archive_source if archive_source in folders else None
+    return plan
+
+
+def _without_empty_containers(mappings: list[FolderMapping]) -> list[FolderMapping]:
+    """The mappings less the containers no mapped folder is copied into (Gmail's ``[Gmail]``,
+    whose folders went to the destination's special-use folders or were views)."""
+    used = {m.destination[:i] for m in mappings if m.source.selectable
+            for i in range(1, len(m.destination) + 1)}  # fmt: skip
+    return [m for m in mappings if m.source.selectable or m.destination in used]

@@ -27,6 +27,7 @@ from mailmigrate.plan_model import (
     COPY_KEYS,
     DELTA_KEYS,
     FOLDER_KEYS,
+    LABEL_MODES,
     MX_KEYS,
     TOP_KEYS,
     WEEKDAYS,
@@ -252,7 +253,19 @@ def _folders(reader: YamlReader, node: Node) -> FolderRules | None:
                 ok = False
             else:
                 rename[source] = target
-    return FolderRules(exclude, rename) if ok else None
+    labels = "archive"
+    if (labels_node := given(fields, "labels")) is not None:
+        text = reader.text(labels_node, "folders.labels", f" ({', '.join(LABEL_MODES)})")
+        if text is not None and text not in LABEL_MODES:
+            reader.problem(
+                labels_node,
+                f'folders.labels: "{text}" is not one of {", ".join(LABEL_MODES)}'
+                f"{suggest(text, LABEL_MODES)}",
+            )
+            text = None
+        ok = ok and text is not None
+        labels = text or labels
+    return FolderRules(exclude, rename, labels) if ok else None
 
 
 def _copy(reader: YamlReader, node: Node) -> CopyOptions | None:

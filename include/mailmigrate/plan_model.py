@@ -51,6 +51,7 @@ class DeltaWindow:
 class FolderRules:
     exclude: tuple[str, ...] = ()  # glob patterns over source names with "/" as separator
     rename: dict[str, str] = field(default_factory=dict)  # source name -> destination name, "/"
+    labels: str = "archive"  # label-based sources (Gmail): "archive" or "as_folders"
 
 
 @dataclass(frozen=True)
@@ -190,7 +191,8 @@ TOP_KEYS = (
 )  # fmt: skip
 MX_KEYS = ("expect", "resolvers", "authoritative", "poke_interval", "timeout")
 DELTA_KEYS = ("timezone", "window", "weekdays")
-FOLDER_KEYS = ("exclude", "rename")
+FOLDER_KEYS = ("exclude", "rename", "labels")
+LABEL_MODES = ("archive", "as_folders")  # see mailmigrate.labels
 COPY_KEYS = (
     "batch_messages", "batch_bytes", "messages_per_second", "bytes_per_second",
     "propagate_deletions", "parallel_folders",

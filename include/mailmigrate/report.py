@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from mailmigrate import labels
 from mailmigrate.connections import Endpoint
 from mailmigrate.folders import folder_name
 from mailmigrate.plan import Account, Plan
@@ -85,7 +86,7 @@ def account_report(
         for mapping in folder_plan.mappings:
             if not mapping.source.selectable:
                 continue
-            mine = src.listing(mapping.source.path).messages
+            mine = labels.source_listing(src, folder_plan, mapping).messages
             exists = mapping.destination in existing
             theirs = dst.listing_since(mapping.destination, None) if exists else []
             ours, other = Counter(i.identity for i in mine), Counter(i.identity for i in theirs)

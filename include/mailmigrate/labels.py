@@ -1,0 +1,257 @@
+"""Label-based sources (Gmail, Google Workspace): one copy per real folder, not one per label view.
+
+Gmail shows labels as IMAP folders: ``\\All`` ("All Mail") holds every message except Spam and
+Trash, each label is a folder holding the same messages again, and ``\\Flagged`` (Starred),
+``\\Important`` and ``Chats`` are views. Copied folder by folder, every message would land once
+per view on top of once per label.
+
+Invariant (the default mapping, plan ``folders: {labels: archive}``): the views are never copied;
+the real folders (INBOX, labels, Sent, Drafts, Spam, Trash) are copied as on any server; and a
+message of ``\\All`` is selected for the destination's archive folder exactly when no copied
+folder holds it (the archived messages), so every message lands once per real folder holding it
+and an archived one lands once. "Holds" is decided
+
+- by the message's ``X-GM-LABELS`` (one ``X-GM-MSGID`` per message) where the server offers
+  ``X-GM-EXT-1``: a label names a copied folder, or it does not;
+- else by identity (:mod:`mailmigrate.identity`: Message-ID and size, or a header hash), counted
+  as multisets: as many copies of an identity stay out of the archive as the copied folder that
+  holds most of them has (Spam and Trash are not counted: Gmail keeps their messages out of
+  ``\\All``).
+
+The selection is made again on every pass (a message archived or labelled since lands where the
+mapping puts it now; its earlier copy is removed only when the plan propagates deletions, as for
+any message moved between folders). :func:`source_listing` is the one place that says which
+source messages a mapping copies, for the pass, the comparison and the verification alike.
+Plan ``folders: {labels: as_folders}`` copies every folder as it is.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from mailmigrate.folder_pass import FolderPass
+from mailmigrate.folders import INBOX_PATH, FolderMapping, FolderPlan, Path, folder_name
+from mailmigrate.mailbox.base import Folder, FolderStats, Listing, Mailbox, MessageInfo
+
+GMAIL_EXTENSION = "X-GM-EXT-1"
+LABEL_MODES = ("archive", "as_folders")
+VIEW_USES = ("\\All", "\\Flagged", "\\Important")
+VIEW_NAMES = ("Chats",)  # Gmail's [Gmail]/Chats carries no special-use attribute
+NOT_IN_ALL = ("\\Trash", "\\Junk")  # Gmail keeps Spam and Trash out of All Mail
+# Gmail's system labels -> the special use of the folder that shows them.
+SYSTEM_LABELS = {"\\Inbox": None, "\\Sent": "\\Sent", "\\Draft": "\\Drafts",
+                 "\\Trash": "\\Trash", "\\Spam": "\\Junk"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class LabelLayout:
+    """A label-based source as its folder list and capabilities show it.
+
+    :param all_folder: the ``\\All`` folder, ``None`` when Gmail's settings hide it from IMAP.
+    :param views: folders that show other folders' messages again (``\\All`` included).
+    :param by_labels: the server answers ``X-GM-LABELS`` and ``X-GM-MSGID``.
+    :param mode: the plan's ``folders.labels``: ``archive`` (default) or ``as_folders``.
+    """
+
+    all_folder: Folder | None
+    views: tuple[Folder, ...]
+    by_labels: bool
+    mode: str = "archive"
+
+    @property
+    def maps_labels(self) -> bool:
+        """Whether the label mapping applies (``as_folders`` copies every folder as it is)."""
+        return self.mode == "archive"
+
+    def describe(self) -> str:
+        how = "X-GM-LABELS" if self.by_labels else "folder membership (Message-ID and size)"
+        if not self.maps_labels:
+            return "label-based source (Gmail); plan folders.labels: as_folders copies every folder as it is"
+        return f"label-based source (Gmail): views skipped, archived messages found by {how}"
+
+
+def detect(src: Mailbox, folders: list[Folder], mode: str = "archive") -> LabelLayout | None:
+    """The source's label layout, ``None`` for a folder-based source."""
+    by_labels = src.labels_offered()
+    all_folder = next((f for f in folders if f.special_use == "\\All" and f.selectable), None)
+    if not by_labels and all_folder is None:
+        return None
+    gmail_roots = {f.path[:-1] for f in folders if f.special_use in VIEW_USES and len(f.path) > 1}
+    views = tuple(
+        f
+        for f in folders
+        if f.special_use in VIEW_USES or (f.path[:-1] in gmail_roots and f.path[-1] in VIEW_NAMES)
+    )
+    return LabelLayout(all_folder, views, by_labels, mode)
+
+
+def mapping_options(layout: LabelLayout | None) -> dict:
+    """Keyword arguments of :func:`mailmigrate.folders.map_folders` for the layout."""
+    if layout is None or not layout.maps_labels:
+        return {}
+    archive = layout.all_folder.path if layout.all_folder else None
+    return {"views": [f.path for f in layout.views if f.path != archive], "archive_source": archive}
+
+
+def copied_folders(folder_plan: FolderPlan) -> list[FolderMapping]:
+    """The mappings whose messages count as held (selectable, not the archive source)."""
+    return [
+        m
+        for m in folder_plan.mappings
+        if m.source.selectable and m.source.path != folder_plan.archive_source
+    ]
+
+
+@dataclass
+class ArchiveSelection:
+    """What the archive mapping copies: the messages of ``\\All`` that no copied folder holds.
+
+    :param listing: the selected messages (the token is always ``None``: the selection is made
+        again on every pass, never from a delta of ``\\All`` alone).
+    :param total: messages in ``\\All``; :param held: of those, held by a copied folder.
+    :param gmail_ids: ``X-GM-MSGID`` of each selected message (label path only).
+    """
+
+    listing: Listing
+    total: int
+    held: int
+    by_labels: bool
+    gmail_ids: dict = field(default_factory=dict)
+
+
+def _label_path(label: str, folders: dict[Path, Folder]) -> Path | None:
+    """The folder that shows a label, ``None`` for views and labels hidden from IMAP."""
+    if label in SYSTEM_LABELS:
+        use = SYSTEM_LABELS[label]
+        if use is None:
+            return INBOX_PATH
+        return next((p for p, f in folders.items() if f.special_use == use), None)
+    path = tuple(label.split("/"))
+    if path in folders:
+        return path
+    folded = {tuple(part.casefold() for part in p): p for p in folders}
+    return folded.get(tuple(part.casefold() for part in path))
+
+
+def select_archived(
+    src: Mailbox, folder_plan: FolderPlan, *, identities: bool = True
+) -> ArchiveSelection:
+    """The messages of the plan's archive source (``\\All``) that no copied folder holds.
+
+    :param identities: ``False`` lets the label path skip reading identities (a copy into an
+        empty archive folder matches nothing); the folder path needs them all the same.
+    """
+    layout, all_path = folder_plan.label_layout, folder_plan.archive_source
+    assert layout is not None and all_path is not None
+    copied = copied_folders(folder_plan)
+    if layout.by_labels:
+        listing = src.listing(all_path) if identities else src.listing_without_identities(all_path)
+        labels = src.message_labels(all_path)
+        folders = {m.source.path: m.source for m in copied}
+        selected, ids = [], {}
+        for info in listing.messages:
+            if info.ref not in labels:
+                continue  # expunged between the two reads
+            gmail_id, names = labels[info.ref]
+            if not any(_label_path(name, folders) for name in names):
+                selected.append(info)
+                ids[info.ref] = gmail_id
+        held = len(listing.messages) - len(selected)
+        return ArchiveSelection(Listing(selected, None), len(listing.messages), held, True, ids)
+    listing = src.listing(all_path)
+    most: Counter[str] = Counter()
+    for mapping in copied:
+        if mapping.source.special_use in NOT_IN_ALL:
+            continue
+        counts = Counter(i.identity for i in src.listing(mapping.source.path).messages)
+        for identity, count in counts.items():
+            most[identity] = max(most[identity], count)
+    selected: list[MessageInfo] = []
+    for info in listing.messages:
+        if most[info.identity] > 0:
+            most[info.identity] -= 1
+        else:
+            selected.append(info)
+    held = len(listing.messages) - len(selected)
+    return ArchiveSelection(Listing(selected, None), len(listing.messages), held, False)
+
+
+def source_listing(src: Mailbox, folder_plan: FolderPlan, mapping: FolderMapping) -> Listing:
+    """The source messages ``mapping`` copies: the whole folder, or the archive selection."""
+    if mapping.source.path == folder_plan.archive_source:
+        return select_archived(src, folder_plan).listing
+    return src.listing(mapping.source.path)
+
+
+def preflight(src: Mailbox, folder_plan: FolderPlan) -> tuple[dict, FolderStats | None]:
+    """What ``mailmigrate test`` shows of a label-based source: the plan it follows with counts
+    (a ``lines`` list for people, ``warnings``), and the archive mapping's messages as stats."""
+    layout = folder_plan.label_layout
+    assert layout is not None
+    summary: dict = {"by_labels": layout.by_labels, "mode": layout.mode, "views": [],
+                     "archive": None, "warnings": []}  # fmt: skip
+    lines = [layout.describe()]
+    if not layout.maps_labels:
+        summary["lines"] = lines
+        return summary, None
+    for view in folder_plan.views:
+        count = src.message_count(view.path) if view.selectable else 0
+        summary["views"].append({"folder": folder_name(view.path), "messages": count})
+        lines.append(f"  {folder_name(view.path)}: {count} messages, a view: not copied")
+    stats = None
+    archive = next(
+        (m for m in folder_plan.mappings if m.source.path == folder_plan.archive_source), None
+    )
+    if archive is None:
+        summary["warnings"].append(
+            "the source hides All Mail from IMAP (Gmail settings, Labels, 'Show in IMAP'): "
+            "archived messages, which are in no label, will not be copied"
+        )
+    else:
+        selection = select_archived(src, folder_plan)
+        messages = selection.listing.messages
+        sizes = [i.size for i in messages]
+        stats = FolderStats(len(sizes), sum(sizes), max(sizes, default=0))
+        summary["archive"] = {
+            "source": folder_name(archive.source.path),
+            "destination": folder_name(archive.destination),
+            "all": selection.total, "held": selection.held, "archived": len(messages),
+        }  # fmt: skip
+        lines.append(
+            f"  {folder_name(archive.source.path)}: {selection.total} messages, "
+            f"{selection.held} also in copied folders, {len(messages)} archived -> "
+            f"{folder_name(archive.destination)} (once each)"
+        )
+    lines.append("  starred messages keep their \\Flagged flag in every folder")
+    summary["lines"] = lines
+    return summary, stats
+
+
+class ArchivePass(FolderPass):
+    """The folder pass of the archive mapping: copies :func:`select_archived`'s messages only.
+
+    :attr:`selection` is what the last run selected (for reports and verification).
+    """
+
+    def __init__(self, *args, folder_plan: FolderPlan, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.folder_plan = folder_plan
+        self.selection: ArchiveSelection | None = None
+
+    def _source_listing(self, with_identities: bool) -> Listing:
+        self.selection = select_archived(self.src, self.folder_plan, identities=with_identities)
+        self.say(
+            f"{self.result.source}: {self.selection.total} messages, {self.selection.held} in "
+            f"copied folders, {len(self.selection.listing.messages)} archived -> "
+            f"{folder_name(self.destination)}"
+        )
+        return self.selection.listing
+
+
+def pass_for(folder_plan: FolderPlan | None, mapping: FolderMapping):
+    """The pass class for a mapping: :class:`ArchivePass` for the archive source, else
+    :class:`FolderPass` (both called like ``FolderPass``)."""
+    if folder_plan is not None and mapping.source.path == folder_plan.archive_source:
+        return lambda *args: ArchivePass(*args, folder_plan=folder_plan)
+    return FolderPass

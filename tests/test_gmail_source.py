@@ -1,0 +1,213 @@
+"""Gmail and Google Workspace as a source (issue 22): one copy per real folder, not one per view.
+
+Two paths, both against real Dovecot servers: the folder-based one against Dovecot shaped like
+Gmail (``gmail`` layout, All Mail seeded with a copy of every message), the label-based one
+through :class:`harness.gmail_sim.GmailSimulator`, a Gmail simulator (a proxy adding X-GM-EXT-1
+and answering X-GM-LABELS / X-GM-MSGID). Every "exact" assertion compares bytes, flags and
+INTERNALDATE of every message as multisets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from engine_helpers import endpoints, make_plan
+from harness.corpus import make_message, seed_folder, snapshot
+from harness.gmail_sim import ALL_MAIL, SENT, STARRED, GmailMessage, GmailSimulator, seed_gmail
+
+from mailmigrate.plan import Account, FolderRules
+from mailmigrate.sync import copy_account, preflight
+
+BASE = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
+
+
+def issue_scenario() -> list[GmailMessage]:
+    """190 distinct messages: 100 in INBOX (10 of them also labelled Work), 20 more labelled
+    Work only, 20 sent, 50 archived (All Mail only); 10 of the INBOX ones starred and important."""
+    messages = []
+
+    def add(n: int, labels: tuple[str, ...], **kw) -> None:
+        seed = len(messages)
+        when = BASE + timedelta(hours=seed)
+        flags = ("\\Seen",) if seed % 3 else ()
+        raw = make_message(22_000 + seed, size=900 + seed * 7)
+        messages.append(GmailMessage(raw, when, labels, flags, **kw))
+
+    for i in range(100):
+        add(1, ("INBOX", "Work") if i >= 90 else ("INBOX",), starred=i < 10, important=i < 10)
+    for _ in range(20):
+        add(1, ("Work",))
+    for _ in range(20):
+        add(1, (SENT,))
+    for _ in range(50):
+        add(1, ())
+    return messages
+
+
+def expected(messages, keep) -> Counter:
+    """The snapshot a folder holding exactly the ``keep`` messages has."""
+    return Counter(
+        (hashlib.sha256(m.raw).hexdigest(), frozenset(m.flags), m.when.astimezone(UTC))
+        for m in messages
+        if keep(m)
+    )
+
+
+def destination_counts(client) -> dict[str, int]:
+    counts = {}
+    for flags, _, name in client.list_folders():
+        if b"\\Noselect" not in flags:
+            counts[name] = client.folder_status(name, [b"MESSAGES"])[b"MESSAGES"]
+    return {name: n for name, n in counts.items() if n}
+
+
+@pytest.fixture(scope="module")
+def gmail_imap(dovecot_factory):
+    """Dovecot with Gmail's folders and special uses (``[Gmail]/All Mail`` \\All...)."""
+    return dovecot_factory("gmail")
+
+
+@pytest.fixture(params=["folders", "labels"])
+def gmail_account(request, gmail_imap, modern_imap, new_account, tmp_path):
+    """A Gmail-shaped source account with the issue's scenario, seen directly (folder path) or
+    through the Gmail simulator (label path); a fresh destination account."""
+    user, password = new_account(gmail_imap)
+    src = gmail_imap.client(user, password)
+    messages = issue_scenario()
+    seed_gmail(src, messages)
+    dst_user, dst_password = new_account(modern_imap)
+    account = Account(user, dst_user, password, dst_password)
+    source, destination = endpoints(gmail_imap, modern_imap)
+    simulator = None
+    if request.param == "labels":
+        simulator = GmailSimulator(gmail_imap, user)
+        source = replace(source, port=simulator.port)
+    dst = modern_imap.client(dst_user, dst_password)
+    yield request.param, account, source, destination, src, dst, messages, simulator
+    if simulator:
+        simulator.close()
+    src.logout()
+    dst.logout()
+
+
+def assert_exact(src, dst, messages) -> None:
+    """Every real folder copied exactly, the archived messages once in Archive, no views."""
+    assert snapshot(dst, "INBOX") == snapshot(src, "INBOX")
+    assert snapshot(dst, "Work") == snapshot(src, "Work")
+    assert snapshot(dst, "Sent") == snapshot(src, SENT)
+    assert snapshot(dst, "Archive") == expected(messages, lambda m: not m.labels)
+
+
+def test_gmail_source_copies_each_real_folder_once_and_archived_mail_once(gmail_account, tmp_path):
+    path, account, source, destination, src, dst, messages, simulator = gmail_account
+    plan = make_plan(tmp_path, [account], propagate_deletions=True)
+
+    checked = preflight(plan, account, source, destination)
+    assert checked.ok, checked.summary_lines()
+    assert checked.labels["by_labels"] is (path == "labels")
+    assert checked.labels["archive"] == {
+        "source": ALL_MAIL, "destination": "Archive", "all": 190, "held": 140, "archived": 50
+    }  # fmt: skip
+    views = {v["folder"]: v["messages"] for v in checked.labels["views"]}
+    assert views == {"[Gmail]/Starred": 10, "[Gmail]/Important": 10, "[Gmail]/Chats": 0}
+    text = "\n".join(checked.summary_lines())
+    assert "label-based source (Gmail)" in text and "50 archived -> Archive" in text
+    rows = {row["source"]: row for row in checked.folders}
+    assert rows[ALL_MAIL]["messages"] == 50 and rows[ALL_MAIL]["destination"] == "Archive"
+    assert not {"[Gmail]/Starred", "[Gmail]/Important", "[Gmail]", "[Gmail]/Chats"} & set(rows)
+
+    first = copy_account(plan, account, source, destination, "initial")
+    assert first.ok, first.summary_lines()
+    assert first.totals()["copied"] == 200
+    assert destination_counts(dst) == {"INBOX": 100, "Work": 30, "Sent": 20, "Archive": 50}
+    assert not any(name.startswith("[Gmail]") for _, _, name in dst.list_folders())
+    assert_exact(src, dst, messages)
+    if simulator:
+        assert simulator.label_fetches >= 1
+
+    again = copy_account(plan, account, source, destination, "delta")
+    assert again.ok and again.totals()["copied"] == 0, again.summary_lines()
+
+    # Deltas: a new inbox message, one archived on arrival, one archived with a label, an inbox
+    # message archived since, and an archived message starred since.
+    def new(seed, labels, **kw):
+        raw = make_message(23_000 + seed, size=1500)
+        return GmailMessage(raw, BASE + timedelta(days=30, hours=seed), labels, ("\\Seen",), **kw)
+
+    arrivals = [new(1, ("INBOX",)), new(2, ()), new(3, ("Work",))]
+    seed_gmail(src, arrivals)
+    archived_now = messages[50]  # INBOX only, not starred
+    src.select_folder("INBOX")
+    uid = [
+        u
+        for u, d in src.fetch(src.search("ALL"), ["BODY.PEEK[]"]).items()
+        if d[b"BODY[]"] == archived_now.raw
+    ]
+    src.delete_messages(uid)
+    src.expunge()
+    archived_now.labels = ()
+    starred_now = messages[-1]  # archived
+    src.select_folder(ALL_MAIL)
+    uid = [
+        u
+        for u, d in src.fetch(src.search("ALL"), ["BODY.PEEK[]"]).items()
+        if d[b"BODY[]"] == starred_now.raw
+    ]
+    src.add_flags(uid, ["\\Flagged"])
+    starred_now.flags = (*starred_now.flags, "\\Flagged")
+    seed_folder(src, STARRED, [(starred_now.raw, starred_now.flags, starred_now.when)])
+    messages += arrivals
+
+    delta = copy_account(plan, account, source, destination, "delta")
+    assert delta.ok, delta.summary_lines()
+    assert destination_counts(dst) == {"INBOX": 100, "Work": 31, "Sent": 20, "Archive": 52}
+    assert_exact(src, dst, messages)
+    final = copy_account(plan, account, source, destination, "delta")
+    assert final.ok and final.totals()["copied"] == 0, final.summary_lines()
+
+
+def test_plan_can_copy_every_gmail_folder_as_it_is(gmail_imap, modern_imap, new_account, tmp_path):
+    """``folders: {labels: as_folders}``: the views are copied too (what happened before)."""
+    user, password = new_account(gmail_imap)
+    src = gmail_imap.client(user, password)
+    seed_gmail(src, issue_scenario())
+    dst_user, dst_password = new_account(modern_imap)
+    account = Account(user, dst_user, password, dst_password)
+    plan = replace(make_plan(tmp_path, [account]), folders=FolderRules(labels="as_folders"))
+    result = copy_account(plan, account, *endpoints(gmail_imap, modern_imap), "initial")
+    assert result.ok, result.summary_lines()
+    assert result.totals()["copied"] == 360
+    dst = modern_imap.client(dst_user, dst_password)
+    assert destination_counts(dst)["[Gmail]/All Mail"] == 190
+    assert snapshot(dst, "[Gmail]/All Mail") == snapshot(src, ALL_MAIL)
+
+
+def test_labels_tell_apart_messages_identity_cannot(gmail_imap, modern_imap, new_account, tmp_path):
+    """Two messages with the same Message-ID and size but other bytes, one in INBOX and one
+    archived: X-GM-LABELS put the archived one in Archive (identity alone could pick either)."""
+    user, password = new_account(gmail_imap)
+    src = gmail_imap.client(user, password)
+    inbox = make_message(24_000, size=2000)
+    body_at = inbox.index(b"\r\n\r\n") + 10
+    archived = inbox[:body_at] + bytes([inbox[body_at] ^ 0x01]) + inbox[body_at + 1 :]
+    assert archived != inbox and len(archived) == len(inbox)
+    messages = [GmailMessage(archived, BASE, ()), GmailMessage(inbox, BASE, ("INBOX",))]
+    seed_gmail(src, messages)
+    dst_user, dst_password = new_account(modern_imap)
+    account = Account(user, dst_user, password, dst_password)
+    source, destination = endpoints(gmail_imap, modern_imap)
+    simulator = GmailSimulator(gmail_imap, user)
+    try:
+        source = replace(source, port=simulator.port)
+        plan = make_plan(tmp_path, [account])
+        result = copy_account(plan, account, source, destination, "initial")
+    finally:
+        simulator.close()
+    assert result.ok, result.summary_lines()
+    dst = modern_imap.client(dst_user, dst_password)
+    assert snapshot(dst, "Archive") == expected(messages, lambda m: not m.labels)
+    assert snapshot(dst, "INBOX") == expected(messages, lambda m: m.labels)

@@ -1,0 +1,121 @@
+"""Item content: UID, the canonical form two copies are compared in, and the one change a copy
+makes (scheduling turned off for the write).
+
+iCalendar (RFC 5545) and vCard (RFC 6350) share the content-line syntax; both are read line by
+line with ``icalendar``'s content-line parser, so nothing is re-serialised by a library on the way
+and a copy carries the source's bytes (bar the scheduling parameter below).
+
+The canonical form drops exactly what servers legitimately rewrite (the README's "What copied
+means for groupware"): line folding and line endings, property and component order, parameter
+order and the case of names, the order of a recurrence rule's parts, ``PRODID``, ``DTSTAMP``, ``LAST-MODIFIED``, ``REV`` (vCard), the
+VTIMEZONE definitions (their TZIDs stay compared wherever they are used), and the RFC 6638
+scheduling parameters ``SCHEDULE-AGENT``, ``SCHEDULE-STATUS``, ``SCHEDULE-FORCE-SEND`` that
+scheduling servers add or consume. Everything else is compared as written.
+"""
+
+from __future__ import annotations
+
+import re
+
+from icalendar.parser import Contentline, Parameters
+
+IGNORED_PROPERTIES = frozenset({"PRODID", "DTSTAMP", "LAST-MODIFIED", "REV"})
+IGNORED_COMPONENTS = frozenset({"VTIMEZONE"})
+SCHEDULING_PARAMETERS = frozenset({"SCHEDULE-AGENT", "SCHEDULE-STATUS", "SCHEDULE-FORCE-SEND"})
+SCHEDULED_PROPERTIES = frozenset({"ORGANIZER", "ATTENDEE"})
+RULES = frozenset({"RRULE", "EXRULE"})
+_FOLD = re.compile(r"\r?\n[ \t]")
+
+
+class ContentError(ValueError):
+    """An item is not parseable iCalendar or vCard; the text says where."""
+
+
+def unfolded_lines(text: str) -> list[str]:
+    """Content lines of ``text``, unfolded, without line endings or empty lines."""
+    return [line for line in _FOLD.sub("", text).replace("\r\n", "\n").split("\n") if line]
+
+
+def _parts(line: str) -> tuple[str, Parameters, str]:
+    try:
+        name, params, value = Contentline(line, strict=False).parts()
+    except ValueError as exc:
+        raise ContentError(f"unparseable content line {line[:40]!r}: {exc}") from None
+    return name.upper(), params, value
+
+
+def uid_of(text: str) -> str | None:
+    """The UID of an item (the first UID line: every component of a calendar resource shares
+    it, RFC 4791 §4.1)."""
+    for line in unfolded_lines(text):
+        if line[:4].upper() == "UID:" or line[:4].upper() == "UID;":
+            return _parts(line)[2]
+    return None
+
+
+def components_of(text: str) -> set[str]:
+    """The top-level component names inside a calendar resource (``VEVENT``, ``VTODO``...) or
+    ``{"VCARD"}``."""
+    depth, names = 0, set()
+    for line in unfolded_lines(text):
+        upper = line.upper()
+        if upper.startswith("BEGIN:"):
+            depth += 1
+            if depth == 2 or upper == "BEGIN:VCARD":
+                names.add(upper[6:])
+        elif upper.startswith("END:"):
+            depth -= 1
+    return names - IGNORED_COMPONENTS
+
+
+def _canonical_param(name: str, value) -> str:
+    values = value if isinstance(value, list) else [value]
+    values = [str(v) for v in values]
+    if name == "TYPE":  # vCard TYPE is case-insensitive and a set ("HOME,VOICE" == two params)
+        values = sorted({part.lower() for v in values for part in v.split(",")})
+    return f"{name}={','.join(values)}"
+
+
+def canonical(text: str) -> tuple:
+    """The comparable form of an iCalendar or vCard text: nested tuples of components, each
+    with its sorted content lines and sorted sub-components. Equal forms mean equal items by
+    the definition of a copy."""
+    stack: list[tuple[str, list, list]] = [("", [], [])]
+    for line in unfolded_lines(text):
+        name, params, value = _parts(line)
+        if name == "BEGIN":
+            stack.append((value.upper(), [], []))
+            continue
+        if name == "END":
+            if len(stack) < 2:
+                raise ContentError(f"END:{value} without BEGIN")
+            comp, lines, children = stack.pop()
+            if comp not in IGNORED_COMPONENTS:
+                stack[-1][2].append((comp, tuple(sorted(lines)), tuple(sorted(children))))
+            continue
+        if name in IGNORED_PROPERTIES:
+            continue
+        kept = sorted(_canonical_param(k.upper(), v) for k, v in params.items()
+                      if k.upper() not in SCHEDULING_PARAMETERS)  # fmt: skip
+        if name in RULES:  # RFC 5545 §3.3.10: the parts of a rule are unordered
+            value = ";".join(sorted(part.upper() for part in value.split(";")))
+        stack[-1][1].append((name, tuple(kept), value))
+    if len(stack) != 1:
+        raise ContentError(f"BEGIN:{stack[-1][0]} without END")
+    return tuple(sorted(stack[0][2]))
+
+
+def without_scheduling(text: str) -> str:
+    """``text`` with ``SCHEDULE-AGENT=CLIENT`` on every ORGANIZER and ATTENDEE: RFC 6638 §7.1
+    forbids a scheduling server to send invitations, updates or replies for them. Other lines
+    are left byte for byte (folding included)."""
+    out: list[str] = []
+    for line in unfolded_lines(text):
+        head = line.split(":", 1)[0].split(";", 1)[0].upper()
+        if head in SCHEDULED_PROPERTIES:
+            name, params, value = _parts(line)
+            params = Parameters({k: v for k, v in params.items() if k.upper() != "SCHEDULE-AGENT"})
+            params["SCHEDULE-AGENT"] = "CLIENT"
+            line = Contentline.from_parts(name, params, value, sorted=False)
+        out.append(str(line))
+    return "\r\n".join(out) + "\r\n"

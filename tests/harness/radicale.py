@@ -1,0 +1,29 @@
+"""A real Radicale server for tests (from PyPI, pinned in requirements-test.txt): CalDAV and
+CardDAV over plain HTTP on loopback, htpasswd users (plain text, test only), each user reaching
+only their own collections (``owner_only``). Radicale creates no collection for a new user.
+"""
+
+from __future__ import annotations
+
+from harness.dav_server import DavServer
+
+
+class RadicaleServer(DavServer):
+    name = "radicale"
+
+    def _command(self) -> list[str]:
+        (self.root / "users").touch()
+        config = self.root / "config"
+        config.write_text(
+            f"[server]\nhosts = {self.host}:{self.port}\n"
+            f"[auth]\ntype = htpasswd\nhtpasswd_filename = {self.root / 'users'}\n"
+            "htpasswd_encryption = plain\ndelay = 0\n"
+            f"[storage]\nfilesystem_folder = {self.root / 'collections'}\n"
+            "[rights]\ntype = owner_only\n[logging]\nlevel = warning\n"
+            "[web]\ntype = none\n"
+        )
+        return ["-m", "radicale", "--config", str(config)]
+
+    def _write_user(self, user: str, password: str) -> None:
+        with open(self.root / "users", "a") as users:
+            users.write(f"{user}:{password}\n")

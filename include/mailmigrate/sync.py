@@ -177,7 +177,7 @@ def copy_account(
                 work.put(mapping)
             say(f"{phase} pass over {work.qsize()} folders")
             lanes = max(1, min(plan.copy.parallel_folders, work.qsize()))
-            lane = Lane(plan, state, result, say, retry_delays)
+            lane = Lane(plan, state, result, say, retry_delays, folder_plan)
             _run_lanes(lane, account, source, destination, (src, dst), work, lanes)
         finally:
             src.close()
@@ -247,6 +247,7 @@ class Lane:
     result: AccountResult
     say: Callable[[str], None]
     retry_delays: Sequence[float]
+    folder_plan: FolderPlan | None = None
 
 
 def _run_lanes(lane_ctx: Lane, account, source, destination, first_pair, work, lanes):

@@ -141,6 +141,7 @@ class PreflightResult:
     source: dict[str, Any] = field(default_factory=dict)
     destination: dict[str, Any] = field(default_factory=dict)
     folders: list[dict[str, Any]] = field(default_factory=list)
+    labels: dict[str, Any] | None = None  # a label-based source's plan (mailmigrate.labels)
 
     @property
     def ok(self) -> bool:
@@ -155,6 +156,7 @@ class PreflightResult:
             "source": self.source,
             "destination": self.destination,
             "folders": self.folders,
+            "labels": self.labels,
         }
 
     def summary_lines(self) -> list[str]:
@@ -171,6 +173,7 @@ class PreflightResult:
             lines.append(
                 f"folder {f['source']}: {f['messages']} messages, {human_bytes(f['bytes'])} -> {target}"
             )
+        lines += (self.labels or {}).get("lines", [])
         lines += [f"warning: {w}" for w in self.warnings]
         lines += [f"PROBLEM: {p}" for p in self.problems]
         lines.append("ready to migrate" if self.ok else "cannot be migrated as it is")

@@ -95,10 +95,16 @@ def test_trigger_fires_only_after_every_server_flipped(dns_servers, capsys) -> N
         f"authoritative {auth.address}: mx1.new.test, mx2.new.test (ttl 1)",
         *(f"resolver {r.address}: mx1.new.test, mx2.new.test (ttl 1)" for r in resolvers),
     ]
-    # Every check logs every server's answer, the old ones included.
+    # Every server's answer is logged at the first check and when an answer changes, the
+    # expected hosts named; a check that changes nothing is one line.
     logged = "".join(capsys.readouterr())  # Airflow's structlog writes the trigger's log there
     assert f"resolver {resolvers[1].address}: mx1.old.test, mx2.old.test (ttl 1)" in logged
     assert f"authoritative {auth.address}: mx1.new.test, mx2.new.test (ttl 1)" in logged
+    listings = logged.count("expecting mx1.new.test, mx2.new.test: answers")
+    assert 1 <= listings <= len(resolvers) + 1  # the first check, then one per flip at most
+    quiet = logged.count("no change, still waiting for mx1.new.test, mx2.new.test")
+    assert quiet >= payload["checks"] - listings - 1, logged
+    assert "has propagated (check" in logged
     assert trigger.tracker_state is not None and trigger.tracker_state["old_ttl"] == 1
 
 

@@ -227,7 +227,12 @@ class PropagationTracker:
         if not authoritative:
             return Progress(False, "no authoritative server to ask")
         if blocking:
-            return Progress(False, f"{len(blocking)} server(s) disagree: " + "; ".join(blocking))
+            servers = f"{len(blocking)} of {len(observation.answers)} servers"
+            return Progress(
+                False,
+                f"{servers} do not answer {', '.join(sorted(self.expected))} yet: "
+                + "; ".join(blocking),
+            )
         assert self.changed_at is not None  # every authoritative server matched just above
         remaining = self.changed_at + self.wait_seconds - now
         if remaining > 0:

@@ -84,12 +84,25 @@ class MxPropagationSensor(BaseSensorOperator):
         )
         tracker = PropagationTracker(self.expect)
         observation = check_mx(self.domain, check, timeout=self.query_timeout, ns_port=self.ns_port)
-        for line in observation.lines():
-            self.log.info("%s", line)
         progress = tracker.update(observation)
+        expected = ", ".join(sorted(tracker.expected))
         if progress.propagated:
+            self.log.info(
+                "MX of %s is %s on every server: %s", self.domain, expected, progress.reason
+            )
             return self._summary(self.domain, sorted(tracker.expected), tracker.checks)
-        self.log.info("MX of %s not propagated yet: %s; deferring", self.domain, progress.reason)
+        self.log.info(
+            "Waiting for the MX of %s to be %s everywhere; the DNS servers answer:",
+            self.domain,
+            expected,
+        )
+        for line in observation.lines():
+            self.log.info("  %s", line)
+        self.log.info(
+            "Checking every %.3g s in the triggerer (no worker held); the log lists the answers "
+            "again when they change",
+            self.poke_interval,
+        )
         self.defer(
             trigger=MxPropagationTrigger(
                 domain=self.domain,

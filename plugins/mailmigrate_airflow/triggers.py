@@ -84,20 +84,30 @@ class MxPropagationTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        """Check, log, update the tracker; yield once propagated, else sleep and check again."""
+        """Check, log, update the tracker; yield once propagated, else sleep and check again.
+
+        The log names the expected hosts, lists every server's answer at the first check and
+        whenever an answer changes, and otherwise says in one line that nothing changed."""
         tracker = PropagationTracker(self.expect, self.tracker_state)
         check = self.check
+        expected = ", ".join(sorted(tracker.expected))
+        previous: list[tuple] | None = None
         while True:
             observation = await acheck_mx(
                 self.domain, check, timeout=self.query_timeout, ns_port=self.ns_port
             )
-            self.log.info("MX check %d for %s:", tracker.checks + 1, self.domain)
-            for line in observation.lines():
-                self.log.info("  %s", line)
             progress = tracker.update(observation)
             self.tracker_state = tracker.to_state()
+            lines = observation.lines()
+            # What each server says, without the TTL a resolver's cache counts down.
+            answers = [(a.role, a.server, a.hosts, a.error) for a in observation.answers]
             if progress.propagated:
-                self.log.info("MX of %s has propagated: %s", self.domain, progress.reason)
+                self.log.info(
+                    "MX of %s has propagated (check %d): %s",
+                    self.domain,
+                    tracker.checks,
+                    progress.reason,
+                )
                 yield TriggerEvent(
                     {
                         "status": "propagated",
@@ -106,12 +116,34 @@ class MxPropagationTrigger(BaseTrigger):
                         "checks": tracker.checks,
                         "changed_at": tracker.changed_at,
                         "waited_ttl": tracker.wait_seconds,
-                        "answers": observation.lines(),
+                        "answers": lines,
                     }
                 )
                 return
             delay = self.poke_interval
             if progress.remaining is not None:
                 delay = min(delay, max(progress.remaining, 0.1))
-            self.log.info("Not propagated yet (%s); next check in %.1f s", progress.reason, delay)
+            if answers != previous:
+                what = "answers" if previous is None else "answers changed"
+                self.log.info(
+                    "MX of %s, check %d, expecting %s: %s",
+                    self.domain,
+                    tracker.checks,
+                    expected,
+                    what,
+                )
+                for line in lines:
+                    self.log.info("  %s", line)
+                self.log.info(
+                    "Not propagated yet: %s; next check in %.3g s", progress.reason, delay
+                )
+            else:
+                self.log.info(
+                    "MX of %s, check %d: no change, still waiting for %s; next check in %.3g s",
+                    self.domain,
+                    tracker.checks,
+                    expected,
+                    delay,
+                )
+            previous = answers
             await asyncio.sleep(delay)

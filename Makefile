@@ -9,9 +9,13 @@ STAMP := $(VENV)/.installed
 DEBIAN_PACKAGES := dovecot-imapd dnsmasq-base isync postgresql redis-server chromium
 PYTEST_ARGS ?=
 
-.PHONY: install test lint format demo demo-flip-mx bench bench-quick clean
+.PHONY: install servers test lint format demo demo-flip-mx bench bench-quick clean
 
-install: $(STAMP) debian-packages
+install: $(STAMP) debian-packages servers
+
+# Cyrus IMAP for the server matrix, unpacked into .cache/servers (it conflicts with Dovecot).
+servers: debian-packages
+	@bash tests/harness/fetch_servers.sh
 
 debian-packages:
 	@missing=""; for p in $(DEBIAN_PACKAGES); do \

@@ -29,8 +29,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from mailmigrate import labels
 from mailmigrate.connections import Endpoint
+from mailmigrate.folder_pass import FolderPass
 from mailmigrate.folders import FolderMapping, FolderPlan, folder_name, map_folders
 from mailmigrate.mailbox import open_mailbox
 from mailmigrate.mailbox.base import AuthenticationFailed, Mailbox, MailboxError
@@ -56,22 +56,16 @@ def open_pair(account: Account, source: Endpoint, destination: Endpoint) -> tupl
 def plan_folders(
     plan: Plan, src: Mailbox, dst: Mailbox, state: AccountState | None = None
 ) -> FolderPlan:
-    """The folder mapping; with a state, folders keep the destinations earlier passes chose.
-    A label-based source (Gmail) maps as :mod:`mailmigrate.labels` says."""
-    folders = src.list_folders()
-    layout = labels.detect(src, folders, plan.folders.labels)
-    folder_plan = map_folders(
-        folders,
+    """The folder mapping; with a state, folders keep the destinations earlier passes chose."""
+    return map_folders(
+        src.list_folders(),
         dst.list_folders(),
         plan.folders,
         destination_separator=dst.separator,
         valid_part=dst.valid_name_part,
         case_sensitive=dst.case_sensitive_names,
         previous=state.destinations() if state else None,
-        **labels.mapping_options(layout),
     )
-    folder_plan.label_layout = layout
-    return folder_plan
 
 
 # -- preflight -------------------------------------------------------------------------------
@@ -105,15 +99,15 @@ def _inspect(plan: Plan, src: Mailbox, dst: Mailbox, result: PreflightResult) ->
         facts["quota_used"] = quota.used if quota else None
         facts["quota_limit"] = quota.limit if quota else None
     folder_plan = plan_folders(plan, src, dst)
-    archived = None
-    if folder_plan.label_layout is not None:
-        result.labels, archived = labels.preflight(src, folder_plan)
-        result.warnings += result.labels.pop("warnings")
+    for role, mailbox in (("source", src), ("destination", dst)):
+        result.warnings += [f"{role}: {text}" for text in mailbox.fallbacks(role)]
+    problems, notes = dst.probe({m.create_special_use for m in folder_plan.mappings
+                                 if m.create_special_use})  # fmt: skip
+    result.problems += problems
+    result.warnings += notes
     total = largest = 0
     for mapping in folder_plan.mappings:
         stats = mapping.source.selectable and src.folder_stats(mapping.source.path)
-        if archived is not None and mapping.source.path == folder_plan.archive_source:
-            stats = archived
         messages, size = (stats.messages, stats.size or 0) if stats else (0, 0)
         total += size
         largest = max(largest, (stats.largest or 0) if stats else 0)
@@ -177,7 +171,7 @@ def copy_account(
                 work.put(mapping)
             say(f"{phase} pass over {work.qsize()} folders")
             lanes = max(1, min(plan.copy.parallel_folders, work.qsize()))
-            lane = Lane(plan, state, result, say, retry_delays, folder_plan)
+            lane = Lane(plan, state, result, say, retry_delays)
             _run_lanes(lane, account, source, destination, (src, dst), work, lanes)
         finally:
             src.close()
@@ -247,7 +241,6 @@ class Lane:
     result: AccountResult
     say: Callable[[str], None]
     retry_delays: Sequence[float]
-    folder_plan: FolderPlan | None = None
 
 
 def _run_lanes(lane_ctx: Lane, account, source, destination, first_pair, work, lanes):
@@ -341,8 +334,7 @@ def _folder_with_retries(lane: Lane, src, dst, mapping) -> FolderResult:
         dst.reconnect()
 
     def attempt():
-        folder_pass = labels.pass_for(lane.folder_plan, mapping)
-        return folder_pass(lane.plan, src, dst, mapping, lane.state, lane.result, say).run()
+        return FolderPass(lane.plan, src, dst, mapping, lane.state, lane.result, say).run()
 
     try:
         what = f"folder {folder_name(mapping.source.path)}"

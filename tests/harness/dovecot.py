@@ -8,12 +8,6 @@ Three shapes (see ``/work/shared/design.md``, "Testing against real things"):
 ``modern``
     Separator ``/``, no prefix, sdbox storage, special-use folders Sent, Trash, Drafts, Junk and
     Archive auto-created and subscribed.
-``gmail``
-    Gmail's folder semantics as its IMAP shows them: separator ``/``, no prefix, sdbox, and the
-    ``[Gmail]`` folders auto-created with Gmail's special uses (``All Mail`` ``\\All``, ``Starred``
-    ``\\Flagged``, ``Important`` ``\\Important``, ``Sent Mail``, ``Drafts``, ``Spam``, ``Trash``) plus
-    ``Chats``. Dovecot does not make All Mail a view: tests seed it with a copy of every message
-    that is not in Spam or Trash, as Gmail shows it (see ``harness.gmail_sim.seed_gmail``).
 
 Both have a master user (``user*master`` logins and SASL PLAIN with an authzid), the quota plugin
 with ``imap_quota`` (per-user limits from the passwd-file, the ``count`` backend so no quota file
@@ -45,7 +39,7 @@ from pathlib import Path
 import imapclient
 
 DOVECOT_BINARY = "/usr/sbin/dovecot"
-LAYOUTS = ("legacy", "modern", "gmail")
+LAYOUTS = ("legacy", "modern")
 MAIL_USER = "dovecot"
 SPECIAL_USE_FOLDERS = {
     "Sent": "\\Sent",
@@ -73,31 +67,9 @@ namespace inbox {
     + "}\n",
 }
 
-GMAIL_FOLDERS = {
-    "[Gmail]/All Mail": "\\All",
-    "[Gmail]/Starred": "\\Flagged",
-    "[Gmail]/Important": "\\Important",
-    "[Gmail]/Sent Mail": "\\Sent",
-    "[Gmail]/Drafts": "\\Drafts",
-    "[Gmail]/Spam": "\\Junk",
-    "[Gmail]/Trash": "\\Trash",
-    "[Gmail]/Chats": "",
-}
-_NAMESPACES["gmail"] = (
-    "namespace inbox {\n  inbox = yes\n  prefix =\n  separator = /\n"
-    + "".join(
-        f'  mailbox "{name}" {{\n'
-        + (f"    special_use = {attr}\n" if attr else "")
-        + "    auto = subscribe\n  }\n"
-        for name, attr in GMAIL_FOLDERS.items()
-    )
-    + "}\n"
-)
-
 _MAIL_LOCATIONS = {
     "legacy": "maildir:~/Maildir",
     "modern": "sdbox:~/sdbox",
-    "gmail": "sdbox:~/sdbox",
 }
 
 _CONFIG_TEMPLATE = """\
@@ -149,7 +121,7 @@ mail_plugins = $mail_plugins quota
 protocol imap {{
   mail_plugins = $mail_plugins imap_quota
   mail_max_userip_connections = 200
-}}
+{imap_capability}}}
 
 plugin {{
   quota = count:User quota
@@ -236,6 +208,8 @@ class DovecotServer:
         ``tls_port``.
     :param tls_key: PEM private key file for ``tls_cert``.
     :param max_mail_size: largest message the server accepts (``quota_max_mail_size``).
+    :param imap_capability: the capabilities to advertise instead of Dovecot's (commands it
+        does not advertise still work: the client must not use them).
     """
 
     host: str = "127.0.0.1"
@@ -248,6 +222,7 @@ class DovecotServer:
         tls_cert: Path | str | None = None,
         tls_key: Path | str | None = None,
         max_mail_size: int = 50 * 1024 * 1024,
+        imap_capability: str | None = None,
     ) -> None:
         if layout not in LAYOUTS:
             raise DovecotError(f"layout must be one of {LAYOUTS}, not {layout!r}")
@@ -260,6 +235,7 @@ class DovecotServer:
         self.tls_key = Path(tls_key).resolve() if tls_key else None
         self.tls_port: int | None = free_port(self.host) if self.tls_cert else None
         self.max_mail_size = max_mail_size
+        self.imap_capability = imap_capability  # what it advertises after login, when given
         self.master_user = "master"
         self.master_password = "master-" + os.urandom(8).hex()
         self.config_path = self.root / "dovecot.conf"
@@ -314,6 +290,9 @@ class DovecotServer:
             mail_location=_MAIL_LOCATIONS[self.layout],
             namespace=_NAMESPACES[self.layout],
             max_mail_size=f"{self.max_mail_size}B",
+            imap_capability=f"  imap_capability = {self.imap_capability}\n"
+            if self.imap_capability
+            else "",
         )
 
     def _write_private(self, path: Path, text: str) -> None:

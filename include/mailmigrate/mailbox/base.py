@@ -225,6 +225,19 @@ class Mailbox(abc.ABC):
         """The largest message the server accepts, or ``None`` when it does not say."""
         return None
 
+    def fallbacks(self, role: str) -> list[str]:
+        """What a copy does differently with this server as ``role`` ("source" or
+        "destination") because it lacks a capability, one sentence each."""
+        return []
+
+    def probe(self, special_uses: Collection[str]) -> tuple[list[str], list[str]]:
+        """Try what a copy into this mailbox will ask of it beyond appending (creating folders
+        with these special uses), on a probe folder removed again.
+
+        :return: ``(problems, notes)``: what the copy would fail on, and what it will do
+            differently or what was verified."""
+        return [], []
+
     # -- messages --------------------------------------------------------------------------
     @abc.abstractmethod
     def listing(self, path: tuple[str, ...]) -> Listing:
@@ -236,16 +249,6 @@ class Mailbox(abc.ABC):
         :meth:`fetch`). Adapters override it where that saves reading every message (IMAP: the
         headers)."""
         return self.listing(path)
-
-    def labels_offered(self) -> bool:
-        """Whether the server answers Gmail's label items (``X-GM-EXT-1``)."""
-        return False
-
-    def message_labels(self, path: tuple[str, ...]) -> dict[Ref, tuple[int, frozenset[str]]]:
-        """Per message of the folder: its Gmail message id and labels (label names as Gmail
-        writes them, ``/`` between levels; system labels such as ``\\Inbox``, ``\\Sent``).
-        Only where :meth:`labels_offered`."""
-        raise NotImplementedError(f"{self.label}: the server has no labels")
 
     @abc.abstractmethod
     def changes(self, path: tuple[str, ...], token: str, known: Collection[Ref]) -> Changes | None:

@@ -12,10 +12,11 @@ import dataclasses
 import functools
 import json
 import re
+import secrets
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
-from imapclient import IMAPClient, imap_utf7
+from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
 from mailmigrate import identity as ident
@@ -45,6 +46,17 @@ HEADER_FIELDS_KEY = b"BODY[HEADER.FIELDS (MESSAGE-ID)]"
 RETRYABLE_CODES = ("[UNAVAILABLE]", "[INUSE]", "[SERVERBUG]")
 STORAGE = re.compile(rb"\bSTORAGE (\d+) (\d+)", re.IGNORECASE)
 APPENDUID = re.compile(rb"\[APPENDUID (\d+) ([\d:,]+)\]", re.IGNORECASE)
+# Capabilities the engine uses where offered, for which roles, and what it does without them.
+FALLBACKS = {
+    "UIDPLUS": (("destination",), "appended messages are found by identity after each batch"),
+    "MULTIAPPEND": (("destination",), "one APPEND per message instead of one per batch"),
+    "LITERAL+": (("destination",), "every message waits for the server's go-ahead"),
+    "CONDSTORE": (("source",), "a delta reads the flags of every message of every folder"),
+    "SPECIAL-USE": (("source", "destination"), "special folders are recognised by their names"),
+    "CREATE-SPECIAL-USE": (("destination",), "special folders are created without attributes"),
+    "NAMESPACE": (("source", "destination"), "the separator comes from LIST, no prefix"),
+    "QUOTA": (("destination",), "free space cannot be checked before the copy"),
+}
 # RFC 3501 flag: "\\" atom (system flags) or atom (keywords). An atom is printable ASCII
 # without ( ) { SP % * " \\ ]: nothing that could end a flag list or start a literal.
 FLAG = re.compile(r"\\?[!#$&'+,\-./0-9:;<=>?@A-Z\[^_`a-z|}~]+")
@@ -95,13 +107,6 @@ def _clean_flags(flags: Iterable[bytes | str]) -> frozenset[str]:
         if len(_CLEANED) < 4096:
             _CLEANED[key] = cleaned
     return cleaned
-
-
-def _label(value: bytes | int | str) -> str:
-    """A Gmail label as text: modified UTF-7 decoded; a numeric label stays its digits."""
-    if isinstance(value, bytes):
-        return imap_utf7.decode(value)
-    return str(value)
 
 
 def _guarded(operation: str):
@@ -174,12 +179,14 @@ class ImapMailbox(Mailbox):
         client = open_session(self.endpoint, self.user, self._password, self.label)
         self._selected = None
         try:
-            try:
-                personal = client.namespace().personal
-            except TRANSIENT_ERRORS:
-                raise
-            except IMAPClientError:  # no NAMESPACE: the separator comes from LIST
-                personal = None
+            personal = None  # without NAMESPACE, the separator comes from LIST
+            if client.has_capability("NAMESPACE"):
+                try:
+                    personal = client.namespace().personal
+                except TRANSIENT_ERRORS:
+                    raise
+                except IMAPClientError:
+                    pass
             if personal:
                 prefix, separator = personal[0]
             else:
@@ -266,9 +273,7 @@ class ImapMailbox(Mailbox):
         for flags, _, name in self.client.list_folders():
             attributes = {f.decode() if isinstance(f, bytes) else f for f in flags}
             lowered = {a.lower() for a in attributes}
-            # RFC 8457's \\Important too: a label-based source's view (see mailmigrate.labels).
-            uses = (*SPECIAL_USES, "\\Important")
-            special = next((use for use in uses if use.lower() in lowered), None)
+            special = next((use for use in SPECIAL_USES if use.lower() in lowered), None)
             folders.append(
                 Folder(
                     path=self.path_of(name),
@@ -298,11 +303,23 @@ class ImapMailbox(Mailbox):
                 continue
             name = self.name_of(part)
             if special_use and depth == len(path) and self.has("CREATE-SPECIAL-USE"):
-                self.client._command_and_check(
-                    "create", self.client._normalise_folder(name), f"(USE ({special_use}))"
-                )
+                self._create_with_use(name, special_use)
             else:
                 self.client.create_folder(name)
+
+    def _create_with_use(self, name: str, use: str) -> bool:
+        """``CREATE name (USE (use))`` (RFC 6154). A server that refuses the attribute (another
+        folder holds it, or it is not allowed: ``[USEATTR]``) gets a plain CREATE: the folder is
+        made all the same, without the attribute. :return: whether the attribute was set."""
+        quoted = self.client._normalise_folder(name)
+        typ, data = self.client._imap._simple_command("CREATE", quoted, f"(USE ({use}))")
+        if typ == "OK":
+            return True
+        text = b" ".join(d for d in data if isinstance(d, bytes)).decode(errors="replace")
+        if "[USEATTR]" not in text.upper():
+            raise IMAPClientError(f"create failed: {text}")
+        self.client.create_folder(name)
+        return False
 
     @_guarded("subscribing folder")
     def subscribe(self, path: tuple[str, ...]) -> None:
@@ -327,6 +344,47 @@ class ImapMailbox(Mailbox):
             if capability.upper().startswith(b"APPENDLIMIT="):
                 return int(capability.split(b"=", 1)[1])
         return None
+
+    def fallbacks(self, role: str) -> list[str]:
+        absent = {c for c in FALLBACKS if not self.has(c)}
+        return [f"no {c}: {text}" for c, (roles, text) in FALLBACKS.items()
+                if c in absent and role in roles]  # fmt: skip
+
+    @_guarded("probing folder creation")
+    def probe(self, special_uses: Collection[str]) -> tuple[list[str], list[str]]:
+        """Create a folder with the first special use the copy needs, then delete it again."""
+        if not special_uses or not self.has("CREATE-SPECIAL-USE"):
+            return [], []
+        use = sorted(special_uses)[0]
+        name = self.name_of((f"mailmigrate-probe-{secrets.token_hex(4)}",))
+        try:
+            attributed = self._create_with_use(name, use)
+        except IMAPClientError as exc:
+            return [f"{self.label}: creating a folder with {use} on a probe folder failed "
+                    f"({exc}): the copy would fail creating its special folders"], []  # fmt: skip
+        try:
+            self._delete_probe(name)
+        except IMAPClientError as exc:
+            return [], [f"{self.label}: the probe folder {name} could not be deleted ({exc}): "
+                        "delete it by hand"]  # fmt: skip
+        if not attributed:
+            return [], [f"{self.label}: the server refuses special-use attributes in CREATE "
+                        f"([USEATTR]): special folders are created without them"]  # fmt: skip
+        return [], [f"CREATE-SPECIAL-USE tried on a probe folder with {use}: it works"]
+
+    def _delete_probe(self, name: str) -> None:
+        try:
+            self.client.delete_folder(name)
+        except IMAPClientError:
+            if not self.has("METADATA"):
+                raise
+            # Cyrus keeps folders with a special use from deletion (specialuse_protect): the
+            # use goes first (RFC 6154's /private/specialuse entry).
+            quoted = self.client._normalise_folder(name)
+            imap_wire.run_command(
+                self.client._imap, [b"SETMETADATA ", quoted, b" (/private/specialuse NIL)"]
+            )
+            self.client.delete_folder(name)
 
     # -- selection and tokens --------------------------------------------------------------
     def _select(
@@ -429,21 +487,6 @@ class ImapMailbox(Mailbox):
             if b"RFC822.SIZE" in d
         ]
         return Listing(messages=messages, token=token)
-
-    def labels_offered(self) -> bool:
-        return self.has("X-GM-EXT-1")
-
-    @_guarded("reading Gmail labels in")
-    def message_labels(self, path: tuple[str, ...]) -> dict[Ref, tuple[int, frozenset[str]]]:
-        info = self._select(path, fresh=True)
-        if not info.get(b"EXISTS"):
-            return {}
-        data = self._uid_fetch("1:*", [b"X-GM-MSGID", b"X-GM-LABELS"])
-        return {
-            uid: (int(d[b"X-GM-MSGID"]), frozenset(_label(x) for x in d.get(b"X-GM-LABELS") or ()))
-            for uid, d in data.items()
-            if b"X-GM-MSGID" in d
-        }
 
     @_guarded("reading changes in")
     def changes(self, path: tuple[str, ...], token: str, known: Collection[Ref]) -> Changes | None:
@@ -595,8 +638,9 @@ class ImapMailbox(Mailbox):
         storable = [self._storable(m.info.flags) for m in messages]
         flags = [kept for kept, _ in storable]
         results = None
+        mark = None if self.has("UIDPLUS") else self.append_mark(path)
         if len(messages) > 1 and self.has("MULTIAPPEND"):
-            mark = self.append_mark(path)
+            mark = mark or self.append_mark(path)
             typ, data = self._multiappend(name, messages, flags)
             if typ == "OK":
                 results = self._results(data, len(messages))
@@ -612,12 +656,32 @@ class ImapMailbox(Mailbox):
                     )
         if results is None:
             results = [self._append_one(name, m, f) for m, f in zip(messages, flags, strict=True)]
+        if not self.has("UIDPLUS"):
+            results = self._found_refs(path, mark, messages, results)
         return [
             dataclasses.replace(result, note=f"flags not stored: {', '.join(left_out)}")
             if left_out and result.error is None
             else result
             for result, (_, left_out) in zip(results, storable, strict=True)
         ]
+
+    def _found_refs(
+        self, path: tuple[str, ...], mark: str | None, messages: Sequence[Message],
+        results: list[AppendResult],
+    ) -> list[AppendResult]:  # fmt: skip
+        """Without UIDPLUS no APPENDUID names the new messages: find them after the mark by
+        identity (twins in order), so later flag changes reach them."""
+        landed: dict[str, list[Ref]] = {}
+        for info in self.listing_since(path, mark):
+            landed.setdefault(info.identity, []).append(info.ref)
+        self._select(path, writable=True)
+        found = []
+        for message, result in zip(messages, results, strict=True):
+            refs = landed.get(message.info.identity)
+            if result.error is None and result.ref is None and refs:
+                result = dataclasses.replace(result, ref=refs.pop(0))
+            found.append(result)
+        return found
 
     def _multiappend(
         self, name: str, messages: Sequence[Message], flags: list[list[str]]

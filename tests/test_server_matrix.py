@@ -1,0 +1,121 @@
+"""Servers we did not write: the core scenario (harness.matrix) Dovecot -> Cyrus, Cyrus ->
+Dovecot, and against a Dovecot that advertises only plain IMAP4rev1, with odd but legal data.
+
+Cyrus IMAP 3.6 runs from its Debian package unpacked by ``make install`` (it conflicts with
+dovecot-imapd); one server per module, with Debian's fresh-install configuration and
+``munge8bit: no`` (see harness.cyrus).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+from engine_helpers import make_plan
+from harness.cyrus import CyrusServer, available
+from harness.hostile import RewritingProxy
+from harness.matrix import Scenario
+
+from mailmigrate.connections import endpoint_from_dict
+from mailmigrate.plan import Account
+from mailmigrate.sync import preflight
+
+# Cyrus refuses these names ("Invalid mailbox name"); Dovecot holds them.
+CYRUS_REFUSES = frozenset({"100%", 'Say "hi"', "back\\slash"})
+APPENDUID = re.compile(rb"\[APPENDUID [0-9:, ]+\] ")
+PLAIN_IMAP4REV1 = "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID IDLE SORT THREAD=REFERENCES UNSELECT"
+
+
+@pytest.fixture(scope="module")
+def cyrus():
+    why = available()
+    if why:
+        pytest.fail(why)  # make install unpacks it: missing is a broken setup, not a skip
+    server = CyrusServer(Path(tempfile.mkdtemp(prefix="mailmigrate-cyrus-")))
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(server.root, ignore_errors=True)
+
+
+class PlainImap:
+    """Dovecot (modern layout) advertising plain IMAP4rev1: no UIDPLUS, MULTIAPPEND,
+    CONDSTORE/QRESYNC, SPECIAL-USE, LITERAL+, NAMESPACE, QUOTA, MOVE or ENABLE. Dovecot answers
+    APPENDUID all the same: the engine reaches it through a proxy that strips it, as a server
+    without UIDPLUS would."""
+
+    def __init__(self, server) -> None:
+        self.server = server
+        self.proxy = RewritingProxy(server.host, server.port,
+                                    lambda reply: APPENDUID.sub(b"", reply))  # fmt: skip
+
+    def add_account(self, *args, **kwargs) -> None:
+        self.server.add_account(*args, **kwargs)
+
+    def client(self, user: str, password: str):
+        return self.server.client(user, password)
+
+    def connection(self, conn_id: str, **extra: object) -> dict:
+        return {**self.server.connection(conn_id, **extra), "port": self.proxy.port}
+
+
+@pytest.fixture(scope="module")
+def poor_imap(dovecot_factory):
+    plain = PlainImap(dovecot_factory("modern", imap_capability=PLAIN_IMAP4REV1))
+    yield plain
+    plain.proxy.close()
+
+
+@pytest.mark.parametrize("direction", ["dovecot->cyrus", "cyrus->dovecot"])
+def test_core_scenario_between_dovecot_and_cyrus(direction, cyrus, modern_imap, new_account,
+                                                 tmp_path):  # fmt: skip
+    servers = {"dovecot": modern_imap, "cyrus": cyrus}
+    source, destination = direction.split("->")
+    refused = CYRUS_REFUSES if destination == "cyrus" else frozenset()
+    scenario = Scenario(servers[source], servers[destination], new_account, tmp_path,
+                        seed=91_000, refused=refused)  # fmt: skip
+    scenario.run_core()
+    # A fresh Cyrus account has no Sent: Dovecot's Sent is created there with \Sent, and
+    # from Cyrus, "Gesendete Objekte" goes into Dovecot's Sent by its (German) name.
+    assert scenario.sent_mapping() == ("Sent" if source == "dovecot" else "Gesendete Objekte")
+
+
+@pytest.mark.parametrize("poor_side", ["source", "destination"])
+def test_core_scenario_with_a_plain_imap4rev1_server(poor_side, poor_imap, modern_imap,
+                                                     new_account, tmp_path):  # fmt: skip
+    src, dst = (poor_imap, modern_imap) if poor_side == "source" else (modern_imap, poor_imap)
+    scenario = Scenario(src, dst, new_account, tmp_path, seed=92_000)
+    poor = scenario.src if poor_side == "source" else scenario.dst
+    advertised = {c.decode().upper() for c in poor.capabilities()}
+    assert not advertised & {"UIDPLUS", "MULTIAPPEND", "CONDSTORE", "QRESYNC", "SPECIAL-USE",
+                             "LITERAL+", "NAMESPACE", "QUOTA", "MOVE", "ENABLE"}, advertised  # fmt: skip
+    scenario.run_core()
+
+
+@pytest.mark.parametrize("poor_side", ["source", "destination"])
+def test_test_step_probes_special_use_creation_and_names_its_fallbacks(
+    poor_side, cyrus, poor_imap, new_account, tmp_path
+):
+    src, dst = (poor_imap, cyrus) if poor_side == "source" else (cyrus, poor_imap)
+    user, password = new_account(src)
+    dst_user, dst_password = new_account(dst)
+    account = Account(user, dst_user, password, dst_password)
+    plan = make_plan(tmp_path, [account])
+    check = preflight(plan, account, endpoint_from_dict("src", src.connection("src")),
+                      endpoint_from_dict("dst", dst.connection("dst")))  # fmt: skip
+    assert check.ok, check.summary_lines()
+    lines = "\n".join(check.summary_lines())
+    expected = {
+        "source": ["CONDSTORE", "SPECIAL-USE", "NAMESPACE"],
+        "destination": ["UIDPLUS", "MULTIAPPEND", "LITERAL+", "QUOTA", "NAMESPACE"],
+    }
+    for capability in expected[poor_side]:  # fmt: skip
+        assert f"warning: {poor_side}: no {capability}: " in lines, lines
+    if poor_side == "source":  # Dovecot's Sent goes to a fresh Cyrus account: created with \Sent
+        assert re.search(r"CREATE-SPECIAL-USE tried on a probe folder with \\\w+: it works", lines)
+        names = [name for _, _, name in cyrus.client(dst_user, dst_password).list_folders()]
+        assert names == ["INBOX"], names  # the probe folder is gone again
+        assert not any("warning: destination" in line for line in check.summary_lines())

@@ -44,6 +44,7 @@ def round_figures(round_: Round, messages: int, size: int) -> dict[str, Any]:
             "initial_peak_rss_mb": initial.peak_rss_mb,
             "initial_cpu_seconds": initial.cpu_seconds,
             "initial_server_cpu_seconds": initial.server_cpu_seconds,
+            "initial_verify_seconds": initial.verify_seconds,
             "unchanged_seconds": runs["unchanged"].seconds if "unchanged" in runs else None,
             "unchanged_pass_seconds": runs["unchanged"].engine_seconds
             if "unchanged" in runs
@@ -171,6 +172,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"{_fmt(mbsync['initial_cpu_seconds'])} | |",
         f"| initial copy, server CPU s | {_fmt(engine['initial_server_cpu_seconds'])} | "
         f"{_fmt(mbsync['initial_server_cpu_seconds'])} | |",
+        f"| initial copy, of which verification s | {_fmt(engine['initial_verify_seconds'])} | | |",
         f"| delta, unchanged, wall s | {_fmt(engine['unchanged_seconds'])} | "
         f"{_fmt(mbsync['unchanged_seconds'])} | {_fmt(ratio.get('unchanged'), 2, 'x')} |",
         f"| delta, unchanged, engine pass s | {_fmt(engine['unchanged_pass_seconds'])} | | |",

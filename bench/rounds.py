@@ -192,6 +192,8 @@ def _line(run: Run) -> str:
     text = f"{run.seconds:6.2f} s  rss {run.peak_rss_mb:5.0f} MB  cpu {run.cpu_seconds or 0:5.2f} s"
     if run.server_cpu_seconds is not None:
         text += f"  server cpu {run.server_cpu_seconds:5.2f} s"
+    if run.verify_seconds:
+        text += f"  of which verification {run.verify_seconds:5.2f} s"
     if run.exit_code:
         text += f"  EXIT {run.exit_code}: {run.output_tail.strip()[-300:]}"
     return text

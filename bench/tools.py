@@ -36,6 +36,8 @@ class Run:
 
     :param seconds: wall time of the process, start to exit.
     :param engine_seconds: the pass time the engine reports itself (without interpreter start).
+    :param verify_seconds: of that, the engine's check that the destination holds every message
+        the pass selected (listing the destination folders by identity).
     :param peak_rss_mb: the child's peak resident set size.
     :param cpu_seconds: the child's user + system CPU time.
     :param server_cpu_seconds: CPU time both Dovecot servers spent meanwhile (their finished
@@ -50,6 +52,7 @@ class Run:
     cpu_seconds: float | None = None
     server_cpu_seconds: float | None = None
     engine_seconds: float | None = None
+    verify_seconds: float | None = None
     copied: int | None = None
     copied_bytes: int | None = None
     output_tail: str = ""
@@ -189,6 +192,7 @@ def run_engine(
         summary = json.loads(out[out.find("{") : out.rfind("}") + 1])  # py-spy also talks here
         accounts = summary["accounts"]
         run.engine_seconds = max(float(a.get("seconds") or 0.0) for a in accounts)
+        run.verify_seconds = max(float(a.get("verify_seconds") or 0.0) for a in accounts)
         run.copied = sum(int(a["totals"]["copied"]) for a in accounts)
         run.copied_bytes = sum(int(a["totals"]["copied_bytes"]) for a in accounts)
         if not all(a.get("ok") for a in accounts):

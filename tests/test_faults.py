@@ -77,27 +77,34 @@ class _ReadyForDelta(NamedTuple):
     src: Any  # the source account's IMAP client
     account: Account
     plan: Plan
-    source: Endpoint
-    destination: Endpoint
+    source: Endpoint  # through src_proxy
+    destination: Endpoint  # through dst_proxy
     new_bytes: int  # the size of the mail delivered after the initial copy
+    src_proxy: CuttingProxy
+    dst_proxy: CuttingProxy
 
 
 def _copied_then_new_mail(
     source_server, destination_server, new_account, tmp_path, first, later, batch_messages
 ) -> _ReadyForDelta:
     """An account seeded with ``first`` (folder -> messages), copied by an initial pass into a
-    new destination account, then given ``later`` on the source: what a delta has to carry."""
+    new destination account, then given ``later`` on the source: what a delta has to carry.
+    Both sides are reached through (unarmed) proxies from the start: the sync state belongs to
+    the endpoints it was written through, so the delta must use the same ones."""
     user, password = new_account(source_server)
     src = source_server.client(user, password)
     seed_account(src, first)
     dst_user, dst_password = new_account(destination_server)
     account = Account(user, dst_user, password, dst_password)
     plan = make_plan(tmp_path, [account], batch_messages=batch_messages, parallel_folders=2)
+    src_proxy = CuttingProxy(source_server.host, source_server.port)
+    dst_proxy = CuttingProxy(destination_server.host, destination_server.port)
     source, destination = endpoints(source_server, destination_server)
+    source, destination = _proxied(source, src_proxy), _proxied(destination, dst_proxy)
     assert copy_account(plan, account, source, destination, "initial").ok
     seed_account(src, later)
     new_bytes = sum(len(raw) for m in later.values() for raw, _, _ in m)
-    return _ReadyForDelta(src, account, plan, source, destination, new_bytes)
+    return _ReadyForDelta(src, account, plan, source, destination, new_bytes, src_proxy, dst_proxy)
 
 
 def _until_done(plan, account, source, destination, phase, lines, *, limit=80):
@@ -169,7 +176,7 @@ def test_a_2000_message_copy_survives_20_drops_stalls_and_literal_cuts_on_each_s
 
 
 def test_a_delta_survives_faults_on_both_sides(legacy_imap, modern_imap, new_account, tmp_path):
-    src, account, plan, source, destination, new_bytes = _copied_then_new_mail(
+    src, account, plan, source, destination, new_bytes, src_proxy, dst_proxy = _copied_then_new_mail(
         legacy_imap, modern_imap, new_account, tmp_path,
         {"INBOX": _mail(21, 300), "INBOX.Lists": _mail(22, 100)},
         {"INBOX": _mail(23, 400), "INBOX.Lists": _mail(24, 100)}, batch_messages=40,
@@ -178,8 +185,6 @@ def test_a_delta_survives_faults_on_both_sides(legacy_imap, modern_imap, new_acc
     uids = src.search("ALL")
     src.add_flags(uids[:40], ["\\Flagged"])
     src.remove_flags(uids[40:80], ["\\Seen"])
-    src_proxy = CuttingProxy(legacy_imap.host, legacy_imap.port)
-    dst_proxy = CuttingProxy(modern_imap.host, modern_imap.port)
     try:
         for seed, proxy in ((31, src_proxy), (32, dst_proxy)):
             proxy.schedule(seed, int(new_bytes * 0.8), start=500, drops=8, literal_cuts=2)
@@ -285,7 +290,7 @@ def test_destination_killed_and_restarted_mid_copy(
 
 def test_source_restarted_mid_delta(private_imap, modern_imap, new_account, tmp_path):
     source_server = private_imap("legacy")
-    src, account, plan, source, destination, new_bytes = _copied_then_new_mail(
+    src, account, plan, source, destination, new_bytes, proxy, dst_proxy = _copied_then_new_mail(
         source_server, modern_imap, new_account, tmp_path,
         {"INBOX": _mail(51, 300), "INBOX.Lists": _mail(52, 60)},
         {"INBOX": _mail(53, 500), "INBOX.Lists": _mail(54, 80)}, batch_messages=30,
@@ -293,18 +298,17 @@ def test_source_restarted_mid_delta(private_imap, modern_imap, new_account, tmp_
     src.select_folder("INBOX")
     src.add_flags(src.search("ALL")[:25], ["\\Answered"])
     src.logout()
-    proxy = CuttingProxy(source_server.host, source_server.port)
     try:
         restarter = _DuringStall(proxy, new_bytes // 2, _restart(source_server, proxy))
         restarter.start()
         lines: list[str] = []
-        result, task_retries = _until_done(plan, account, _proxied(source, proxy), destination,
-                                           "delta", lines)  # fmt: skip
+        result, task_retries = _until_done(plan, account, source, destination, "delta", lines)
         restarter.join(timeout=30)
         assert restarter.done.is_set() and restarter.error is None, restarter.error
         assert result.ok, result.summary_lines()
     finally:
         proxy.close()
+        dst_proxy.close()
     src = source_server.client(account.source_user, account.source_password)
     dst = modern_imap.client(account.destination_user, account.destination_password)
     assert_same_folders(src, dst, {"INBOX": "INBOX", "INBOX.Lists": "Lists"})

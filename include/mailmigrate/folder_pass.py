@@ -1,6 +1,11 @@
 """One pass over one folder pair (:class:`FolderPass`): work out what the destination lacks,
 copy it through :class:`~mailmigrate.pipeline.CopyPipeline`, and sync flags (and, when the plan
 says so, deletions). Run by the lanes of :func:`mailmigrate.sync.copy_account`.
+
+The folder's sync state is used only when both folders are the ones it was written for (their
+:meth:`~mailmigrate.mailbox.base.Mailbox.folder_marker` and the destination path are unchanged);
+otherwise it is discarded and the folder is compared by identity. Every pass leaves an
+:class:`~mailmigrate.verify.Expectation` of what it selected, checked after the account's pass.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from mailmigrate.pipeline import CopyPipeline
 from mailmigrate.plan import Plan
 from mailmigrate.results import AccountResult, FolderResult, human_bytes
 from mailmigrate.state import AccountState, Entry
+from mailmigrate.verify import Expectation
 
 
 class _Known(Collection):
@@ -52,13 +58,13 @@ class FolderPass:
             destination=folder_name(self.destination),
             renamed=mapping.renamed,
         )
+        self.expected = Expectation(self.source, self.destination, self.result)
 
     def run(self) -> FolderResult:
-        self.state.begin_folder(self.source, self.destination)
-        saved = self.state.folder(self.source)
+        saved = self._trusted_state()
         known = _Known(self.state, self.source)
         changes = None
-        if saved and saved.token and saved.destination == self.destination:
+        if saved and saved.token:
             changes = self.src.changes(self.source, saved.token, known)
         if changes is None:
             todo, token = self._full_compare(known.entries)
@@ -66,6 +72,7 @@ class FolderPass:
             todo, token = [], changes.token
             self.result.source_messages = self.state.count(self.source)
         else:
+            self.expected.since = saved.mark
             todo, token = self._apply_changes(changes, known.entries, saved.mark), changes.token
         if todo:
             self.say(
@@ -76,8 +83,9 @@ class FolderPass:
                                     self.plan.copy, self.state, self.result,
                                     self.account_result.failures, self.say)  # fmt: skip
             pipeline.run(todo)
-        if self.result.failed == 0:
-            self.state.finish(self.source, token, self.dst.append_mark(self.destination))
+            self._expect_copied(todo)
+        if self.result.failed == 0:  # the state moves on once the check has found it all
+            self.expected.finish = (token, self.dst.append_mark(self.destination))
         self.result.destination_messages = self.state.count(self.source)
         return self.result
 
@@ -108,6 +116,7 @@ class FolderPass:
             entries.append((info.ref, Entry(twin.ref, info.identity, info.flags)))
         self.state.record(self.source, entries)
         self.result.skipped = len(matched)
+        self.expected.identities.update(info.identity for info, _ in matched)
         return todo, listing.token
 
     def _source_listing(self, with_identities: bool) -> Listing:
@@ -139,6 +148,10 @@ class FolderPass:
                 self.result.deleted = len(gone)
             self.state.forget(self.source, changes.removed)
         candidates = [i for i in changes.new if i.ref not in known]
+        # Copied by an earlier try of this pass whose check never ran: checked with these.
+        self.expected.identities.update(
+            known[i.ref].identity for i in changes.new if i.ref in known
+        )
         if not candidates:
             return []
         # Messages appended by an interrupted pass but never recorded sit after the mark.
@@ -152,11 +165,47 @@ class FolderPass:
             if pool.get(info.identity):
                 twin = pool[info.identity].pop(0)
                 entries.append((info.ref, Entry(twin.ref, info.identity, info.flags)))
+                self.expected.identities[info.identity] += 1
             else:
                 todo.append(info)
         self.state.record(self.source, entries)
         self.result.skipped = len(entries)
         return todo
+
+    def _trusted_state(self):
+        """The folder's saved state when both folders are still the ones it describes, else
+        ``None`` (the state is discarded). Records the current markers for this pass."""
+        markers = (self.src.folder_marker(self.source), self.dst.folder_marker(self.destination))
+        saved = self.state.folder(self.source)
+        if saved is not None:
+            why = None
+            if saved.destination != self.destination:
+                why = f"its destination was {folder_name(saved.destination)}"
+            elif saved.markers[0] != markers[0]:
+                why = f"the source folder changed identity ({saved.markers[0]} -> {markers[0]})"
+            elif saved.markers[1] != markers[1]:
+                why = (f"the destination folder {self.result.destination} is not the one the "
+                       f"state knows ({saved.markers[1]} -> {markers[1]})")  # fmt: skip
+            if why:
+                self.say(f"{self.result.source}: {why}: its sync state is discarded, both "
+                         "sides are compared by identity")  # fmt: skip
+                self.state.reset_folder(self.source)
+                saved = None
+        self.state.begin_folder(self.source, self.destination, markers)
+        return saved
+
+    def _expect_copied(self, todo: list[MessageInfo]) -> None:
+        """Add the messages this pass copied (recorded in the state, with the identity of the
+        bytes it read) to what the check after the pass expects. A selected message neither
+        copied nor refused is left for the check to ask the source about."""
+        refused = {f.ref for f in self.account_result.failures if f.folder == self.result.source}
+        recorded = self.state.entries(self.source)
+        for info in todo:
+            entry = recorded.get(info.ref)
+            if entry is not None:
+                self.expected.identities[entry.identity] += 1
+            elif str(info.ref) not in refused:
+                self.expected.unaccounted.append(info.ref)
 
     def _sync_flags(self, dest_ref, base, now: frozenset[str], dest_flags) -> None:
         """Carry the source's flag change (``base`` -> ``now``) to the destination message,

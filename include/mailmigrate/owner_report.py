@@ -68,7 +68,9 @@ class OwnerReport:
     error: str | None = None
     folders: list[ReportFolder] = field(default_factory=list)
     failures: list[MessageFailure] = field(default_factory=list)
+    changed: list[MessageFailure] = field(default_factory=list)  # copied, not identical
     excluded: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # how the folders were mapped, in plain words
     verified: bool = False  # counts come from listing both sides after the pass
     comparison_error: str | None = None
     servers: list[ClientServer] = field(default_factory=list)
@@ -79,6 +81,7 @@ class OwnerReport:
         return (
             self.error is None
             and not self.failures
+            and not self.changed
             and all(f.error is None and f.refused == 0 and not f.missing for f in self.folders)
         )
 
@@ -105,6 +108,7 @@ class OwnerReport:
             "renamed": sum(1 for f in self.folders if f.renamed),
             "failed_folders": sum(1 for f in self.folders if f.error),
             "refused": len(self.failures),
+            "not_identical": len(self.changed),
             "error": self.error,
             "comparison_error": self.comparison_error,
             "generated_at": self.generated_at.isoformat(),
@@ -163,6 +167,8 @@ def build_owner_report(
         seconds=result.seconds,
         error=result.error,
         failures=list(result.failures),
+        changed=list(result.notices),
+        notes=list(result.notes),
         verified=comparison is not None,
         comparison_error=comparison_error,
         servers=client_servers(settings, destination),
@@ -206,6 +212,7 @@ def build_owner_report(
                 destination_messages=done.destination_messages,
                 copied=done.copied,
                 copied_bytes=done.copied_bytes,
+                missing=done.missing or None,  # the pass's own check found some missing
                 refused=done.failed,
                 renamed=done.renamed,
                 error=done.error or ("not found when the sides were compared" if comparison else None),

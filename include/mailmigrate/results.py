@@ -28,8 +28,8 @@ def human_bytes(size: int | None) -> str:
 @dataclass
 class MessageFailure:
     """One message the destination refused or the source could not deliver (``kind``
-    "refused", "unreadable"), or one copied not exactly ("copied without some flags"), with the
-    server's reason."""
+    "refused", "unreadable"), or one copied not exactly ("copied, not identical": flags the
+    destination cannot store, bytes it changed), with the server's reason."""
 
     folder: str
     ref: str
@@ -51,6 +51,7 @@ class FolderResult:
     flags_updated: int = 0
     deleted: int = 0
     failed: int = 0
+    missing: int = 0  # selected by the pass, yet not on the destination when checked after it
     renamed: str | None = None
     error: str | None = None
     full_compare: bool = False
@@ -58,7 +59,7 @@ class FolderResult:
 
     @property
     def ok(self) -> bool:
-        return self.error is None and self.failed == 0
+        return self.error is None and self.failed == 0 and self.missing == 0
 
 
 @dataclass
@@ -69,7 +70,9 @@ class AccountResult:
     phase: str
     folders: list[FolderResult] = field(default_factory=list)
     failures: list[MessageFailure] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # for the owner: how the folders were mapped
     seconds: float = 0.0
+    verify_seconds: float = 0.0  # of ``seconds``: the check that the destination holds it all
     error: str | None = None
 
     @property
@@ -78,12 +81,13 @@ class AccountResult:
 
     @property
     def notices(self) -> list[MessageFailure]:
-        """Messages copied, but not exactly (the destination could not hold all their flags)."""
+        """Messages copied, but not identical (flags the destination cannot store, bytes it
+        changed as it stored them)."""
         return [notice for folder in self.folders for notice in folder.notices]
 
     def totals(self) -> dict[str, int]:
         keys = ("source_messages", "source_bytes", "copied", "copied_bytes", "skipped",
-                "flags_updated", "deleted", "failed")  # fmt: skip
+                "flags_updated", "deleted", "failed", "missing")  # fmt: skip
         return {k: sum(getattr(f, k) for f in self.folders) for k in keys}
 
     def to_dict(self, *, max_failures: int = 20) -> dict[str, Any]:
@@ -93,12 +97,15 @@ class AccountResult:
             "phase": self.phase,
             "ok": self.ok,
             "seconds": round(self.seconds, 3),
+            "verify_seconds": round(self.verify_seconds, 3),
             "error": self.error,
             "totals": self.totals(),
             "folders": [
                 {k: v for k, v in asdict(f).items() if k != "notices"}
                 for f in self.folders
-                if f.copied or f.failed or f.error or f.renamed or f.flags_updated or f.deleted
+                if any(
+                    (f.copied, f.failed, f.missing, f.error, f.renamed, f.flags_updated, f.deleted)
+                )
             ],
             "folder_count": len(self.folders),
             "failures": [asdict(x) for x in self.failures[:max_failures]],
@@ -113,12 +120,16 @@ class AccountResult:
         lines = [
             f"{self.phase} pass: {t['copied']} copied ({human_bytes(t['copied_bytes'])}), "
             f"{t['skipped']} already there, {t['flags_updated']} flag updates, "
-            f"{t['deleted']} deleted, {t['failed']} failed, {len(self.folders)} folders, "
+            f"{t['deleted']} deleted, {t['failed']} failed, {t['missing']} missing, "
+            f"{len(self.folders)} folders, "
             f"{self.seconds:.1f} s ({rate:.0f} msg/s)"
         ]
         for f in self.folders:
             if f.error:
                 lines.append(f"folder {f.source}: FAILED: {f.error}")
+            if f.missing:
+                lines.append(f"folder {f.source}: FAILED: {f.missing} messages missing on the "
+                             f"destination ({f.destination}) after the pass")  # fmt: skip
             if f.renamed:
                 lines.append(f"folder {f.source} -> {f.destination}: renamed ({f.renamed})")
         for failure in (*self.failures, *self.notices):

@@ -14,6 +14,13 @@ Read top-down:
 3. :class:`~mailmigrate.pipeline.CopyPipeline` copies: a reader thread fetches batches (bounded by
    bytes) while the caller appends the previous batch; each appended batch is recorded in the
    state in one transaction.
+4. :func:`~mailmigrate.verify.verify_pass` checks, once every folder is done, that every source
+   message the pass selected is on the destination (by identity, from listings); a folder that
+   lacks any fails the account and loses its sync state.
+
+The state belongs to one source and one destination mailbox (see :mod:`mailmigrate.state`): a
+folder whose source or destination is no longer the folder the state was written for is compared
+by identity, never trusted.
 
 Every step is safe to kill and re-run: state is written only for messages the destination
 confirmed, and messages appended but not yet recorded are found again through the destination's
@@ -27,16 +34,17 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from mailmigrate import labels
 from mailmigrate.connections import Endpoint
-from mailmigrate.folder_pass import FolderPass
 from mailmigrate.folders import FolderMapping, FolderPlan, folder_name, map_folders
 from mailmigrate.mailbox import open_mailbox
 from mailmigrate.mailbox.base import AuthenticationFailed, Mailbox, MailboxError
 from mailmigrate.plan import Account, Plan
 from mailmigrate.results import AccountResult, FolderResult, PreflightResult, human_bytes
-from mailmigrate.state import AccountState, default_state_dir
+from mailmigrate.state import AccountState, default_state_dir, mailbox_identity
+from mailmigrate.verify import Expectation, verify_pass
 
 log = logging.getLogger("mailmigrate.sync")
 
@@ -56,16 +64,22 @@ def open_pair(account: Account, source: Endpoint, destination: Endpoint) -> tupl
 def plan_folders(
     plan: Plan, src: Mailbox, dst: Mailbox, state: AccountState | None = None
 ) -> FolderPlan:
-    """The folder mapping; with a state, folders keep the destinations earlier passes chose."""
-    return map_folders(
-        src.list_folders(),
+    """The folder mapping; with a state, folders keep the destinations earlier passes chose.
+    A label-based source (Gmail) maps as :mod:`mailmigrate.labels` says."""
+    folders = src.list_folders()
+    layout = labels.detect(src, folders, plan.folders.labels)
+    folder_plan = map_folders(
+        folders,
         dst.list_folders(),
         plan.folders,
         destination_separator=dst.separator,
         valid_part=dst.valid_name_part,
         case_sensitive=dst.case_sensitive_names,
         previous=state.destinations() if state else None,
+        **labels.mapping_options(layout),
     )
+    folder_plan.label_layout = layout
+    return folder_plan
 
 
 # -- preflight -------------------------------------------------------------------------------
@@ -105,9 +119,15 @@ def _inspect(plan: Plan, src: Mailbox, dst: Mailbox, result: PreflightResult) ->
                                  if m.create_special_use})  # fmt: skip
     result.problems += problems
     result.warnings += notes
+    archived = None
+    if folder_plan.label_layout is not None:
+        result.labels, archived = labels.preflight(src, folder_plan)
+        result.warnings += result.labels.pop("warnings")
     total = largest = 0
     for mapping in folder_plan.mappings:
         stats = mapping.source.selectable and src.folder_stats(mapping.source.path)
+        if archived is not None and mapping.source.path == folder_plan.archive_source:
+            stats = archived
         messages, size = (stats.messages, stats.size or 0) if stats else (0, 0)
         total += size
         largest = max(largest, (stats.largest or 0) if stats else 0)
@@ -157,7 +177,10 @@ def copy_account(
     result = AccountResult(account=account.source_user, phase=phase)
     started = time.monotonic()
     directory = state_dir or plan.state_dir or default_state_dir()
-    with AccountState(directory, plan.name, account.source_user) as state:
+    with AccountState(directory, plan.name, mailbox_identity(source, account.source_user),
+                      mailbox_identity(destination, account.destination_user)) as state:  # fmt: skip
+        if state.distrusted:
+            say(f"{state.distrusted}: not trusted, every folder is compared by identity")
         src, dst = open_pair(account, source, destination)
         _with_reconnects(lambda: _connect_pair(src, dst), say, "connecting", retry_delays)
         try:
@@ -171,8 +194,16 @@ def copy_account(
                 work.put(mapping)
             say(f"{phase} pass over {work.qsize()} folders")
             lanes = max(1, min(plan.copy.parallel_folders, work.qsize()))
-            lane = Lane(plan, state, result, say, retry_delays)
+            lane = Lane(plan, state, result, say, retry_delays, folder_plan)
             _run_lanes(lane, account, source, destination, (src, dst), work, lanes)
+            result.notes += labels.owner_notes(folder_plan, result)
+
+            def attempt(check, what):
+                return _with_reconnects(check, say, what, retry_delays, _reconnect(src, dst))
+
+            checked = time.monotonic()
+            verify_pass(src, dst, lane.expected, state, say, attempt)
+            result.verify_seconds = time.monotonic() - checked
         finally:
             src.close()
             dst.close()
@@ -241,6 +272,8 @@ class Lane:
     result: AccountResult
     say: Callable[[str], None]
     retry_delays: Sequence[float]
+    folder_plan: FolderPlan | None = None
+    expected: list[Expectation] = field(default_factory=list)  # one per folder passed
 
 
 def _run_lanes(lane_ctx: Lane, account, source, destination, first_pair, work, lanes):
@@ -326,19 +359,28 @@ def _with_reconnects(action, say, what: str, delays: Sequence[float], reconnect=
                     say(f"reconnect failed: {again}")
 
 
-def _folder_with_retries(lane: Lane, src, dst, mapping) -> FolderResult:
-    say = lane.say
-
-    def reconnect():
+def _reconnect(src: Mailbox, dst: Mailbox) -> Callable[[], None]:
+    def reconnect() -> None:
         src.reconnect()
         dst.reconnect()
 
+    return reconnect
+
+
+def _folder_with_retries(lane: Lane, src, dst, mapping) -> FolderResult:
+    say = lane.say
+
     def attempt():
-        return FolderPass(lane.plan, src, dst, mapping, lane.state, lane.result, say).run()
+        folder_pass = labels.pass_for(lane.folder_plan, mapping)(
+            lane.plan, src, dst, mapping, lane.state, lane.result, say
+        )
+        result = folder_pass.run()
+        lane.expected.append(folder_pass.expected)
+        return result
 
     try:
         what = f"folder {folder_name(mapping.source.path)}"
-        return _with_reconnects(attempt, say, what, lane.retry_delays, reconnect)
+        return _with_reconnects(attempt, say, what, lane.retry_delays, _reconnect(src, dst))
     except AuthenticationFailed:
         raise
     except MailboxError as exc:

@@ -323,22 +323,38 @@ class MailboxCopyOperator(AccountOperator):
             )  # fmt: skip
 
         result = self.run_engine(f"{self.phase} copy", copy)
+        totals = result.totals()
+        self.log.info(  # the one line to read first; the details follow
+            "%s: %s copy %s: %d copied, %d failed, %d messages on the source",
+            self.source_user,
+            self.phase,
+            "done" if result.ok else "INCOMPLETE",
+            totals["copied"],
+            totals["failed"],
+            totals["source_messages"],
+        )
         summary = self.report(result)
         from mailmigrate_airflow.reports import publish_owner_report
 
         publish_owner_report(context, plan, account, source, destination, result, self.log)
         if result.ok:
             return self.succeed(context, summary)
-        # Folder-level or account-level errors may pass on a retry (the pass is retry-safe);
-        # messages the destination refused (too big, over quota) will be refused again.
+        # Folder-level or account-level errors, and messages missing on the destination after
+        # the pass (their folder is compared again), may pass on a retry (the pass is
+        # retry-safe); messages the destination refused (too big, over quota) will be refused
+        # again.
         folder_errors = [f for f in summary.get("folders") or [] if f.get("error")]
+        short = {
+            f["source"]: f["missing"] for f in summary.get("folders") or [] if f.get("missing")
+        }
         totals = summary.get("totals") or {}
         text = (
             f"{self.source_user}: {self.phase} copy incomplete: {totals.get('failed', 0)} messages "
             f"refused, {len(folder_errors)} folders failed"
+            + "".join(f"; {n} messages missing on the destination in {f}" for f, n in short.items())
             + (f"; {summary['error']}" if summary.get("error") else "")
         )
-        if summary.get("error") or folder_errors:
+        if summary.get("error") or folder_errors or short:
             self.fail_with(context, summary, AirflowException(text))
         refused = AirflowFailException(text + " (refusals are not retried; see the log)")
         self.fail_with(context, summary, refused)

@@ -9,7 +9,9 @@ Tests put it between the engine and a Dovecot server. Faults it can inject:
   traffic: drops, stalls (forwarding paused for some seconds, so the client's socket timeout
   fires) and cuts inside a literal (in the middle of a message's bytes);
 - ``strip_capabilities`` / ``rename_commands``: tamper with the protocol, e.g. hide STARTTLS from
-  the CAPABILITY or break the STARTTLS command, as a hostile network path would.
+  the CAPABILITY or break the STARTTLS command, as a hostile network path would;
+- ``rewrite_requests``: replace bytes in what clients send, e.g. file every APPEND to INBOX into
+  another folder, as a misbehaving server or a server-side rule would.
 
 Offsets count every byte forwarded in both directions over all connections, so a schedule drawn
 from a seed fires at the same points of the same traffic.
@@ -47,6 +49,8 @@ class CuttingProxy:
     :param strip_capabilities: capability names removed from everything the server sends.
     :param rename_commands: ``{b"STARTTLS": b"STARTTLX"}``: command names rewritten on their way
         to the server (the server then refuses them as unknown).
+    :param rewrite_requests: ``{b' APPEND "INBOX" ': b' APPEND "Junk" '}``: byte strings replaced
+        in what clients send (within one read: keep them short).
     :param record: keep every byte clients send in :attr:`to_server` (to look for clear text).
     """
 
@@ -57,6 +61,7 @@ class CuttingProxy:
         *,
         strip_capabilities: tuple[bytes, ...] = (),
         rename_commands: dict[bytes, bytes] | None = None,
+        rewrite_requests: dict[bytes, bytes] | None = None,
         record: bool = False,
     ) -> None:
         self.target = (target_host, target_port)
@@ -70,6 +75,7 @@ class CuttingProxy:
         self._record = record
         self._strip = strip_capabilities
         self._rename = rename_commands or {}
+        self._rewrite = rewrite_requests or {}
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
         self._budget: int | None = None
@@ -185,6 +191,8 @@ class CuttingProxy:
                 self.to_server += data
             for name, replacement in self._rename.items():
                 data = data.replace(b" " + name + b"\r\n", b" " + replacement + b"\r\n")
+            for old, new in self._rewrite.items():
+                data = data.replace(old, new)
         return data
 
     def _plan_chunk(self, data: bytes) -> tuple[int, str | None]:

@@ -205,6 +205,14 @@ class Mailbox(abc.ABC):
         :meth:`folder_stats` exists (IMAP: STATUS)."""
         return self.folder_stats(path).messages
 
+    def folder_marker(self, path: tuple[str, ...]) -> str | None:
+        """What tells this folder apart from any other folder that has or had its name: it
+        changes when the folder is deleted and created again, restored, or replaced by another
+        one, and whenever the references of its messages stop meaning what they meant (IMAP:
+        UIDVALIDITY; EWS: the folder id). Small, stored in the sync state. ``None`` when the
+        adapter cannot tell (the engine then trusts its state as before)."""
+        return None
+
     @abc.abstractmethod
     def create_folder(self, path: tuple[str, ...], special_use: str | None = None) -> None:
         """Create a folder (and its parents); no error when it exists."""

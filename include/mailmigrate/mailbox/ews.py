@@ -193,6 +193,10 @@ class EwsMailbox(Mailbox):
         """From the folder list already read (TotalCount), no request of its own."""
         return self._entry(path).total_count or 0
 
+    def folder_marker(self, path: tuple[str, ...]) -> str | None:
+        """A digest of the folder's id (a deleted and re-created folder gets another id)."""
+        return f"folder {_folder_tag(self._entry(path).folder.id)}"
+
     def create_folder(self, path: tuple[str, ...], special_use: str | None = None) -> None:
         """Create the folder and its parents (special-use folders exist on Exchange already and
         are found by :meth:`list_folders`; a missing one is created as a normal folder)."""

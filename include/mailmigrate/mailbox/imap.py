@@ -436,6 +436,12 @@ class ImapMailbox(Mailbox):
         status = self.client.folder_status(self.name_of(path), [b"MESSAGES"])
         return int(status[b"MESSAGES"])
 
+    @_guarded("reading the identity of")
+    def folder_marker(self, path: tuple[str, ...]) -> str | None:
+        """The folder's UIDVALIDITY, from STATUS (a deleted and re-created folder gets another)."""
+        status = self.client.folder_status(self.name_of(path), [b"UIDVALIDITY"])
+        return f"uidvalidity {int(status[b'UIDVALIDITY'])}"
+
     # -- reading ---------------------------------------------------------------------------
     def _infos(self, criteria: str, min_uid: int = 0) -> list[MessageInfo]:
         """Message infos for the selected folder's UIDs in ``criteria`` (a UID set)."""

@@ -8,6 +8,12 @@ Three shapes (see ``/work/shared/design.md``, "Testing against real things"):
 ``modern``
     Separator ``/``, no prefix, sdbox storage, special-use folders Sent, Trash, Drafts, Junk and
     Archive auto-created and subscribed.
+``gmail``
+    Gmail's folder semantics as its IMAP shows them: separator ``/``, no prefix, sdbox, and the
+    ``[Gmail]`` folders auto-created with Gmail's special uses (``All Mail`` ``\\All``, ``Starred``
+    ``\\Flagged``, ``Important`` ``\\Important``, ``Sent Mail``, ``Drafts``, ``Spam``, ``Trash``) plus
+    ``Chats``. Dovecot does not make All Mail a view: tests seed it with a copy of every message
+    that is not in Spam or Trash, as Gmail shows it (see ``harness.gmail_sim.seed_gmail``).
 
 Both have a master user (``user*master`` logins and SASL PLAIN with an authzid), the quota plugin
 with ``imap_quota`` (per-user limits from the passwd-file, the ``count`` backend so no quota file
@@ -39,7 +45,7 @@ from pathlib import Path
 import imapclient
 
 DOVECOT_BINARY = "/usr/sbin/dovecot"
-LAYOUTS = ("legacy", "modern")
+LAYOUTS = ("legacy", "modern", "gmail")
 MAIL_USER = "dovecot"
 SPECIAL_USE_FOLDERS = {
     "Sent": "\\Sent",
@@ -67,9 +73,31 @@ namespace inbox {
     + "}\n",
 }
 
+GMAIL_FOLDERS = {
+    "[Gmail]/All Mail": "\\All",
+    "[Gmail]/Starred": "\\Flagged",
+    "[Gmail]/Important": "\\Important",
+    "[Gmail]/Sent Mail": "\\Sent",
+    "[Gmail]/Drafts": "\\Drafts",
+    "[Gmail]/Spam": "\\Junk",
+    "[Gmail]/Trash": "\\Trash",
+    "[Gmail]/Chats": "",
+}
+_NAMESPACES["gmail"] = (
+    "namespace inbox {\n  inbox = yes\n  prefix =\n  separator = /\n"
+    + "".join(
+        f'  mailbox "{name}" {{\n'
+        + (f"    special_use = {attr}\n" if attr else "")
+        + "    auto = subscribe\n  }\n"
+        for name, attr in GMAIL_FOLDERS.items()
+    )
+    + "}\n"
+)
+
 _MAIL_LOCATIONS = {
     "legacy": "maildir:~/Maildir",
     "modern": "sdbox:~/sdbox",
+    "gmail": "sdbox:~/sdbox",
 }
 
 _CONFIG_TEMPLATE = """\

@@ -21,7 +21,8 @@ A pass, per mapped collection:
 Invariants: nothing is ever written twice (a re-run, with or without state, finds every item by
 UID and equal); no write lets a scheduling server send mail (``Schedule-Reply: F`` always, and
 ``SCHEDULE-AGENT=CLIENT`` on organizer and attendees for servers announcing
-``calendar-auto-schedule``); an item's problem is reported with the collection and UID and costs
+``calendar-auto-schedule``; meetings are not written to a server that the probe of
+:mod:`~mailmigrate.groupware.scheduling` finds sending mail despite it); an item's problem is reported with the collection and UID and costs
 only that item; a collection's problem costs only that collection.
 """
 
@@ -49,6 +50,7 @@ from mailmigrate.groupware.dav import (
     DavError,
 )  # fmt: skip
 from mailmigrate.groupware.mapping import KIND_COMPONENTS, Mapped, map_collections
+from mailmigrate.groupware.scheduling import SENDS, is_meeting, probe
 from mailmigrate.groupware.state import GroupwareState, ItemState
 
 log = logging.getLogger(__name__)
@@ -156,7 +158,9 @@ def copy_groupware(source: DavEndpoint, destination: DavEndpoint, *, plan: str, 
     state = GroupwareState(state_dir, plan, source.identity(), destination.identity())
     src, dst = DavAccount(source), DavAccount(destination)
     try:
+        dst.discover()
         sources, destinations = src.collections(), dst.collections()
+        verdicts: dict[str, str] = {}
         known = {}
         for collection in sources:
             earlier = state.collection(collection.href)
@@ -168,7 +172,7 @@ def copy_groupware(source: DavEndpoint, destination: DavEndpoint, *, plan: str, 
             result.collections.append(outcome)
             try:
                 _CollectionPass(src, dst, state, mapped, outcome, selected,
-                                propagate_deletions).run()  # fmt: skip
+                                propagate_deletions, verdicts).run()  # fmt: skip
             except DavError as exc:
                 outcome.problems.append(ItemProblem(mapped.source.name, "-", str(exc)))
     finally:
@@ -185,11 +189,13 @@ def copy_groupware(source: DavEndpoint, destination: DavEndpoint, *, plan: str, 
 
 class _CollectionPass:
     def __init__(self, src: DavAccount, dst: DavAccount, state: GroupwareState, mapped: Mapped,
-                 outcome: CollectionResult, kinds: set[str], propagate_deletions: bool) -> None:  # fmt: skip
+                 outcome: CollectionResult, kinds: set[str], propagate_deletions: bool,
+                 verdicts: dict[str, str]) -> None:  # fmt: skip
         self.src, self.dst, self.state, self.mapped = src, dst, state, mapped
         self.outcome, self.propagate_deletions = outcome, propagate_deletions
         self.components = set().union(*(KIND_COMPONENTS[k] for k in kinds))
         self.written: list[str] = []
+        self.verdicts = verdicts
 
     def problem(self, uid: str, reason: str) -> None:
         self.outcome.problems.append(ItemProblem(self.mapped.source.name, uid, reason))
@@ -290,6 +296,12 @@ class _CollectionPass:
                 return
         except ContentError:
             pass  # an unparseable destination copy is replaced
+        meeting = kind == CALENDAR and self.dst.schedules and is_meeting(content)
+        if meeting and self._scheduling(destination) == SENDS:
+            self.problem(uid, "not copied: the destination server would email its attendees "
+                              "(it ignores SCHEDULE-AGENT=CLIENT); turn off its outbound "
+                              "invitations and run the copy again")  # fmt: skip
+            return
         body = without_scheduling(content) if kind == CALENDAR and self.dst.schedules else content
         if target is None:
             target = f"{destination.href}{_resource_name(uid)}{EXTENSION[kind]}"
@@ -306,6 +318,14 @@ class _CollectionPass:
         else:
             self.outcome.updated += 1
         self._record(href, uid, etag, destination, target, None)
+
+    def _scheduling(self, destination: Collection) -> str:
+        """The destination server's verdict from :func:`probe`, once per pass."""
+        if "verdict" not in self.verdicts:
+            self.verdicts["verdict"] = probe(self.dst, destination)
+            log.info("destination %s: scheduling probe: %s", self.dst.endpoint.user,
+                     self.verdicts["verdict"])  # fmt: skip
+        return self.verdicts["verdict"]
 
     def _record(self, href, uid, etag, destination, target, target_etag) -> None:
         self.state.set_item(href, ItemState(self.mapped.source.href, uid, etag, target,

@@ -19,6 +19,7 @@ from engine_helpers import endpoints, make_plan
 from harness.corpus import make_message, seed_folder, snapshot
 from harness.gmail_sim import ALL_MAIL, SENT, STARRED, GmailMessage, GmailSimulator, seed_gmail
 
+from mailmigrate.owner_report import build_owner_report, render_text
 from mailmigrate.plan import Account, FolderRules
 from mailmigrate.sync import copy_account, preflight
 
@@ -126,6 +127,9 @@ def test_gmail_source_copies_each_real_folder_once_and_archived_mail_once(gmail_
     assert destination_counts(dst) == {"INBOX": 100, "Work": 30, "Sent": 20, "Archive": 50}
     assert not any(name.startswith("[Gmail]") for _, _, name in dst.list_folders())
     assert_exact(src, dst, messages)
+    owner = render_text(build_owner_report(plan.name, account, first))
+    assert "Your 50 archived messages (in All Mail, under no label) are in Archive" in owner
+    assert "Starred messages keep their star, shown as a flag" in owner
     if simulator:
         assert simulator.label_fetches >= 1
 
@@ -211,3 +215,18 @@ def test_labels_tell_apart_messages_identity_cannot(gmail_imap, modern_imap, new
     dst = modern_imap.client(dst_user, dst_password)
     assert snapshot(dst, "Archive") == expected(messages, lambda m: not m.labels)
     assert snapshot(dst, "INBOX") == expected(messages, lambda m: m.labels)
+
+
+def test_plan_key_folders_labels_is_validated_with_its_line(tmp_path):
+    from test_plan import plan_file, problems
+
+    from mailmigrate.plan import load_plan
+
+    assert load_plan(plan_file(tmp_path)).folders.labels == "archive"
+    as_is = plan_file(tmp_path, "folders:\n  labels: as_folders\n")
+    assert load_plan(as_is).folders.labels == "as_folders"
+    wrong = plan_file(tmp_path, "folders:\n  exclude: [Spam]\n  labels: as_folder\n")
+    assert problems(wrong) == [
+        'acme.yaml:7: folders.labels: "as_folder" is not one of archive, as_folders; '
+        'did you mean "as_folders"?'
+    ]

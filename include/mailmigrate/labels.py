@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from mailmigrate.folder_pass import FolderPass
 from mailmigrate.folders import INBOX_PATH, FolderMapping, FolderPlan, Path, folder_name
 from mailmigrate.mailbox.base import Folder, FolderStats, Listing, Mailbox, MessageInfo
+from mailmigrate.results import AccountResult
 
 GMAIL_EXTENSION = "X-GM-EXT-1"
 LABEL_MODES = ("archive", "as_folders")
@@ -247,6 +248,42 @@ class ArchivePass(FolderPass):
             f"{folder_name(self.destination)}"
         )
         return self.selection.listing
+
+
+def owner_notes(folder_plan: FolderPlan, result: AccountResult) -> list[str]:
+    """How a label-based source was mapped, in its owner's words (for the owner report)."""
+    layout = folder_plan.label_layout
+    if layout is None:
+        return []
+    if not layout.maps_labels:
+        return [
+            "Your old mailbox uses Gmail labels. As the migration plan asks, every label and "
+            "every Gmail view (All Mail, Starred, Important) was copied as a folder of its own, "
+            "so a message is in each of them."
+        ]
+    notes = [
+        "Your old mailbox uses Gmail labels. Each label is now a folder with its messages; a "
+        "message with several labels is in each of those folders."
+    ]
+    source = folder_name(folder_plan.archive_source) if folder_plan.archive_source else None
+    archive = next((f for f in result.folders if f.source == source), None)
+    if archive is not None:
+        count = archive.source_messages
+        plural = ("messages", "are") if count != 1 else ("message", "is")
+        notes.append(
+            f"Your {count:,} archived {plural[0]} (in All Mail, under no label) {plural[1]} in "
+            f"{archive.destination}, once each."
+        )
+    elif layout.all_folder is None:
+        notes.append(
+            "All Mail is hidden from IMAP in your Gmail settings, so archived messages (under "
+            "no label) were not copied."
+        )
+    notes.append(
+        "Starred messages keep their star, shown as a flag. All Mail, Starred, Important and "
+        "Chats are views in Gmail, not folders: they were not copied again."
+    )
+    return notes
 
 
 def pass_for(folder_plan: FolderPlan | None, mapping: FolderMapping):

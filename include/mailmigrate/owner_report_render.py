@@ -72,6 +72,8 @@ def render_text(report: OwnerReport) -> str:
         "",
         _headline(report),
         "",
+        *report.notes,
+        *([""] if report.notes else []),
     ]
     for f in report.folders:
         line = (
@@ -127,6 +129,8 @@ def render_html(report: OwnerReport, *, standalone: bool = True) -> str:
         f"{report.generated_at:%Y-%m-%d %H:%M} UTC, migration {e(report.plan)}</p>",
         f'<p class="banner {"ok" if report.ok else "bad"}">{e(_headline(report))}</p>',
     ]
+    if report.notes:
+        parts.append("<ul>" + "".join(f"<li>{e(note)}</li>" for note in report.notes) + "</ul>")
     if not report.verified:
         why = f" ({e(report.comparison_error)})" if report.comparison_error else ""
         parts.append(

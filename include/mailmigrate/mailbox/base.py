@@ -258,6 +258,16 @@ class Mailbox(abc.ABC):
         headers)."""
         return self.listing(path)
 
+    def labels_offered(self) -> bool:
+        """Whether the server answers Gmail's label items (``X-GM-EXT-1``)."""
+        return False
+
+    def message_labels(self, path: tuple[str, ...]) -> dict[Ref, tuple[int, frozenset[str]]]:
+        """Per message of the folder: its Gmail message id and labels (label names as Gmail
+        writes them, ``/`` between levels; system labels such as ``\\Inbox``, ``\\Sent``).
+        Only where :meth:`labels_offered`."""
+        raise NotImplementedError(f"{self.label}: the server has no labels")
+
     @abc.abstractmethod
     def changes(self, path: tuple[str, ...], token: str, known: Collection[Ref]) -> Changes | None:
         """What changed since ``token``, or ``None`` when the token is no longer valid (UIDVALIDITY

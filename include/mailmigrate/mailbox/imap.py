@@ -16,7 +16,7 @@ import secrets
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
-from imapclient import IMAPClient
+from imapclient import IMAPClient, imap_utf7
 from imapclient.exceptions import IMAPClientError
 
 from mailmigrate import identity as ident
@@ -107,6 +107,13 @@ def _clean_flags(flags: Iterable[bytes | str]) -> frozenset[str]:
         if len(_CLEANED) < 4096:
             _CLEANED[key] = cleaned
     return cleaned
+
+
+def _label(value: bytes | int | str) -> str:
+    """A Gmail label as text: modified UTF-7 decoded; a numeric label stays its digits."""
+    if isinstance(value, bytes):
+        return imap_utf7.decode(value)
+    return str(value)
 
 
 def _guarded(operation: str):
@@ -273,7 +280,9 @@ class ImapMailbox(Mailbox):
         for flags, _, name in self.client.list_folders():
             attributes = {f.decode() if isinstance(f, bytes) else f for f in flags}
             lowered = {a.lower() for a in attributes}
-            special = next((use for use in SPECIAL_USES if use.lower() in lowered), None)
+            # RFC 8457's \\Important too: a label-based source's view (see mailmigrate.labels).
+            uses = (*SPECIAL_USES, "\\Important")
+            special = next((use for use in uses if use.lower() in lowered), None)
             folders.append(
                 Folder(
                     path=self.path_of(name),
@@ -493,6 +502,21 @@ class ImapMailbox(Mailbox):
             if b"RFC822.SIZE" in d
         ]
         return Listing(messages=messages, token=token)
+
+    def labels_offered(self) -> bool:
+        return self.has("X-GM-EXT-1")
+
+    @_guarded("reading Gmail labels in")
+    def message_labels(self, path: tuple[str, ...]) -> dict[Ref, tuple[int, frozenset[str]]]:
+        info = self._select(path, fresh=True)
+        if not info.get(b"EXISTS"):
+            return {}
+        data = self._uid_fetch("1:*", [b"X-GM-MSGID", b"X-GM-LABELS"])
+        return {
+            uid: (int(d[b"X-GM-MSGID"]), frozenset(_label(x) for x in d.get(b"X-GM-LABELS") or ()))
+            for uid, d in data.items()
+            if b"X-GM-MSGID" in d
+        }
 
     @_guarded("reading changes in")
     def changes(self, path: tuple[str, ...], token: str, known: Collection[Ref]) -> Changes | None:

@@ -40,6 +40,7 @@ ACCOUNTS = [  # (address, password or None for admin login, messages)
     ("bob@demo.example", None, 250),
     ("carol@demo.example", None, 150),
 ]
+DEMO_MESSAGES_PER_SECOND = 5  # per account: alice's initial copy takes about 80 s
 FOLDERS = [
     "INBOX",
     "INBOX.Sent",
@@ -96,6 +97,8 @@ def write_plan(dns: DnsServer) -> Path:
         '  window: "any"\n'
         "parallel_accounts: 2\n"
         "retries: 2\n"
+        "# Slow on purpose: long enough to watch a copy run and the time-left estimate move.\n"
+        f"copy: {{messages_per_second: {DEMO_MESSAGES_PER_SECOND}}}\n"
     )
     return plan
 

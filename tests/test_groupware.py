@@ -4,7 +4,13 @@ and colours, re-runs that write nothing, and a delta with a new, a changed and a
 
 from __future__ import annotations
 
+import base64
+from datetime import UTC, date
+
+import icalendar
 import pytest
+import recurring_ical_events
+import vobject
 from harness import groupware_corpus as corpus
 from harness.radicale import RadicaleServer
 from harness.xandikos import XandikosServer
@@ -74,6 +80,36 @@ def _flat(form, path=()) -> list:
     return out
 
 
+def item_text(endpoint: DavEndpoint, uid: str) -> str:
+    """The stored text of the item ``uid`` of an account, wherever it lives."""
+    account = DavAccount(endpoint)
+    try:
+        for collection in account.collections():
+            items = account.fetch(collection, list(account.listing(collection).etags))
+            for text, _ in items.values():
+                if f"UID:{uid}" in "".join(text.split("\n ")):
+                    return text
+    finally:
+        account.close()
+    raise AssertionError(f"{uid} not found")
+
+
+def assert_meaning_kept(destination: DavEndpoint) -> None:
+    """Beyond equal text: the destination's own reading of the copy (icalendar and
+    recurring-ical-events, vobject) gives the meeting's instances across the DST change, with
+    the cancelled one gone and the moved one moved, and the contact's photo bytes."""
+    meeting = icalendar.Calendar.from_ical(item_text(destination, "weekly-meeting@corpus"))
+    starts = [e["DTSTART"].dt.astimezone(UTC)
+              for e in recurring_ical_events.of(meeting).between(date(2026, 10, 1), date(2026, 12, 1))]  # fmt: skip
+    utc = [s.strftime("%m-%d %H:%M") for s in sorted(starts)]
+    assert utc == ["10-05 08:00", "10-12 08:00", "10-27 13:00", "11-02 09:00", "11-09 09:00",
+                   "11-16 09:00", "11-23 09:00"]  # fmt: skip
+    card = vobject.readOne(item_text(destination, "ada@corpus"))
+    assert card.photo.value == base64.b64decode(corpus.PHOTO)
+    assert len(card.contents["tel"]) == 3 and len(card.contents["adr"]) == 2
+    assert card.bday.value == "1815-12-10"
+
+
 @pytest.mark.parametrize("direction", ["radicale->xandikos", "xandikos->radicale"])
 def test_copy_initial_rerun_and_delta(servers, direction, tmp_path):
     source_name, destination_name = direction.split("->")
@@ -90,6 +126,7 @@ def test_copy_initial_rerun_and_delta(servers, direction, tmp_path):
 
     first = copy_groupware(source, destination, plan="gw", state_dir=tmp_path)
     assert_copied(source, destination, first)
+    assert_meaning_kept(destination)
     assert first.total("added") == 10
 
     again = copy_groupware(source, destination, plan="gw", state_dir=tmp_path)

@@ -2,22 +2,22 @@
 makes (scheduling turned off for the write).
 
 iCalendar (RFC 5545) and vCard (RFC 6350) share the content-line syntax; both are read line by
-line with ``icalendar``'s content-line parser, so nothing is re-serialised by a library on the way
-and a copy carries the source's bytes (bar the scheduling parameter below).
+line here (name, parameters, value; quotes respected), so nothing is re-serialised by a library on
+the way and a copy carries the source's bytes (bar the scheduling parameter below). icalendar's
+content-line parser is not used for this: it keeps only the last of repeated parameters.
 
 The canonical form drops exactly what servers legitimately rewrite (the README's "What copied
 means for groupware"): line folding and line endings, property and component order, parameter
-order and the case of names, the order of a recurrence rule's parts, ``PRODID``, ``DTSTAMP``, ``LAST-MODIFIED``, ``REV`` (vCard), the
-VTIMEZONE definitions (their TZIDs stay compared wherever they are used), and the RFC 6638
-scheduling parameters ``SCHEDULE-AGENT``, ``SCHEDULE-STATUS``, ``SCHEDULE-FORCE-SEND`` that
-scheduling servers add or consume. Everything else is compared as written.
+order and the case of names, the order of a recurrence rule's parts, ``PRODID``, ``DTSTAMP``,
+``LAST-MODIFIED``, ``REV`` (vCard), the spelling of vCard ``TYPE``, the VTIMEZONE definitions
+(their TZIDs stay compared wherever they are used), and the RFC 6638 scheduling parameters
+``SCHEDULE-AGENT``, ``SCHEDULE-STATUS``, ``SCHEDULE-FORCE-SEND`` that scheduling servers add or
+consume. Everything else is compared as written, values byte for byte.
 """
 
 from __future__ import annotations
 
 import re
-
-from icalendar.parser import Contentline, Parameters
 
 IGNORED_PROPERTIES = frozenset({"PRODID", "DTSTAMP", "LAST-MODIFIED", "REV"})
 IGNORED_COMPONENTS = frozenset({"VTIMEZONE"})
@@ -36,12 +36,44 @@ def unfolded_lines(text: str) -> list[str]:
     return [line for line in _FOLD.sub("", text).replace("\r\n", "\n").split("\n") if line]
 
 
-def _parts(line: str) -> tuple[str, Parameters, str]:
-    try:
-        name, params, value = Contentline(line, strict=False).parts()
-    except ValueError as exc:
-        raise ContentError(f"unparseable content line {line[:40]!r}: {exc}") from None
-    return name.upper(), params, value
+def _split(text: str, separator: str) -> list[str]:
+    """``text`` split at ``separator`` outside double quotes."""
+    parts, current, quoted = [], [], False
+    for char in text:
+        if char == '"':
+            quoted = not quoted
+        if char == separator and not quoted:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    return [*parts, "".join(current)]
+
+
+def _value_start(line: str) -> int:
+    """Index of the colon between a content line's name/parameters and its value."""
+    quoted = False
+    for index, char in enumerate(line):
+        if char == '"':
+            quoted = not quoted
+        elif char == ":" and not quoted:
+            return index
+    raise ContentError(f"content line without a value: {line[:40]!r}")
+
+
+def _parts(line: str) -> tuple[str, list[tuple[str, list[str]]], str]:
+    """(NAME, [(PARAM, [values])...], value) of one unfolded content line. Repeated parameters
+    stay separate entries (``TYPE=home;TYPE=voice``), which icalendar's parser would merge into
+    the last one and so hide a difference."""
+    colon = _value_start(line)
+    name, *params = _split(line[:colon], ";")
+    parsed = []
+    for param in params:
+        key, equals, values = param.partition("=")
+        if not equals:
+            raise ContentError(f"parameter without a value in {line[:40]!r}")
+        parsed.append((key.upper(), [v.strip('"') for v in _split(values, ",")]))
+    return name.upper(), parsed, line[colon + 1 :]
 
 
 def uid_of(text: str) -> str | None:
@@ -68,12 +100,17 @@ def components_of(text: str) -> set[str]:
     return names - IGNORED_COMPONENTS
 
 
-def _canonical_param(name: str, value) -> str:
-    values = value if isinstance(value, list) else [value]
-    values = [str(v) for v in values]
-    if name == "TYPE":  # vCard TYPE is case-insensitive and a set ("HOME,VOICE" == two params)
-        values = sorted({part.lower() for v in values for part in v.split(",")})
-    return f"{name}={','.join(values)}"
+def _canonical_params(params: list[tuple[str, list[str]]]) -> tuple[str, ...]:
+    merged: dict[str, list[str]] = {}
+    for key, values in params:
+        if key not in SCHEDULING_PARAMETERS:
+            merged.setdefault(key, []).extend(values)
+    out = []
+    for key, values in merged.items():
+        if key == "TYPE":  # vCard TYPE is case-insensitive and a set ("HOME,VOICE" == two params)
+            values = sorted({part.lower() for part in values})
+        out.append(f"{key}={','.join(values)}")
+    return tuple(sorted(out))
 
 
 def canonical(text: str) -> tuple:
@@ -95,11 +132,9 @@ def canonical(text: str) -> tuple:
             continue
         if name in IGNORED_PROPERTIES:
             continue
-        kept = sorted(_canonical_param(k.upper(), v) for k, v in params.items()
-                      if k.upper() not in SCHEDULING_PARAMETERS)  # fmt: skip
         if name in RULES:  # RFC 5545 §3.3.10: the parts of a rule are unordered
             value = ";".join(sorted(part.upper() for part in value.split(";")))
-        stack[-1][1].append((name, tuple(kept), value))
+        stack[-1][1].append((name, _canonical_params(params), value))
     if len(stack) != 1:
         raise ContentError(f"BEGIN:{stack[-1][0]} without END")
     return tuple(sorted(stack[0][2]))
@@ -107,15 +142,15 @@ def canonical(text: str) -> tuple:
 
 def without_scheduling(text: str) -> str:
     """``text`` with ``SCHEDULE-AGENT=CLIENT`` on every ORGANIZER and ATTENDEE: RFC 6638 §7.1
-    forbids a scheduling server to send invitations, updates or replies for them. Other lines
-    are left byte for byte (folding included)."""
+    forbids a scheduling server to send invitations, updates or replies for them. Only those
+    lines change (an existing SCHEDULE-AGENT is replaced); the others keep their bytes."""
     out: list[str] = []
     for line in unfolded_lines(text):
         head = line.split(":", 1)[0].split(";", 1)[0].upper()
         if head in SCHEDULED_PROPERTIES:
-            name, params, value = _parts(line)
-            params = Parameters({k: v for k, v in params.items() if k.upper() != "SCHEDULE-AGENT"})
-            params["SCHEDULE-AGENT"] = "CLIENT"
-            line = Contentline.from_parts(name, params, value, sorted=False)
-        out.append(str(line))
+            colon = _value_start(line)
+            name, *params = _split(line[:colon], ";")
+            params = [p for p in params if p.partition("=")[0].upper() != "SCHEDULE-AGENT"]
+            line = ";".join([name, *params, "SCHEDULE-AGENT=CLIENT"]) + line[colon:]
+        out.append(line)
     return "\r\n".join(out) + "\r\n"

@@ -15,11 +15,14 @@ from pathlib import Path
 
 import pytest
 from engine_helpers import make_plan
+from harness.corpus import snapshot
 from harness.cyrus import CyrusServer, available
 from harness.hostile import RewritingProxy
 from harness.matrix import Scenario
 
 from mailmigrate.connections import endpoint_from_dict
+from mailmigrate.owner_report import build_owner_report
+from mailmigrate.owner_report_render import render_text
 from mailmigrate.plan import Account
 from mailmigrate.sync import preflight
 
@@ -119,3 +122,30 @@ def test_test_step_probes_special_use_creation_and_names_its_fallbacks(
         names = [name for _, _, name in cyrus.client(dst_user, dst_password).list_folders()]
         assert names == ["INBOX"], names  # the probe folder is gone again
         assert not any("warning: destination" in line for line in check.summary_lines())
+
+
+def test_a_destination_that_rewrites_8bit_headers_is_reported_never_called_identical(
+    modern_imap, new_account, tmp_path
+):
+    """Cyrus as installed (``munge8bit: yes``) stores 8-bit header bytes as ``X``."""
+    munging = CyrusServer(Path(tempfile.mkdtemp(prefix="mailmigrate-cyrus-")), munge8bit=True)
+    munging.start()
+    try:
+        scenario = Scenario(modern_imap, munging, new_account, tmp_path, seed=93_000,
+                            refused=CYRUS_REFUSES)  # fmt: skip
+        first = scenario.copy("initial")
+        assert {f.source for f in first.folders if f.error} == CYRUS_REFUSES
+        assert not first.failures, first.summary_lines()
+        changed = {(n.folder, n.kind) for n in first.notices}
+        assert changed == {("INBOX", "copied, not identical")}, first.summary_lines()
+        assert len(first.notices) == 2  # the Latin-1 and the UTF-8 header (ODD_MESSAGES)
+        assert all("changed its 8-bit header bytes" in n.reason for n in first.notices)
+        report = build_owner_report("t", scenario.account, first)
+        text = render_text(report)
+        assert not report.ok and "2 messages copied but not identical" in text, text
+        assert "are on the new server" not in text
+        assert snapshot(scenario.dst, "INBOX") != snapshot(scenario.src, "INBOX")
+        again = scenario.copy("initial")  # same size and Message-ID: matched, never doubled
+        assert again.totals()["copied"] == 0, again.summary_lines()
+    finally:
+        munging.stop()

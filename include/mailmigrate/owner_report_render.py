@@ -51,6 +51,8 @@ def _headline(report: OwnerReport) -> str:
         problems.append(f"{_n(totals['missing'], 'message')} not on the new server yet")
     if report.failures:
         problems.append(f"{_n(len(report.failures), 'message')} refused by the new server")
+    if report.changed:
+        problems.append(f"{_n(len(report.changed), 'message')} copied but not identical")
     failed = [f for f in report.folders if f.error]
     if failed:
         problems.append(f"{_n(len(failed), 'folder')} could not be copied")
@@ -86,10 +88,10 @@ def render_text(report: OwnerReport) -> str:
         if f.error:
             line += f"; FAILED: {f.error}"
         lines.append(line)
-    for failure in report.failures:
+    for failure in (*report.failures, *report.changed):
         lines.append(
-            f"refused: {failure.folder} message {failure.ref} ({human_bytes(failure.size)}): "
-            f"{failure.reason}"
+            f"{failure.kind}: {failure.folder} message {failure.ref} "
+            f"({human_bytes(failure.size)}): {failure.reason}"
         )
     lines += [f"{name}: not copied (excluded by the migration plan)" for name in report.excluded]
     if report.servers:
@@ -178,7 +180,7 @@ def render_html(report: OwnerReport, *, standalone: bool = True) -> str:
             for f in renamed
         ]
         parts.append("</ul>")
-    if report.failures or report.error or any(f.error for f in report.folders):
+    if report.failures or report.changed or report.error or any(f.error for f in report.folders):
         parts.append("<h2>What failed and why</h2><ul>")
         if report.error:
             parts.append(f"<li>The whole copy: {e(report.error)}</li>")
@@ -186,6 +188,11 @@ def render_html(report: OwnerReport, *, standalone: bool = True) -> str:
         parts += [
             f"<li>Message {e(x.ref)} in {e(x.folder)} ({human_bytes(x.size)}): {e(x.reason)}</li>"
             for x in report.failures
+        ]
+        parts += [
+            f"<li>Message {e(x.ref)} in {e(x.folder)} ({human_bytes(x.size)}) copied, "
+            f"not identical: {e(x.reason)}</li>"
+            for x in report.changed
         ]
         parts.append("</ul>")
     if report.excluded:

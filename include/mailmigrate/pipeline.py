@@ -189,7 +189,7 @@ class CopyPipeline:
                 self.result.copied_bytes += message.info.size
                 if outcome.note:  # stored, but not exactly: said per message, not retried
                     self._report(self.result.notices, message.info.ref, message.info.size,
-                                 outcome.note, "copied without some flags")  # fmt: skip
+                                 outcome.note, "copied, not identical")  # fmt: skip
             else:
                 self.result.failed += 1
                 self._report(self.failures, message.info.ref, message.info.size, outcome.error)

@@ -97,6 +97,11 @@ def _flag_text(flag: bytes | str | int) -> str:
     return str(flag)
 
 
+def _eight_bit(data: bytes) -> bytes:
+    """The bytes above 127 of ``data``, in order."""
+    return bytes(b for b in data if b > 127) if not data.isascii() else b""
+
+
 def _clean_flags(flags: Iterable[bytes | str]) -> frozenset[str]:
     key = flags if isinstance(flags, tuple) else tuple(flags)
     cleaned = _CLEANED.get(key)
@@ -688,12 +693,40 @@ class ImapMailbox(Mailbox):
             results = [self._append_one(name, m, f) for m, f in zip(messages, flags, strict=True)]
         if not self.has("UIDPLUS"):
             results = self._found_refs(path, mark, messages, results)
-        return [
-            dataclasses.replace(result, note=f"flags not stored: {', '.join(left_out)}")
-            if left_out and result.error is None
-            else result
-            for result, (_, left_out) in zip(results, storable, strict=True)
-        ]
+        changed = self._changed_by_server(messages, results)
+        noted = []
+        for result, (_, left_out) in zip(results, storable, strict=True):
+            notes = [f"flags not stored: {', '.join(left_out)}"] if left_out else []
+            if result.ref in changed:
+                notes.append("the server changed its 8-bit header bytes as it stored it")
+            if notes and result.error is None:
+                result = dataclasses.replace(result, note="; ".join(notes))
+            noted.append(result)
+        return noted
+
+    def _changed_by_server(
+        self, messages: Sequence[Message], results: list[AppendResult]
+    ) -> set[Ref]:
+        """The appended messages this server stored with other header bytes than it was given.
+
+        Some servers rewrite what they store: Cyrus's default ``munge8bit`` turns every 8-bit
+        header byte into ``X`` (same size, same Message-ID: nothing else would notice). Only
+        messages with 8-bit header bytes are read back (their header), and only those bytes are
+        compared, so line ends a server normalises do not count."""
+        suspects = {
+            r.ref: _eight_bit(ident.header_block(m.content))
+            for m, r in zip(messages, results, strict=True)
+            if r.ref is not None and r.error is None and not m.content.isascii()
+        }
+        suspects = {ref: high for ref, high in suspects.items() if high}
+        if not suspects:
+            return set()
+        stored = self._uid_fetch([int(ref) for ref in suspects], [b"BODY.PEEK[HEADER]"])
+        return {
+            ref
+            for ref, high in suspects.items()
+            if _eight_bit(stored.get(int(ref), {}).get(b"BODY[HEADER]") or b"") != high
+        }
 
     def _found_refs(
         self, path: tuple[str, ...], mark: str | None, messages: Sequence[Message],

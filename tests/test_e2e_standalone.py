@@ -92,6 +92,15 @@ def test_task_logs_are_readable_through_the_api_and_hold_no_secret(
     total = sum(SOURCE_FOLDERS.values())
     assert f"initial pass: {total} copied" in logs["initial_copy"], logs["initial_copy"][-3000:]
     assert f"{NEW_MAIL} copied" in logs["delta_copy"], logs["delta_copy"][-3000:]
+    # The copy log's first word on the copy is one short line; the owner report is a link.
+    headline = f"{account.source_user}: initial copy done: {total} copied, 0 failed"
+    initial = logs["initial_copy"]
+    assert headline in initial and initial.index(headline) < initial.index("initial pass:")
+    report = f"{stack.base_url}/mailmigrate/reports/{scenario.dag_id}/"
+    assert f"Owner report: {report}" in initial and "file://" not in initial, initial[-3000:]
+    # No masking warning for connection settings, real quota words in the test step.
+    assert not any("too short" in log for log in logs.values())
+    assert "quota ?" not in logs["test"] and "unlimited" not in logs["test"]
     # The trigger's own checks, logged in the triggerer, are part of the sensor's log.
     sensor_log = logs["wait_for_mx"]
     assert "attempt=1.log.trigger." in sensor_log, sensor_log[-3000:]  # the triggerer's file

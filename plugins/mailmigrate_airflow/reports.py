@@ -139,7 +139,11 @@ def publish_owner_report(
         paths["html"].write_text(html, encoding="utf-8")
         paths["csv"].write_text(csv_text, encoding="utf-8")
         record.update({"html": str(paths["html"]), "csv": str(paths["csv"])})
-        log.info("Owner report: %s (and .csv)", paths["html"])
+        log.info(
+            "Owner report: %s (CSV: %s)",
+            report_url(ti.dag_id, ti.run_id, ti.task_id),
+            report_url(ti.dag_id, ti.run_id, ti.task_id, "csv"),
+        )
     except Exception as exc:
         record["storage_error"] = f"{type(exc).__name__}: {exc}"
         log.warning("%s: the owner report could not be stored: %s", account.source_user, exc)

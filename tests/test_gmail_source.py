@@ -137,7 +137,7 @@ def test_gmail_source_copies_each_real_folder_once_and_archived_mail_once(gmail_
     assert again.ok and again.totals()["copied"] == 0, again.summary_lines()
 
     # Deltas: a new inbox message, one archived on arrival, one archived with a label, an inbox
-    # message archived since, and an archived message starred since.
+    # message archived since, an archived message starred since and one labelled since.
     def new(seed, labels, **kw):
         raw = make_message(23_000 + seed, size=1500)
         return GmailMessage(raw, BASE + timedelta(days=30, hours=seed), labels, ("\\Seen",), **kw)
@@ -164,11 +164,14 @@ def test_gmail_source_copies_each_real_folder_once_and_archived_mail_once(gmail_
     src.add_flags(uid, ["\\Flagged"])
     starred_now.flags = (*starred_now.flags, "\\Flagged")
     seed_folder(src, STARRED, [(starred_now.raw, starred_now.flags, starred_now.when)])
+    labelled_now = messages[-2]  # archived, labelled Work since
+    seed_folder(src, "Work", [(labelled_now.raw, labelled_now.flags, labelled_now.when)])
+    labelled_now.labels = ("Work",)
     messages += arrivals
 
     delta = copy_account(plan, account, source, destination, "delta")
     assert delta.ok, delta.summary_lines()
-    assert destination_counts(dst) == {"INBOX": 100, "Work": 31, "Sent": 20, "Archive": 52}
+    assert destination_counts(dst) == {"INBOX": 100, "Work": 32, "Sent": 20, "Archive": 51}
     assert_exact(src, dst, messages)
     final = copy_account(plan, account, source, destination, "delta")
     assert final.ok and final.totals()["copied"] == 0, final.summary_lines()

@@ -32,8 +32,9 @@ from dataclasses import dataclass, field
 
 from mailmigrate.folder_pass import FolderPass
 from mailmigrate.folders import INBOX_PATH, FolderMapping, FolderPlan, Path, folder_name
-from mailmigrate.mailbox.base import Folder, FolderStats, Listing, Mailbox, MessageInfo
+from mailmigrate.mailbox.base import Folder, FolderStats, Listing, Mailbox, MessageInfo, Ref
 from mailmigrate.results import AccountResult
+from mailmigrate.state import Entry
 
 GMAIL_EXTENSION = "X-GM-EXT-1"
 LABEL_MODES = ("archive", "as_folders")
@@ -248,6 +249,25 @@ class ArchivePass(FolderPass):
             f"{folder_name(self.destination)}"
         )
         return self.selection.listing
+
+    def _full_compare(self, known: dict[Ref, Entry]) -> tuple[list[MessageInfo], str | None]:
+        """The folder pass's comparison of the selection; then, when the plan propagates
+        deletions, the archive copies of messages no longer selected (labelled or deleted since)
+        are removed, as any moved message's old copy is. Only copies this migration made (in the
+        state) are ever removed."""
+        todo, token = super()._full_compare(known)
+        if self.plan.copy.propagate_deletions and self.selection is not None:
+            selected = {info.ref for info in self.selection.listing.messages}
+            kept = {entry.dest_ref for entry in self.state.entries(self.source).values()}
+            gone = [
+                entry.dest_ref
+                for ref, entry in known.items()
+                if ref not in selected and entry.dest_ref is not None and entry.dest_ref not in kept
+            ]
+            if gone:
+                self.dst.delete(self.destination, gone)
+                self.result.deleted += len(gone)
+        return todo, token
 
 
 def owner_notes(folder_plan: FolderPlan, result: AccountResult) -> list[str]:

@@ -19,12 +19,13 @@ from mailmigrate.groupware.content import canonical, unfolded_lines
 from mailmigrate.groupware.dav import DavAccount, DavEndpoint
 from mailmigrate.groupware.sync import copy_groupware, preflight
 
+LIMIT = 1_000_000  # Radicale's largest request body here: a bigger item is refused
 pytestmark = pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
 
 
 @pytest.fixture(scope="module")
 def servers():
-    started = {"radicale": RadicaleServer(), "xandikos": XandikosServer()}
+    started = {"radicale": RadicaleServer(max_content_length=LIMIT), "xandikos": XandikosServer()}
     try:
         for server in started.values():
             server.start()
@@ -173,3 +174,44 @@ def test_scheduling_servers_get_schedule_agent_client(servers, tmp_path):
     assert len(attendees) == 2 * 50 and all("SCHEDULE-AGENT=CLIENT" in a for a in attendees)
     names = {c.name for c in account.collections()}
     assert "Contacts" not in names  # kinds=["calendars"] moved no address book
+
+
+def test_item_problems_cost_only_the_item(servers, tmp_path):
+    """An item the destination refuses (too large) and an item changed on both sides are reported
+    with collection and UID; everything else is copied, the destination's change is kept."""
+    source = servers["xandikos"].add_user()
+    destination = servers["radicale"].add_user()
+    account = DavAccount(source)
+    hrefs = corpus.populate(account)
+    work = hrefs["Work"]
+    big = corpus.WORK.replace("work-review", "big").replace(
+        "CLASS:PRIVATE", "ATTACH;ENCODING=BASE64;VALUE=BINARY:" + "A" * LIMIT
+    )
+    account.put("calendar", f"{work}big.ics", big, None)
+    first = copy_groupware(source, destination, plan="gw", state_dir=tmp_path)
+    assert [(p.collection, p.uid) for p in first.all_problems] == [("Work", "big@corpus")]
+    assert "413" in first.all_problems[0].reason
+    assert first.total("added") == 10
+
+    # the review changes on both sides: the destination's version stays
+    dest = DavAccount(destination)
+    dest_work = next(c for c in dest.collections() if c.name == "Work")
+    dest_href, dest_etag = next(iter(dest.listing(dest_work).etags.items()))
+    changed_there = corpus.WORK.replace("SUMMARY:Review", "SUMMARY:Review (destination)")
+    dest.put("calendar", dest_href, changed_there, dest_etag)
+    source_href = f"{work}work-review@corpus.ics"
+    etag = account.listing(next(c for c in account.collections() if c.href == work)).etags[
+        source_href
+    ]
+    account.put(
+        "calendar",
+        source_href,
+        corpus.WORK.replace("SUMMARY:Review", "SUMMARY:Review (source)"),
+        etag,
+    )
+    delta = copy_groupware(source, destination, plan="gw", state_dir=tmp_path, phase="delta")
+    assert {p.uid for p in delta.all_problems} == {"big@corpus", "work-review@corpus"}
+    assert delta.total("kept_changed") == 1 and delta.total("updated") == 0
+    assert "Review (destination)" in dest.fetch(dest_work, [dest_href])[dest_href][0]
+    account.close()
+    dest.close()

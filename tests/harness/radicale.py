@@ -9,13 +9,21 @@ from harness.dav_server import DavServer
 
 
 class RadicaleServer(DavServer):
+    """:param max_content_length: the largest request body it accepts (Radicale answers 413
+    above it), to make a destination refuse one item."""
+
     name = "radicale"
+
+    def __init__(self, max_content_length: int = 100_000_000) -> None:
+        super().__init__()
+        self.max_content_length = max_content_length
 
     def _command(self) -> list[str]:
         (self.root / "users").touch()
         config = self.root / "config"
         config.write_text(
             f"[server]\nhosts = {self.host}:{self.port}\n"
+            f"max_content_length = {self.max_content_length}\n"
             f"[auth]\ntype = htpasswd\nhtpasswd_filename = {self.root / 'users'}\n"
             "htpasswd_encryption = plain\ndelay = 0\n"
             f"[storage]\nfilesystem_folder = {self.root / 'collections'}\n"

@@ -197,8 +197,12 @@ class _CollectionPass:
         self.written: list[str] = []
         self.verdicts = verdicts
 
-    def problem(self, uid: str, reason: str) -> None:
+    def problem(self, uid: str, reason: str, href: str | None = None) -> None:
+        """Report an item; with ``href``, remember it as failed so the next pass, a delta
+        included, tries it again."""
         self.outcome.problems.append(ItemProblem(self.mapped.source.name, uid, reason))
+        if href is not None:
+            self.state.set_item(href, ItemState(self.mapped.source.href, uid, None, "", None))
 
     def run(self) -> None:
         source = self.mapped.source
@@ -213,7 +217,8 @@ class _CollectionPass:
             self.outcome.created = True
         earlier = self.state.collection(source.href)
         token = earlier[1] if earlier and earlier[0] == destination.href else None
-        copied = self.state.items(source.href) if token is not None or earlier else {}
+        same = earlier is not None and earlier[0] == destination.href
+        copied = self.state.items(source.href) if same else {}
         listing = self.src.listing(source, token)
         dest_listing = self.dst.listing(destination)
         dest_etags = dest_listing.etags
@@ -222,9 +227,15 @@ class _CollectionPass:
         else:
             gone = {h for h, item in copied.items() if item.source_etag == GONE}
             removed = (listing.removed | gone) - set(listing.etags) & set(copied)
-        changed = [h for h, etag in listing.etags.items()
-                   if h not in copied or copied[h].source_etag != etag or etag is None
-                   or copied[h].destination not in dest_etags]  # fmt: skip
+        # new or changed on the source, and what an earlier pass failed to copy; an item the
+        # owner deleted on the destination stays deleted until it changes on the source
+        changed = [
+            h
+            for h, etag in listing.etags.items()
+            if h not in copied or copied[h].source_etag != etag or etag is None
+        ]
+        changed += [h for h, item in copied.items()
+                    if not item.destination and h not in listing.etags and h not in removed]  # fmt: skip
         fetched = self.src.fetch(source, changed) if changed else {}
         by_uid = self._destination_uids(destination, dest_etags, copied, bool(fetched))
         for href in changed:
@@ -269,10 +280,10 @@ class _CollectionPass:
             uid = uid_of(content)
             comps = components_of(content)
         except ContentError as exc:
-            self.problem(href.rsplit("/", 1)[-1], f"not copied: {exc}")
+            self.problem(href.rsplit("/", 1)[-1], f"not copied: {exc}", href)
             return
         if not uid:
-            self.problem(href.rsplit("/", 1)[-1], "not copied: the item has no UID")
+            self.problem(href.rsplit("/", 1)[-1], "not copied: the item has no UID", href)
             return
         if not comps & self.components:
             return  # a task in a mixed calendar when only calendars move, or the reverse
@@ -300,7 +311,7 @@ class _CollectionPass:
         if meeting and self._scheduling(destination) == SENDS:
             self.problem(uid, "not copied: the destination server would email its attendees "
                               "(it ignores SCHEDULE-AGENT=CLIENT); turn off its outbound "
-                              "invitations and run the copy again")  # fmt: skip
+                              "invitations and run the copy again", href)  # fmt: skip
             return
         body = without_scheduling(content) if kind == CALENDAR and self.dst.schedules else content
         if target is None:
@@ -308,7 +319,7 @@ class _CollectionPass:
         try:
             self.dst.put(kind, target, body, target_etag if current is not None else None)
         except DavError as exc:
-            self.problem(uid, f"not copied: {exc}")
+            self.problem(uid, f"not copied: {exc}", href)
             return
         # a server may store something else than what was PUT (Xandikos adds SCHEDULE-STATUS)
         # and still answer an ETag: the ETag kept is the one listed after the pass

@@ -19,6 +19,9 @@ from engine_helpers import endpoints, make_plan
 from harness.corpus import make_message, seed_folder, snapshot
 from harness.gmail_sim import ALL_MAIL, SENT, STARRED, GmailMessage, GmailSimulator, seed_gmail
 
+from mailmigrate import labels
+from mailmigrate.folders import map_folders
+from mailmigrate.mailbox.base import Folder
 from mailmigrate.owner_report import build_owner_report, render_text
 from mailmigrate.plan import Account, FolderRules
 from mailmigrate.sync import copy_account, preflight
@@ -195,14 +198,20 @@ def test_plan_can_copy_every_gmail_folder_as_it_is(gmail_imap, modern_imap, new_
 
 def test_labels_tell_apart_messages_identity_cannot(gmail_imap, modern_imap, new_account, tmp_path):
     """Two messages with the same Message-ID and size but other bytes, one in INBOX and one
-    archived: X-GM-LABELS put the archived one in Archive (identity alone could pick either)."""
+    archived: X-GM-LABELS put the archived one in Archive (identity alone could pick either).
+    A message archived with a nested, non-ASCII label stays out of Archive."""
     user, password = new_account(gmail_imap)
     src = gmail_imap.client(user, password)
     inbox = make_message(24_000, size=2000)
     body_at = inbox.index(b"\r\n\r\n") + 10
     archived = inbox[:body_at] + bytes([inbox[body_at] ^ 0x01]) + inbox[body_at + 1 :]
     assert archived != inbox and len(archived) == len(inbox)
-    messages = [GmailMessage(archived, BASE, ()), GmailMessage(inbox, BASE, ("INBOX",))]
+    labelled = make_message(24_001, size=3000)  # archived, but with a nested non-ASCII label
+    messages = [
+        GmailMessage(archived, BASE, ()),
+        GmailMessage(inbox, BASE, ("INBOX",)),
+        GmailMessage(labelled, BASE, ("Kunden/Müller & Co",), ("\\Seen",)),
+    ]
     seed_gmail(src, messages)
     dst_user, dst_password = new_account(modern_imap)
     account = Account(user, dst_user, password, dst_password)
@@ -217,7 +226,8 @@ def test_labels_tell_apart_messages_identity_cannot(gmail_imap, modern_imap, new
     assert result.ok, result.summary_lines()
     dst = modern_imap.client(dst_user, dst_password)
     assert snapshot(dst, "Archive") == expected(messages, lambda m: not m.labels)
-    assert snapshot(dst, "INBOX") == expected(messages, lambda m: m.labels)
+    assert snapshot(dst, "INBOX") == expected(messages, lambda m: "INBOX" in m.labels)
+    assert snapshot(dst, "Kunden/Müller & Co") == expected(messages, lambda m: m.raw == labelled)
 
 
 def test_plan_key_folders_labels_is_validated_with_its_line(tmp_path):
@@ -233,3 +243,73 @@ def test_plan_key_folders_labels_is_validated_with_its_line(tmp_path):
         'acme.yaml:7: folders.labels: "as_folder" is not one of archive, as_folders; '
         'did you mean "as_folders"?'
     ]
+
+
+def _gmail_folders(*extra: Folder) -> list[Folder]:
+    uses = {"All Mail": "\\All", "Starred": "\\Flagged", "Important": "\\Important",
+            "Sent Mail": "\\Sent", "Drafts": "\\Drafts", "Spam": "\\Junk", "Trash": "\\Trash",
+            "Chats": None}  # fmt: skip
+    return [
+        Folder(("INBOX",), "INBOX"),
+        Folder(("[Gmail]",), "[Gmail]", selectable=False),
+        *(Folder(("[Gmail]", name), f"[Gmail]/{name}", use) for name, use in uses.items()),
+        *extra,
+    ]
+
+
+class _Source:
+    """What :func:`labels.detect` asks of a source besides its folders."""
+
+    def __init__(self, offered: bool) -> None:
+        self.offered = offered
+
+    def labels_offered(self) -> bool:
+        return self.offered
+
+
+def _label_plan(source_folders, destination_folders, offered=False, mode="archive"):
+    layout = labels.detect(_Source(offered), source_folders, mode)
+    plan = map_folders(source_folders, destination_folders, FolderRules(),
+                       destination_separator="/", **labels.mapping_options(layout))  # fmt: skip
+    plan.label_layout = layout
+    return plan
+
+
+def test_label_mapping_skips_views_and_empty_containers_and_finds_the_archive():
+    destination = [Folder(("INBOX",), "INBOX"), Folder(("Sent",), "Sent", "\\Sent"),
+                   Folder(("Archiv",), "Archiv", "\\Archive")]  # fmt: skip
+    plan = _label_plan(_gmail_folders(Folder(("Work",), "Work")), destination)
+    assert {m.source.path: m.destination for m in plan.mappings} == {
+        ("INBOX",): ("INBOX",),
+        ("Work",): ("Work",),
+        ("[Gmail]", "All Mail"): ("Archiv",),  # the destination's \Archive, whatever its name
+        ("[Gmail]", "Sent Mail"): ("Sent",),
+        ("[Gmail]", "Drafts"): ("Drafts",),
+        ("[Gmail]", "Spam"): ("Spam",),  # created with \Junk, without the [Gmail] level
+        ("[Gmail]", "Trash"): ("Trash",),
+    }
+    assert plan.archive_source == ("[Gmail]", "All Mail")
+    spam = next(m for m in plan.mappings if m.source.path == ("[Gmail]", "Spam"))
+    assert spam.create_special_use == "\\Junk" and "Gmail's system folder" in spam.renamed
+    assert sorted(f.path[-1] for f in plan.views) == ["Chats", "Important", "Starred"]
+    assert plan.to_dict()["archive_source"] == ["[Gmail]", "All Mail"]
+
+
+def test_a_label_named_archive_is_a_label_and_the_archive_is_created():
+    plan = _label_plan(
+        _gmail_folders(Folder(("Archive",), "Archive")), [Folder(("INBOX",), "INBOX")]
+    )
+    archive = next(m for m in plan.mappings if m.source.path == ("[Gmail]", "All Mail"))
+    assert archive.destination == ("Archive",) and archive.create_special_use == "\\Archive"
+    label = next(m for m in plan.mappings if m.source.path == ("Archive",))
+    assert label.destination == ("Archive (2)",) and "taken by" in label.renamed
+
+
+def test_gmail_hiding_all_mail_from_imap_still_skips_the_views():
+    folders = [f for f in _gmail_folders() if f.special_use != "\\All"]
+    plan = _label_plan(folders, [Folder(("INBOX",), "INBOX")], offered=True)
+    assert plan.label_layout.all_folder is None and plan.archive_source is None
+    assert not any(m.source.path[-1] in ("Starred", "Important", "Chats") for m in plan.mappings)
+    assert labels.detect(_Source(False), [Folder(("INBOX",), "INBOX")]) is None
+    as_is = _label_plan(_gmail_folders(), [], mode="as_folders")
+    assert as_is.views == [] and len([m for m in as_is.mappings if m.source.selectable]) == 9

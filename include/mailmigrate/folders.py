@@ -11,9 +11,10 @@ and separators are already gone; what is left to decide here:
 - no two source folders ever share a destination folder: a later claimant gets `` (2)``, `` (3)``...
 
 A label-based source (Gmail, see :mod:`mailmigrate.labels`) passes its views, which are not mapped
-at all, and its ``\\All`` folder, which maps onto the destination's archive folder (``\\Archive``,
-else "Archive") and copies only what :mod:`mailmigrate.labels` selects; containers left empty
-by that (``[Gmail]``) are not created.
+at all, its ``\\All`` folder, which maps onto the destination's archive folder (``\\Archive``,
+else "Archive") and copies only what :mod:`mailmigrate.labels` selects, and the container of its
+system folders (``[Gmail]``), whose folders map as if at the top level; containers left empty by
+that are not created.
 
 Who keeps a contested destination path, best first: INBOX and paths kept from an earlier pass, the
 source folder of a special use mapped onto the destination's folder of that use, a folder under its
@@ -380,6 +381,7 @@ def map_folders(
     previous: Mapping[Path, Path] | None = None,
     views: Iterable[Path] = (),
     archive_source: Path | None = None,
+    label_root: Path | None = None,
 ) -> FolderPlan:
     """Map every source folder to a destination path.
 
@@ -394,6 +396,8 @@ def map_folders(
         later never takes over a destination folder that already holds another's messages.
     :param views: a label-based source's views (``\\All``, ``\\Flagged``...): not mapped.
     :param archive_source: a label-based source's ``\\All`` folder: mapped onto the archive.
+    :param label_root: the container of a label-based source's system folders (``[Gmail]``):
+        its folders are mapped as if they were at the top level.
     :raises FolderMappingError: a rule or name that cannot be mapped at all.
     """
     namer = _Namer(destination_separator, valid_part)
@@ -464,6 +468,10 @@ def map_folders(
         elif path == archive_source:
             why = "archived messages (in no other folder) go to the archive folder"
             anchors[path] = _Anchor(("Archive",), _SPECIAL, (why,))
+        elif label_root and len(path) == len(label_root) + 1 and path[:-1] == label_root:
+            part, whys = namer.fit(path[-1])
+            why = f"Gmail's system folder, at the top level without '{folder_name(label_root)}'"
+            anchors[path] = _Anchor((part,), _FITTED if whys else _OWN_NAME, (why, *whys))
     natural = _resolve(paths, anchors, namer, key)
     resolved = natural
     if kept:

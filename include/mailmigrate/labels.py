@@ -93,7 +93,12 @@ def mapping_options(layout: LabelLayout | None) -> dict:
     if layout is None or not layout.maps_labels:
         return {}
     archive = layout.all_folder.path if layout.all_folder else None
-    return {"views": [f.path for f in layout.views if f.path != archive], "archive_source": archive}
+    roots = {f.path[:-1] for f in layout.views if len(f.path) > 1}
+    return {
+        "views": [f.path for f in layout.views if f.path != archive],
+        "archive_source": archive,
+        "label_root": roots.pop() if len(roots) == 1 else None,
+    }
 
 
 def copied_folders(folder_plan: FolderPlan) -> list[FolderMapping]:

@@ -23,6 +23,7 @@ import yaml
 from yaml.nodes import MappingNode, Node
 
 from mailmigrate.plan_accounts import read_accounts
+from mailmigrate.plan_groupware import check_kinds, read_groupware, read_kinds
 from mailmigrate.plan_model import (
     COPY_KEYS,
     DELTA_KEYS,
@@ -362,6 +363,11 @@ def load_plan(path: str | Path) -> Plan:
         options["reports"] = read_reports(reader, node, path)
     if (node := given(fields, "approval")) is not None:
         options["approval"] = read_approval(reader, node, accounts)
+    if (node := given(fields, "kinds")) is not None:
+        options["kinds"] = read_kinds(reader, node)
+    if (node := given(fields, "groupware")) is not None:
+        options["groupware"] = read_groupware(reader, node, _connection)
+    check_kinds(reader, fields, options.get("kinds", ("mail",)), options.get("groupware"))
     if (node := given(fields, "parallel_accounts")) is not None:
         options["parallel_accounts"] = reader.integer(node, "parallel_accounts", 1)
     if (node := given(fields, "retries")) is not None:

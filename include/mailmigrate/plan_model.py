@@ -145,6 +145,16 @@ class Approval:
 
 
 @dataclass(frozen=True)
+class GroupwareOptions:
+    """``groupware``: the DAV connections serving calendars, contacts and tasks on each side
+    (see :mod:`mailmigrate.plan_groupware`)."""
+
+    source_connection: str
+    destination_connection: str
+    propagate_deletions: bool = False
+
+
+@dataclass(frozen=True)
 class Plan:
     path: Path
     name: str
@@ -162,6 +172,8 @@ class Plan:
     notify: tuple[NotifierSpec, ...] = ()
     reports: ReportOptions = field(default_factory=ReportOptions)
     approval: Approval | None = None
+    kinds: tuple[str, ...] = ("mail",)
+    groupware: GroupwareOptions | None = None
 
     @property
     def dag_id(self) -> str:
@@ -188,7 +200,10 @@ WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 TOP_KEYS = (
     "name", "source", "destination", "accounts", "mx", "delta", "folders", "copy",
     "parallel_accounts", "retries", "pool", "state_dir", "notify", "reports", "approval",
+    "kinds", "groupware",
 )  # fmt: skip
+KINDS = ("mail", "calendars", "contacts", "tasks")
+GROUPWARE_KEYS = ("source", "destination", "propagate_deletions")
 MX_KEYS = ("expect", "resolvers", "authoritative", "poke_interval", "timeout")
 DELTA_KEYS = ("timezone", "window", "weekdays")
 FOLDER_KEYS = ("exclude", "rename", "labels")

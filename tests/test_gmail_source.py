@@ -194,6 +194,8 @@ def test_plan_can_copy_every_gmail_folder_as_it_is(gmail_imap, modern_imap, new_
     dst = modern_imap.client(dst_user, dst_password)
     assert destination_counts(dst)["[Gmail]/All Mail"] == 190
     assert snapshot(dst, "[Gmail]/All Mail") == snapshot(src, ALL_MAIL)
+    src.logout()
+    dst.logout()
 
 
 def test_labels_tell_apart_messages_identity_cannot(gmail_imap, modern_imap, new_account, tmp_path):
@@ -228,6 +230,8 @@ def test_labels_tell_apart_messages_identity_cannot(gmail_imap, modern_imap, new
     assert snapshot(dst, "Archive") == expected(messages, lambda m: not m.labels)
     assert snapshot(dst, "INBOX") == expected(messages, lambda m: "INBOX" in m.labels)
     assert snapshot(dst, "Kunden/Müller & Co") == expected(messages, lambda m: m.raw == labelled)
+    src.logout()
+    dst.logout()
 
 
 def test_plan_key_folders_labels_is_validated_with_its_line(tmp_path):

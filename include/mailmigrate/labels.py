@@ -306,7 +306,8 @@ def owner_notes(folder_plan: FolderPlan, result: AccountResult) -> list[str]:
         )
     notes.append(
         "Starred messages keep their star, shown as a flag. All Mail, Starred, Important and "
-        "Chats are views in Gmail, not folders: they were not copied again."
+        "Chats are views in Gmail, not folders: they were not copied again, and Gmail's "
+        "Important marks are not carried over."
     )
     return notes
 

@@ -36,8 +36,6 @@ from mailmigrate.mailbox.base import Folder, FolderStats, Listing, Mailbox, Mess
 from mailmigrate.results import AccountResult
 from mailmigrate.state import Entry
 
-GMAIL_EXTENSION = "X-GM-EXT-1"
-LABEL_MODES = ("archive", "as_folders")
 VIEW_USES = ("\\All", "\\Flagged", "\\Important")
 VIEW_NAMES = ("Chats",)  # Gmail's [Gmail]/Chats carries no special-use attribute
 NOT_IN_ALL = ("\\Trash", "\\Junk")  # Gmail keeps Spam and Trash out of All Mail
@@ -69,7 +67,10 @@ class LabelLayout:
     def describe(self) -> str:
         how = "X-GM-LABELS" if self.by_labels else "folder membership (Message-ID and size)"
         if not self.maps_labels:
-            return "label-based source (Gmail); plan folders.labels: as_folders copies every folder as it is"
+            return (
+                "label-based source (Gmail); plan folders.labels: as_folders copies every "
+                "folder as it is, views included"
+            )
         return f"label-based source (Gmail): views skipped, archived messages found by {how}"
 
 
@@ -124,21 +125,33 @@ class ArchiveSelection:
     total: int
     held: int
     by_labels: bool
-    gmail_ids: dict = field(default_factory=dict)
+    gmail_ids: dict[Ref, int] = field(default_factory=dict)
 
 
-def _label_path(label: str, folders: dict[Path, Folder]) -> Path | None:
-    """The folder that shows a label, ``None`` for views and labels hidden from IMAP."""
-    if label in SYSTEM_LABELS:
-        use = SYSTEM_LABELS[label]
-        if use is None:
-            return INBOX_PATH
-        return next((p for p, f in folders.items() if f.special_use == use), None)
-    path = tuple(label.split("/"))
-    if path in folders:
-        return path
-    folded = {tuple(part.casefold() for part in p): p for p in folders}
-    return folded.get(tuple(part.casefold() for part in path))
+class _LabelFolders:
+    """Which labels name a copied folder (labels are few: each is resolved once)."""
+
+    def __init__(self, copied: list[FolderMapping]) -> None:
+        self.folders = {m.source.path: m.source for m in copied}
+        self.folded = {tuple(part.casefold() for part in p): p for p in self.folders}
+        self.known: dict[str, bool] = {}
+
+    def held(self, label: str) -> bool:
+        """Whether a copied folder shows ``label`` (views and labels hidden from IMAP: no)."""
+        if label not in self.known:
+            self.known[label] = self._path(label) is not None
+        return self.known[label]
+
+    def _path(self, label: str) -> Path | None:
+        if label in SYSTEM_LABELS:
+            use = SYSTEM_LABELS[label]
+            if use is None:
+                return INBOX_PATH if INBOX_PATH in self.folders else None
+            return next((p for p, f in self.folders.items() if f.special_use == use), None)
+        path = tuple(label.split("/"))  # Gmail writes nested labels with "/"
+        if path in self.folders:
+            return path
+        return self.folded.get(tuple(part.casefold() for part in path))
 
 
 def select_archived(
@@ -154,19 +167,26 @@ def select_archived(
     copied = copied_folders(folder_plan)
     if layout.by_labels:
         listing = src.listing(all_path) if identities else src.listing_without_identities(all_path)
-        labels = src.message_labels(all_path)
-        folders = {m.source.path: m.source for m in copied}
-        selected, ids = [], {}
-        for info in listing.messages:
-            if info.ref not in labels:
-                continue  # expunged between the two reads
-            gmail_id, names = labels[info.ref]
-            if not any(_label_path(name, folders) for name in names):
-                selected.append(info)
-                ids[info.ref] = gmail_id
-        held = len(listing.messages) - len(selected)
-        return ArchiveSelection(Listing(selected, None), len(listing.messages), held, True, ids)
-    listing = src.listing(all_path)
+        return _by_labels(listing, src.message_labels(all_path), _LabelFolders(copied))
+    return _by_identity(src, src.listing(all_path), copied)
+
+
+def _by_labels(listing: Listing, labels: dict, shown: _LabelFolders) -> ArchiveSelection:
+    """Selected: the messages none of whose labels names a copied folder."""
+    selected, ids = [], {}
+    for info in listing.messages:
+        if info.ref not in labels:
+            continue  # expunged between the two reads
+        gmail_id, names = labels[info.ref]
+        if not any(shown.held(name) for name in names):
+            selected.append(info)
+            ids[info.ref] = gmail_id
+    total = len(listing.messages)
+    return ArchiveSelection(Listing(selected, None), total, total - len(selected), True, ids)
+
+
+def _by_identity(src: Mailbox, listing: Listing, copied: list[FolderMapping]) -> ArchiveSelection:
+    """Selected: per identity, the copies beyond what the copied folder holding most has."""
     most: Counter[str] = Counter()
     for mapping in copied:
         if mapping.source.special_use in NOT_IN_ALL:
@@ -180,8 +200,8 @@ def select_archived(
             most[info.identity] -= 1
         else:
             selected.append(info)
-    held = len(listing.messages) - len(selected)
-    return ArchiveSelection(Listing(selected, None), len(listing.messages), held, False)
+    total = len(listing.messages)
+    return ArchiveSelection(Listing(selected, None), total, total - len(selected), False)
 
 
 def source_listing(src: Mailbox, folder_plan: FolderPlan, mapping: FolderMapping) -> Listing:

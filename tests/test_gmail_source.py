@@ -17,14 +17,22 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from engine_helpers import endpoints, make_plan
 from harness.corpus import make_message, seed_folder, snapshot
-from harness.gmail_sim import ALL_MAIL, SENT, STARRED, GmailMessage, GmailSimulator, seed_gmail
+from harness.gmail_sim import (
+    ALL_MAIL,
+    SENT,
+    STARRED,
+    GmailMessage,
+    GmailSimulator,
+    gmail_id,
+    seed_gmail,
+)
 
 from mailmigrate import labels
 from mailmigrate.folders import map_folders
 from mailmigrate.mailbox.base import Folder
 from mailmigrate.owner_report import build_owner_report, render_text
 from mailmigrate.plan import Account, FolderRules
-from mailmigrate.sync import copy_account, preflight
+from mailmigrate.sync import copy_account, open_pair, plan_folders, preflight
 
 BASE = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -223,6 +231,10 @@ def test_labels_tell_apart_messages_identity_cannot(gmail_imap, modern_imap, new
         source = replace(source, port=simulator.port)
         plan = make_plan(tmp_path, [account])
         result = copy_account(plan, account, source, destination, "initial")
+        src_box, dst_box = open_pair(account, source, destination)
+        with src_box, dst_box:
+            selection = labels.select_archived(src_box, plan_folders(plan, src_box, dst_box))
+        assert selection.by_labels and list(selection.gmail_ids.values()) == [gmail_id(archived)]
     finally:
         simulator.close()
     assert result.ok, result.summary_lines()

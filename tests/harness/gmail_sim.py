@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import re
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -178,12 +178,3 @@ def _bodies(client, folder: str, uid_set: str) -> dict[int, tuple[int, bytes]]:
         return {}
     fetched = client.fetch(client.search(["UID", uid_set]), ["BODY.PEEK[]"])
     return {uid: (d[b"SEQ"], d[b"BODY[]"]) for uid, d in fetched.items()}
-
-
-def messages_by_folder(messages: Iterable[GmailMessage]) -> dict[str, int]:
-    """How many copies each Gmail folder holds."""
-    counts: dict[str, int] = {}
-    for message in messages:
-        for folder in message.folders:
-            counts[folder] = counts.get(folder, 0) + 1
-    return counts

@@ -16,7 +16,7 @@ from harness.radicale import RadicaleServer
 from harness.xandikos import XandikosServer
 
 from mailmigrate.groupware.content import canonical, unfolded_lines
-from mailmigrate.groupware.dav import DavAccount, DavEndpoint
+from mailmigrate.groupware.dav import DavAccount, DavEndpoint, DavError
 from mailmigrate.groupware.sync import copy_groupware, preflight
 
 LIMIT = 1_000_000  # Radicale's largest request body here: a bigger item is refused
@@ -122,6 +122,9 @@ def test_copy_initial_rerun_and_delta(servers, direction, tmp_path):
     plan = preflight(source, destination)
     mapped = {m.source.name: m for m in plan.mapping}
     assert {"Calendar", "Work", "Tasks", "Contacts"} <= set(mapped)
+    if source_name == "xandikos":  # its own empty default "calendar" takes the name
+        assert mapped["Calendar"].renamed and mapped["Calendar"].name == "Calendar (2)"
+        assert "(renamed: 'Calendar' is taken)" in "\n".join(plan.lines())
     counts = {c.name: n for c, n in plan.source}
     assert counts["Calendar"] == 3 and counts["Tasks"] == 3 and counts["Contacts"] == 3
 
@@ -215,3 +218,12 @@ def test_item_problems_cost_only_the_item(servers, tmp_path):
     assert "Review (destination)" in dest.fetch(dest_work, [dest_href])[dest_href][0]
     account.close()
     dest.close()
+
+
+def test_refused_login_names_account_and_server_not_password(servers):
+    good = servers["radicale"].add_user()
+    wrong = DavEndpoint(url=good.url, user=good.user, password="not-" + good.password)
+    with pytest.raises(DavError) as refused:
+        preflight(wrong, servers["xandikos"].add_user())
+    assert refused.value.status == 401
+    assert str(refused.value) == f"{good.user} at {good.url}: login refused"

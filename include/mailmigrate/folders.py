@@ -462,12 +462,13 @@ def map_folders(
             anchors[path] = _Anchor(target, _RULE, tuple(reasons))
         elif path == INBOX_PATH:
             anchors[path] = _Anchor(INBOX_PATH, _KEPT, ())
+        elif path == archive_source:
+            target = targets.get("\\Archive", ("Archive",))
+            why = f"only its archived messages (in no other folder), to '{folder_name(target)}'"
+            anchors[path] = _Anchor(target, _SPECIAL, (why,))
         elif use in targets:
             why = f"special use {use}: the destination's '{folder_name(targets[use])}'"
             anchors[path] = _Anchor(targets[use], _SPECIAL, (why,))
-        elif path == archive_source:
-            why = "archived messages (in no other folder) go to the archive folder"
-            anchors[path] = _Anchor(("Archive",), _SPECIAL, (why,))
         elif label_root and len(path) == len(label_root) + 1 and path[:-1] == label_root:
             part, whys = namer.fit(path[-1])
             why = f"Gmail's system folder, at the top level without '{folder_name(label_root)}'"

@@ -16,6 +16,7 @@ from harness.radicale import RadicaleServer
 from harness.xandikos import XandikosServer
 
 from mailmigrate.groupware.content import canonical, unfolded_lines
+from mailmigrate.connections import Endpoint
 from mailmigrate.groupware.dav import DavAccount, DavEndpoint, DavError
 from mailmigrate.groupware.sync import copy_groupware, preflight
 
@@ -227,3 +228,16 @@ def test_refused_login_names_account_and_server_not_password(servers):
         preflight(wrong, servers["xandikos"].add_user())
     assert refused.value.status == 401
     assert str(refused.value) == f"{good.user} at {good.url}: login refused"
+
+
+def test_dav_endpoint_from_a_connection():
+    connection = Endpoint("acme_new_dav", "imap", "dav.new.example", 8443,
+                          extra={"path": "remote.php/dav", "ca_file": "/etc/ca.pem"})  # fmt: skip
+    endpoint = DavEndpoint.from_connection(connection, "alice", "secret")
+    assert endpoint == DavEndpoint("https://dav.new.example:8443/remote.php/dav", "alice",
+                                   "secret", ca_file="/etc/ca.pem")  # fmt: skip
+    assert "secret" not in repr(endpoint)
+    plain = Endpoint("old", "imap", "127.0.0.1", extra={"security": "none", "verify": False})
+    assert DavEndpoint.from_connection(plain, "bob", "pw").url == "http://127.0.0.1/"
+    with pytest.raises(ValueError, match="'bob' has no password"):
+        DavEndpoint.from_connection(plain, "bob", None)

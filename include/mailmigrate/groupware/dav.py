@@ -18,13 +18,16 @@ Invariants:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
 from caldav.davclient import DAVClient, DAVResponse
 from caldav.elements import cdav, dav, ical
 from caldav.elements.base import BaseElement, ValuedBaseElement
 from caldav.lib import error as caldav_error
+
+if TYPE_CHECKING:
+    from mailmigrate.connections import Endpoint
 
 CARDDAV = "urn:ietf:params:xml:ns:carddav"
 CALENDARSERVER = "http://calendarserver.org/ns/"
@@ -84,6 +87,28 @@ class DavEndpoint:
     password: str | None = field(default=None, repr=False)
     ca_file: str | None = None
     verify: bool = True
+
+    @classmethod
+    def from_connection(cls, connection: Endpoint, user: str, password: str | None
+                        ) -> DavEndpoint:  # fmt: skip
+        """The DAV endpoint of one account from a connection's host, port and extras:
+        ``security`` (``ssl``, the default: https; ``none``: http), ``path`` (the service's
+        path, default ``/``: discovery starts there), ``ca_file``, ``verify`` (``false`` only
+        for test servers). The account logs in with its own user and password: an admin login
+        reaching other users' collections (calendar proxy, delegation) is not supported yet."""
+        security = str(connection.option("security", "ssl")).lower()
+        if security not in ("ssl", "none"):
+            raise ValueError(f"connection {connection.conn_id!r}: security must be ssl or none "
+                             f"for DAV, not {security!r}")  # fmt: skip
+        if not password:
+            raise ValueError(f"connection {connection.conn_id!r}: account {user!r} has no "
+                             "password; DAV accounts log in with their own")  # fmt: skip
+        scheme = "https" if security == "ssl" else "http"
+        port = f":{connection.port}" if connection.port else ""
+        path = "/" + str(connection.option("path", "/")).lstrip("/")
+        return cls(url=f"{scheme}://{connection.host}{port}{path}", user=user, password=password,
+                   ca_file=connection.option("ca_file"),
+                   verify=connection.option("verify", True) is not False)  # fmt: skip
 
     def identity(self) -> dict[str, object]:
         """The account as the state knows it: server and user, not the password."""

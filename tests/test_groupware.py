@@ -15,8 +15,8 @@ from harness import groupware_corpus as corpus
 from harness.radicale import RadicaleServer
 from harness.xandikos import XandikosServer
 
-from mailmigrate.groupware.content import canonical, unfolded_lines
 from mailmigrate.connections import Endpoint
+from mailmigrate.groupware.content import canonical, unfolded_lines
 from mailmigrate.groupware.dav import DavAccount, DavEndpoint, DavError
 from mailmigrate.groupware.sync import copy_groupware, preflight
 

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from engine_helpers import make_plan
 from harness.corpus import snapshot
+from harness.courier import CourierServer
+from harness.courier import available as courier_available
 from harness.cyrus import CyrusServer, available
 from harness.hostile import RewritingProxy
 from harness.matrix import Scenario
@@ -28,6 +30,9 @@ from mailmigrate.sync import preflight
 
 # Cyrus refuses these names ("Invalid mailbox name"); Dovecot holds them.
 CYRUS_REFUSES = frozenset({"100%", 'Say "hi"', "back\\slash"})
+# Courier answers CREATE of a name with an emoji (a UTF-16 surrogate pair in modified UTF-7)
+# with "Error in IMAP command".
+COURIER_REFUSES = frozenset({"📁 Box"})
 APPENDUID = re.compile(rb"\[APPENDUID [0-9:, ]+\] ")
 PLAIN_IMAP4REV1 = "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID IDLE SORT THREAD=REFERENCES UNSELECT"
 
@@ -66,6 +71,17 @@ class PlainImap:
 
 
 @pytest.fixture(scope="module")
+def courier():
+    why = courier_available()
+    if why:
+        pytest.fail(why)
+    server = CourierServer(Path(tempfile.mkdtemp(prefix="mailmigrate-courier-")))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
 def poor_imap(dovecot_factory):
     plain = PlainImap(dovecot_factory("modern", imap_capability=PLAIN_IMAP4REV1))
     yield plain
@@ -84,6 +100,29 @@ def test_core_scenario_between_dovecot_and_cyrus(direction, cyrus, modern_imap, 
     # A fresh Cyrus account has no Sent: Dovecot's Sent is created there with \Sent, and
     # from Cyrus, "Gesendete Objekte" goes into Dovecot's Sent by its (German) name.
     assert scenario.sent_mapping() == ("Sent" if source == "dovecot" else "Gesendete Objekte")
+
+
+@pytest.mark.parametrize("direction", ["dovecot->courier", "courier->dovecot"])
+def test_core_scenario_between_dovecot_and_courier(direction, courier, modern_imap, new_account,
+                                                   tmp_path):  # fmt: skip
+    """Courier refuses keywords of digits (APPEND and STORE answer "Error in IMAP command"):
+    as destination, the messages are copied without them and each is reported; as source it
+    cannot hold them in the first place."""
+    servers = {"dovecot": modern_imap, "courier": courier}
+    source, destination = direction.split("->")
+    numeric = frozenset({"2024", "0123", "2025", "0007"})
+    scenario = Scenario(servers[source], servers[destination], new_account, tmp_path,
+                        seed=94_000, refused=COURIER_REFUSES if destination == "courier" else frozenset(),
+                        src_unstorable=numeric if source == "courier" else frozenset(),
+                        dst_unstorable=numeric if destination == "courier" else frozenset())  # fmt: skip
+    scenario.run_core()
+    if destination == "courier":
+        noticed = [n.reason for r in scenario.results for n in r.notices]
+        # 2024 and 0123 in the initial copy, 0007 in the delta
+        assert len(noticed) == 3 and all("Error in IMAP command" in n for n in noticed), noticed
+    # Courier has no special-use: Dovecot's Sent goes to INBOX.Sent by name, and from Courier
+    # "Gesendete Objekte" goes into Dovecot's \Sent folder.
+    assert scenario.sent_mapping() == ("Gesendete Objekte" if source == "courier" else None)
 
 
 @pytest.mark.parametrize("poor_side", ["source", "destination"])

@@ -197,5 +197,9 @@ class CopyPipeline:
 
     def _report(self, into: list[MessageFailure], ref, size: int, reason: str,
                 kind: str = "refused") -> None:  # fmt: skip
-        into.append(MessageFailure(folder=self.result.source, ref=str(ref), size=size,
+        """Report a message once per pass: a folder retried after a lost connection meets the
+        messages it reported before again (the later word replaces the earlier)."""
+        ref = str(ref)
+        into[:] = [x for x in into if (x.folder, x.ref) != (self.result.source, ref)]
+        into.append(MessageFailure(folder=self.result.source, ref=ref, size=size,
                                    reason=reason, kind=kind))  # fmt: skip

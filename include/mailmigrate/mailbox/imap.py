@@ -40,6 +40,8 @@ from mailmigrate.mailbox.imap_session import TRANSIENT_ERRORS, abandon, open_ses
 
 LIST_FIELDS = [b"RFC822.SIZE", b"FLAGS", b"INTERNALDATE", b"BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"]
 HEADER_FIELDS_KEY = b"BODY[HEADER.FIELDS (MESSAGE-ID)]"
+# How servers name that item in their reply: Courier quotes the field ("MESSAGE-ID").
+HEADER_FIELDS_KEYS = (HEADER_FIELDS_KEY, b'BODY[HEADER.FIELDS ("MESSAGE-ID")]')
 # Server refusals that concern the connection, not one message: reconnect and retry. Not
 # [LIMIT] (RFC 5530: an implementation limit, e.g. Dovecot's message size limit): it answers
 # the same every time, so a message refused with it is reported, not retried.
@@ -100,6 +102,15 @@ def _flag_text(flag: bytes | str | int) -> str:
 def _eight_bit(data: bytes) -> bytes:
     """The bytes above 127 of ``data``, in order."""
     return bytes(b for b in data if b > 127) if not data.isascii() else b""
+
+
+def _message_id_header(fetched: dict[bytes, Any]) -> bytes:
+    """The Message-ID header lines a FETCH of ``HEADER.FIELDS (MESSAGE-ID)`` returned."""
+    for key in HEADER_FIELDS_KEYS:
+        value = fetched.get(key)
+        if value is not None:
+            return value
+    return b""
 
 
 def _clean_flags(flags: Iterable[bytes | str]) -> frozenset[str]:
@@ -180,6 +191,7 @@ class ImapMailbox(Mailbox):
         self._select_info: dict[bytes, Any] = {}
         self._permanent_for: dict[bytes, Any] | None = None
         self._permanent: frozenset[str] | None = None
+        self._lost_in: dict[tuple[tuple[str, ...], int], int] = {}  # connection losses in fetch
         self.prefix = ""
         self.separator = "/"
 
@@ -417,6 +429,9 @@ class ImapMailbox(Mailbox):
         except (ValueError, TypeError, AttributeError, IndexError) as exc:
             # imapclient's reading of FLAGS/PERMANENTFLAGS fails on a reply that is no IMAP
             raise imap_wire.MalformedResponse(f"SELECT reply: {exc}") from None
+        if b"UIDNEXT" not in info:  # optional in a SELECT reply (Courier leaves it out)
+            status = self.client.folder_status(self.name_of(path), [b"UIDNEXT"])
+            info[b"UIDNEXT"] = status[b"UIDNEXT"]
         self._select_info = info
         self._selected = (path, writable)
         return self._select_info
@@ -462,9 +477,7 @@ class ImapMailbox(Mailbox):
         data = self._uid_fetch(criteria, LIST_FIELDS)
         data = {uid: d for uid, d in data.items() if uid >= min_uid and b"RFC822.SIZE" in d}
         headers: dict[int, bytes] = {}
-        missing = [
-            uid for uid, d in data.items() if not ident.message_id(d.get(HEADER_FIELDS_KEY) or b"")
-        ]
+        missing = [uid for uid, d in data.items() if not ident.message_id(_message_id_header(d))]
         if missing:
             fetched = self._uid_fetch(missing, [b"BODY.PEEK[HEADER]"])
             headers = {uid: d.get(b"BODY[HEADER]") or b"" for uid, d in fetched.items()}
@@ -472,7 +485,7 @@ class ImapMailbox(Mailbox):
         for uid in sorted(data):
             d = data[uid]
             size = int(d[b"RFC822.SIZE"])
-            msgid = ident.message_id(d.get(HEADER_FIELDS_KEY) or b"")
+            msgid = ident.message_id(_message_id_header(d))
             infos.append(
                 MessageInfo(
                     ref=uid,
@@ -576,30 +589,39 @@ class ImapMailbox(Mailbox):
 
     @_guarded("fetching messages from")
     def fetch(self, path: tuple[str, ...], refs: Sequence[Ref]) -> Iterable[Message]:
-        """The batch in one FETCH. When its reply is malformed or the connection drops in it, the
-        messages are read again one at a time on a new session, so one message the server cannot
-        deliver comes back with an ``error`` (reported, the rest copied) instead of costing the
-        folder; a message that loses the connection twice in a row is such a message."""
+        """The batch in one FETCH; message by message where that failed before.
+
+        One message the server cannot deliver comes back with an ``error`` (reported, the rest
+        copied) instead of costing the folder: at once for a malformed reply (the same every
+        time); for a connection lost inside it, after it was lost in its batch and then twice
+        on its own (each loss raises as before, so the folder's retries reconnect with
+        back-off, and a network fault is never taken for the message's)."""
         uids = [int(r) for r in refs]
-        try:
-            return self._fetch_batch(path, uids)
-        except (imap_wire.MalformedResponse, *TRANSIENT_ERRORS):
-            self._drop_session()
+        if not any((path, uid) in self._lost_in for uid in uids):
+            try:
+                return self._fetch_batch(path, uids)
+            except TRANSIENT_ERRORS:
+                for uid in uids:
+                    self._lost_in[(path, uid)] = 1
+                raise
+            except imap_wire.MalformedResponse:
+                self._drop_session()
         messages = []
         for uid in uids:
-            for attempt in (1, 2):
-                try:
-                    messages.extend(self._fetch_batch(path, [uid]))
-                except imap_wire.MalformedResponse as exc:
-                    self._drop_session()
-                    messages.append(self._unreadable(uid, f"malformed reply: {exc}"))
-                except TRANSIENT_ERRORS as exc:
-                    self._drop_session()
-                    if attempt == 1:
-                        continue
-                    why = f"the connection was lost inside this message twice ({exc})"
-                    messages.append(self._unreadable(uid, why))
-                break
+            try:
+                messages.extend(self._fetch_batch(path, [uid]))
+            except imap_wire.MalformedResponse as exc:
+                self._drop_session()
+                messages.append(self._unreadable(uid, f"malformed reply: {exc}"))
+            except TRANSIENT_ERRORS as exc:
+                losses = self._lost_in.get((path, uid), 0) + 1
+                if losses < 3:
+                    self._lost_in[(path, uid)] = losses
+                    raise
+                self._drop_session()
+                why = f"the connection was lost inside this message {losses} times ({exc})"
+                messages.append(self._unreadable(uid, why))
+            self._lost_in.pop((path, uid), None)
         return messages
 
     def _fetch_batch(self, path: tuple[str, ...], uids: list[int]) -> list[Message]:
@@ -696,7 +718,9 @@ class ImapMailbox(Mailbox):
         changed = self._changed_by_server(messages, results)
         noted = []
         for result, (_, left_out) in zip(results, storable, strict=True):
-            notes = [f"flags not stored: {', '.join(left_out)}"] if left_out else []
+            notes = [result.note] if result.note else []
+            if left_out:
+                notes.append(f"flags not stored: {', '.join(left_out)}")
             if result.ref in changed:
                 notes.append("the server changed its 8-bit header bytes as it stored it")
             if notes and result.error is None:
@@ -722,10 +746,14 @@ class ImapMailbox(Mailbox):
         if not suspects:
             return set()
         stored = self._uid_fetch([int(ref) for ref in suspects], [b"BODY.PEEK[HEADER]"])
+        if len(stored) < len(suspects):  # a session that has not seen its appends yet (Courier)
+            self.client.noop()
+            stored = self._uid_fetch([int(ref) for ref in suspects], [b"BODY.PEEK[HEADER]"])
         return {
             ref
             for ref, high in suspects.items()
-            if _eight_bit(stored.get(int(ref), {}).get(b"BODY[HEADER]") or b"") != high
+            if b"BODY[HEADER]" in stored.get(int(ref), {})
+            and _eight_bit(stored[int(ref)][b"BODY[HEADER]"]) != high
         }
 
     def _found_refs(
@@ -764,6 +792,32 @@ class ImapMailbox(Mailbox):
         return self.client.multiappend(name, items)
 
     def _append_one(self, name: str, message: Message, flags: list[str]) -> AppendResult:
+        """APPEND one message. A server that refuses a message for a keyword it cannot hold
+        (Courier answers a keyword of digits with "Error in IMAP command") gets the message
+        without its keywords, then each keyword by STORE: the ones it refuses are noted."""
+        result = self._append_once(name, message, flags)
+        keywords = [flag for flag in flags if not flag.startswith("\\")]
+        if result.error is None or not keywords:
+            return result
+        retry = self._append_once(name, message, [f for f in flags if f.startswith("\\")])
+        if retry.error is not None:
+            return result
+        refused = keywords
+        if retry.ref is not None:
+            refused = []
+            for keyword in keywords:
+                try:
+                    self.client.add_flags([retry.ref], [keyword], silent=True)
+                except IMAPClientError:
+                    refused.append(keyword)
+        if not refused:
+            return retry
+        why = result.error.removeprefix("append failed: ")
+        return dataclasses.replace(
+            retry, note=f"keywords not stored: {', '.join(refused)} (the server said: {why})"
+        )
+
+    def _append_once(self, name: str, message: Message, flags: list[str]) -> AppendResult:
         if self.has("LITERAL+"):
             # Not imaplib's APPEND: it rewrites line ends with a regex over the whole message,
             # which took 117 MB of memory for one 25 MB message.
@@ -801,11 +855,21 @@ class ImapMailbox(Mailbox):
     def set_flags(
         self, path: tuple[str, ...], ref: Ref, add: frozenset[str], remove: frozenset[str]
     ) -> None:
+        """Flags the folder cannot store are left out; a server that refuses the STORE for a
+        keyword (Courier: keywords of digits) gets the flags one by one, the refused left out."""
         self._select(path, writable=True)
         add_now = self._storable(add)[0]
         remove_now = [flag for flag in sorted(remove) if FLAG.fullmatch(flag)]
         if add_now:
-            self.client.add_flags([ref], add_now, silent=True)
+            try:
+                self.client.add_flags([ref], add_now, silent=True)
+            except IMAPClientError:
+                for flag in add_now:
+                    try:
+                        self.client.add_flags([ref], [flag], silent=True)
+                    except IMAPClientError:
+                        if flag.startswith("\\"):
+                            raise
         if remove_now:
             self.client.remove_flags([ref], remove_now, silent=True)
 

@@ -343,6 +343,9 @@ class _CollectionPass:
                                             target_etag))  # fmt: skip
 
     def _removed(self, href: str, earlier: ItemState, dest_etags: dict) -> None:
+        if not earlier.destination:  # it had failed to copy: nothing to keep or delete
+            self.state.forget_item(href)
+            return
         if not self.propagate_deletions:
             self.outcome.kept_deleted += 1
             earlier.source_etag = GONE  # remembered for a later pass that propagates deletions

@@ -106,6 +106,15 @@ def gmail_account(request, gmail_imap, modern_imap, new_account, tmp_path):
     dst.logout()
 
 
+def star(src, message: GmailMessage) -> None:
+    """Star an archived message as Gmail does: \\Flagged in All Mail, a copy in Starred."""
+    src.select_folder(ALL_MAIL)
+    found = src.fetch(src.search("ALL"), ["BODY.PEEK[]"])
+    src.add_flags([uid for uid, d in found.items() if d[b"BODY[]"] == message.raw], ["\\Flagged"])
+    message.flags = (*message.flags, "\\Flagged")
+    seed_folder(src, STARRED, [(message.raw, message.flags, message.when)])
+
+
 def assert_exact(src, dst, messages) -> None:
     """Every real folder copied exactly, the archived messages once in Archive, no views."""
     assert snapshot(dst, "INBOX") == snapshot(src, "INBOX")
@@ -165,16 +174,7 @@ def test_gmail_source_copies_each_real_folder_once_and_archived_mail_once(gmail_
     src.delete_messages(uid)
     src.expunge()
     archived_now.labels = ()
-    starred_now = messages[-1]  # archived
-    src.select_folder(ALL_MAIL)
-    uid = [
-        u
-        for u, d in src.fetch(src.search("ALL"), ["BODY.PEEK[]"]).items()
-        if d[b"BODY[]"] == starred_now.raw
-    ]
-    src.add_flags(uid, ["\\Flagged"])
-    starred_now.flags = (*starred_now.flags, "\\Flagged")
-    seed_folder(src, STARRED, [(starred_now.raw, starred_now.flags, starred_now.when)])
+    star(src, messages[-1])  # archived
     labelled_now = messages[-2]  # archived, labelled Work since
     seed_folder(src, "Work", [(labelled_now.raw, labelled_now.flags, labelled_now.when)])
     labelled_now.labels = ("Work",)
@@ -186,6 +186,13 @@ def test_gmail_source_copies_each_real_folder_once_and_archived_mail_once(gmail_
     assert_exact(src, dst, messages)
     final = copy_account(plan, account, source, destination, "delta")
     assert final.ok and final.totals()["copied"] == 0, final.summary_lines()
+
+    # Only a flag changes in All Mail (an archived message starred): no folder count moves, the
+    # archive pass must still see it.
+    star(src, messages[150])  # archived, untouched so far
+    flagged = copy_account(plan, account, source, destination, "delta")
+    assert flagged.ok and flagged.totals()["flags_updated"] == 1, flagged.summary_lines()
+    assert_exact(src, dst, messages)
 
 
 def test_plan_can_copy_every_gmail_folder_as_it_is(gmail_imap, modern_imap, new_account, tmp_path):

@@ -27,13 +27,14 @@ Plan ``folders: {labels: as_folders}`` copies every folder as it is.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 
 from mailmigrate.folder_pass import FolderPass
 from mailmigrate.folders import INBOX_PATH, FolderMapping, FolderPlan, Path, folder_name
 from mailmigrate.mailbox.base import Folder, FolderStats, Listing, Mailbox, MessageInfo, Ref
-from mailmigrate.results import AccountResult
+from mailmigrate.results import AccountResult, FolderResult
 from mailmigrate.state import Entry
 
 VIEW_USES = ("\\All", "\\Flagged", "\\Important")
@@ -119,6 +120,7 @@ class ArchiveSelection:
         again on every pass, never from a delta of ``\\All`` alone).
     :param total: messages in ``\\All``; :param held: of those, held by a copied folder.
     :param gmail_ids: ``X-GM-MSGID`` of each selected message (label path only).
+    :param token: ``\\All``'s sync token, taken before its messages were read.
     """
 
     listing: Listing
@@ -126,6 +128,7 @@ class ArchiveSelection:
     held: int
     by_labels: bool
     gmail_ids: dict[Ref, int] = field(default_factory=dict)
+    token: str | None = None
 
 
 class _LabelFolders:
@@ -167,8 +170,12 @@ def select_archived(
     copied = copied_folders(folder_plan)
     if layout.by_labels:
         listing = src.listing(all_path) if identities else src.listing_without_identities(all_path)
-        return _by_labels(listing, src.message_labels(all_path), _LabelFolders(copied))
-    return _by_identity(src, src.listing(all_path), copied)
+        selection = _by_labels(listing, src.message_labels(all_path), _LabelFolders(copied))
+    else:
+        listing = src.listing(all_path)
+        selection = _by_identity(src, listing, copied)
+    selection.token = listing.token
+    return selection
 
 
 def _by_labels(listing: Listing, labels: dict, shown: _LabelFolders) -> ArchiveSelection:
@@ -258,13 +265,42 @@ def preflight(src: Mailbox, folder_plan: FolderPlan) -> tuple[dict, FolderStats 
 class ArchivePass(FolderPass):
     """The folder pass of the archive mapping: copies :func:`select_archived`'s messages only.
 
-    :attr:`selection` is what the last run selected (for reports and verification).
+    Every pass compares the whole selection, unless nothing that decides it changed since the
+    last checked pass: the sync token of the archive mapping is a fingerprint (``\\All``'s own
+    token, each copied folder's append mark and count) and the append mark of the destination
+    folder; when both are as stored, the pass reads nothing more. :attr:`selection` is what the
+    run selected (``None`` when it had nothing to do), for reports and verification.
     """
 
     def __init__(self, *args, folder_plan: FolderPlan, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.folder_plan = folder_plan
         self.selection: ArchiveSelection | None = None
+        self._marks: dict[str, str] = {}
+
+    def run(self) -> FolderResult:
+        self._marks = {
+            folder_name(m.source.path): (
+                f"{self.src.append_mark(m.source.path)}/{self.src.message_count(m.source.path)}"
+            )
+            for m in copied_folders(self.folder_plan)
+        }
+        saved = self.state.folder(self.source)
+        if saved is not None and saved.token is not None:
+            if saved.destination == self.destination and self._unchanged(saved.token, saved.mark):
+                self.result.source_messages = self.state.count(self.source)
+                self.result.destination_messages = self.result.source_messages
+                self.expected.finish = (saved.token, saved.mark)
+                return self.result
+            self.state.finish(self.source, None, saved.mark)  # a fingerprint is no sync token
+        return super().run()
+
+    def _unchanged(self, token: str, mark: str | None) -> bool:
+        then = json.loads(token)
+        if then.get("folders") != self._marks or self.dst.append_mark(self.destination) != mark:
+            return False
+        changes = self.src.changes(self.source, then["all"], ()) if then.get("all") else None
+        return changes is not None and changes.empty
 
     def _source_listing(self, with_identities: bool) -> Listing:
         self.selection = select_archived(self.src, self.folder_plan, identities=with_identities)
@@ -280,8 +316,10 @@ class ArchivePass(FolderPass):
         deletions, the archive copies of messages no longer selected (labelled or deleted since)
         are removed, as any moved message's old copy is. Only copies this migration made (in the
         state) are ever removed."""
-        todo, token = super()._full_compare(known)
-        if self.plan.copy.propagate_deletions and self.selection is not None:
+        todo, _ = super()._full_compare(known)
+        assert self.selection is not None
+        token = json.dumps({"all": self.selection.token, "folders": self._marks})
+        if self.plan.copy.propagate_deletions:
             selected = {info.ref for info in self.selection.listing.messages}
             kept = {entry.dest_ref for entry in self.state.entries(self.source).values()}
             gone = [

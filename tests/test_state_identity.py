@@ -1,20 +1,28 @@
 """The sync state never hides mail the destination lacks (issue 13): it belongs to one source and
 one destination mailbox, and a folder whose identity (UIDVALIDITY) changed is compared again.
 
-Every scenario runs the `mailmigrate` command against real Dovecot servers (legacy layout to
-modern) and ends with both sides identical: bytes, flags and dates of every message.
+Every IMAP scenario runs the `mailmigrate` command against real Dovecot servers (legacy layout to
+modern) and ends with both sides identical: bytes, flags and dates of every message; the Exchange
+one runs the engine against the EWS simulator.
 """
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import time
+from collections import Counter
 from datetime import UTC, datetime
 
 from cli_migration import CliMigration, assert_migrated, seed_source
+from engine_helpers import make_plan, rich_corpus, seed_account
+from ews_simulator import EwsSimulator, SimulatorStore
+from exchangelib.protocol import close_connections
 from harness.corpus import make_message, seed_folder, snapshot
 
-from mailmigrate.connections import endpoint_from_dict
+from mailmigrate.connections import Endpoint, endpoint_from_dict
+from mailmigrate.plan import Account
+from mailmigrate.sync import copy_account
 
 ALL = 19  # messages of the three seeded folders
 
@@ -216,3 +224,41 @@ def test_destination_folders_renamed_or_replaced_by_the_owner_are_refilled_not_w
     assert snapshot(dst, "INBOX") == snapshot(src, "INBOX")
     src.logout()
     dst.logout()
+
+
+def test_an_exchange_folder_deleted_by_its_owner_is_recreated_and_refilled(
+    modern_imap, new_account, tmp_path
+):
+    """The same on Exchange (the EWS simulator), where the marker is the folder's id."""
+    store = SimulatorStore()
+    store.add_user("admin@example.com", "admin-Secret-13", impersonation=True)
+    store.add_mailbox("alice@example.com")
+    user, password = new_account(modern_imap)
+    corpus = [m for m in rich_corpus(139) if "\\Deleted" not in m[1]]
+    client = modern_imap.client(user, password)
+    seed_account(client, {"INBOX": corpus[:6], "Projects": corpus[6:10]})
+    client.logout()
+    account = Account(user, "alice@example.com", password, None)
+    plan = make_plan(tmp_path, [account])
+    imap = endpoint_from_dict("src", modern_imap.connection("src"))
+    with EwsSimulator(store) as simulator:
+        ews = Endpoint("exchange", "ews", simulator.url, login="admin@example.com",
+                       password="admin-Secret-13", extra={"auth": "basic"})  # fmt: skip
+        try:
+            assert copy_account(plan, account, imap, ews, "initial").ok
+            mailbox = store.mailbox("alice@example.com")
+            projects = store.resolve_folder("alice@example.com", ("Projects",))
+            for item in mailbox.items_in(projects.id):  # the owner deletes the folder
+                del mailbox.items[item.id]
+            del mailbox.folders[projects.id]
+
+            again = copy_account(plan, account, imap, ews, "delta")
+        finally:
+            close_connections()
+    assert again.ok, again.summary_lines()
+    assert again.totals()["copied"] == 4
+    refilled = store.messages("alice@example.com", ("Projects",))
+    digest = lambda raw: hashlib.sha256(raw).hexdigest()  # noqa: E731
+    assert Counter(digest(i.mime) for i in refilled) == Counter(
+        digest(r) for r, _, _ in corpus[6:10]
+    )

@@ -136,7 +136,8 @@ def test_gmail_source_copies_each_real_folder_once_and_archived_mail_once(gmail_
     views = {v["folder"]: v["messages"] for v in checked.labels["views"]}
     assert views == {"[Gmail]/Starred": 10, "[Gmail]/Important": 10, "[Gmail]/Chats": 0}
     text = "\n".join(checked.summary_lines())
-    assert "label-based source (Gmail)" in text and "50 archived -> Archive" in text
+    kind = "Gmail, X-GM-EXT-1" if path == "labels" else "an \\All folder, as on Gmail"
+    assert f"label-based source ({kind})" in text and "50 archived -> Archive" in text
     rows = {row["source"]: row for row in checked.folders}
     assert rows[ALL_MAIL]["messages"] == 50 and rows[ALL_MAIL]["destination"] == "Archive"
     assert not {"[Gmail]/Starred", "[Gmail]/Important", "[Gmail]", "[Gmail]/Chats"} & set(rows)

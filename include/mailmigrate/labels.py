@@ -66,13 +66,15 @@ class LabelLayout:
         return self.mode == "archive"
 
     def describe(self) -> str:
-        how = "X-GM-LABELS" if self.by_labels else "folder membership (Message-ID and size)"
+        """One line for ``mailmigrate test``: what kind of source, and how it is mapped."""
+        kind = "Gmail, X-GM-EXT-1" if self.by_labels else "an \\All folder, as on Gmail"
         if not self.maps_labels:
             return (
-                "label-based source (Gmail); plan folders.labels: as_folders copies every "
+                f"label-based source ({kind}); plan folders.labels: as_folders copies every "
                 "folder as it is, views included"
             )
-        return f"label-based source (Gmail): views skipped, archived messages found by {how}"
+        how = "X-GM-LABELS" if self.by_labels else "folder membership (Message-ID and size)"
+        return f"label-based source ({kind}): views skipped, archived messages found by {how}"
 
 
 def detect(src: Mailbox, folders: list[Folder], mode: str = "archive") -> LabelLayout | None:

@@ -197,3 +197,25 @@ def test_a_migration_that_never_ran_shows_when_the_delta_window_opens(airflow_db
     assert dt.datetime.fromisoformat(row["next_delta"]["at"]) == next_window_start(now, window)
     page = client().get("/mailmigrate/migrations/migration_waiting_window").text
     assert "This migration has not run yet" in page
+
+
+def test_the_status_is_reused_until_the_run_changes(migration):
+    """A 10,000-account status takes seconds to compute: paging and filtering reuse it while no
+    task instance of the run changed, and any change computes it anew."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import update
+
+    from mailmigrate_airflow.ui.status import run_status
+
+    dag_id = migration.dag.dag_id
+    with create_session() as session:
+        first = run_status(session, dag_id)
+        assert run_status(session, dag_id)["accounts"] is first["accounts"]
+        session.execute(
+            update(TaskInstance)
+            .where(TaskInstance.dag_id == dag_id, TaskInstance.task_id == "cutover_ready")
+            .values(updated_at=dt.datetime.now(dt.UTC))
+        )
+        again = run_status(session, dag_id)
+    assert again["accounts"] is not first["accounts"] and again["accounts"] == first["accounts"]

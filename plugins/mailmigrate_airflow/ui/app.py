@@ -78,11 +78,10 @@ def _root(request: Request) -> str:
 def status_of(user: Any, dag_id: str, run_id: str | None) -> dict[str, Any]:
     _authorize(user, dag_id)
     with _session() as session:
-        run = data.load_run(session, dag_id, run_id)
-        if run is None:
+        result = data.run_status(session, dag_id, run_id)
+        if result is None:
             what = f"run {run_id} of {dag_id}" if run_id else f"migration {dag_id}"
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no {what}")
-        result = data.migration_status(run)
         result["runs"] = data.runs_of(session, dag_id)
     return result
 

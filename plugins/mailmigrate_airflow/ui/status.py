@@ -11,11 +11,21 @@ totals with an estimate of the time left.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+import threading
+import time
 from typing import Any
-from urllib.parse import quote
 
 from mailmigrate_airflow.ui.domains import account_mx, cutover_of, domains_of, sensor_of
+from mailmigrate_airflow.ui.loading import (  # noqa: F401 - the app reads these from here
+    RunData,
+    fingerprint,
+    iso,
+    list_migrations,
+    load_run,
+    run_dict,
+    runs_of,
+    task_url,
+)
 from mailmigrate_airflow.ui.totals import totals_of
 
 STEPS = ("test", "initial_copy", "wait_for_mx", "wait_for_delta_window", "delta_copy")
@@ -30,138 +40,37 @@ ACTIVE = {"running", "queued", "scheduled", "deferred", "up_for_retry", "up_for_
           "restarting", "awaiting_input"}  # fmt: skip
 FAILED = {"failed", "upstream_failed"}
 DONE = {"success", "skipped"}
-TAG = "mailmigrate"
 
 
-@dataclass
-class RunData:
-    """Everything one status page reads, loaded by :func:`load_run`."""
-
-    dag: Any  # SerializedDAG
-    run: Any | None  # DagRun
-    tis: dict[str, Any] = field(default_factory=dict)  # task_id -> TaskInstance
-    xcoms: dict[tuple[str, str], Any] = field(default_factory=dict)  # (task_id, key) -> value
-    triggers: dict[int, dict[str, Any]] = field(default_factory=dict)  # trigger id -> kwargs
+STATUS_TTL = 60.0
+"""Seconds a computed status is reused at most, while nothing in the run changed."""
+_statuses: dict[str, tuple[float, tuple, dict[str, Any]]] = {}
+_statuses_lock = threading.Lock()
 
 
-def list_migrations(session: Any, allowed: set[str] | None) -> list[dict[str, Any]]:
-    """The migration DAGs (tag ``mailmigrate``) the user may read, with their latest run."""
-    from airflow.models.dag import DagModel, DagTag
-    from airflow.models.dagrun import DagRun
-    from sqlalchemy import select
+def run_status(session: Any, dag_id: str, run_id: str | None = None) -> dict[str, Any] | None:
+    """:func:`migration_status` of a run (``run_id``, else the latest); None when there is no
+    such DAG or run.
 
-    query = (
-        select(DagModel)
-        .join(DagTag, DagTag.dag_id == DagModel.dag_id)
-        .where(DagTag.name == TAG, DagModel.is_stale.is_(False))
-        .order_by(DagModel.dag_id)
-    )
-    migrations = []
-    for dag_model in session.scalars(query):
-        if allowed is not None and dag_model.dag_id not in allowed:
-            continue
-        run = session.scalars(
-            select(DagRun)
-            .where(DagRun.dag_id == dag_model.dag_id)
-            .order_by(DagRun.run_after.desc(), DagRun.id.desc())
-            .limit(1)
-        ).first()
-        migrations.append(
-            {
-                "dag_id": dag_model.dag_id,
-                "description": dag_model.description or "",
-                "paused": bool(dag_model.is_paused),
-                "last_run": _run_dict(run) if run else None,
-            }
-        )
-    return migrations
-
-
-def runs_of(session: Any, dag_id: str, limit: int = 20) -> list[dict[str, Any]]:
-    """The latest runs of a migration, newest first (for the run picker)."""
-    from airflow.models.dagrun import DagRun
-    from sqlalchemy import select
-
-    query = (
-        select(DagRun)
-        .where(DagRun.dag_id == dag_id)
-        .order_by(DagRun.run_after.desc(), DagRun.id.desc())
-        .limit(limit)
-    )
-    return [_run_dict(run) for run in session.scalars(query)]
-
-
-def load_run(session: Any, dag_id: str, run_id: str | None = None) -> RunData | None:
-    """The DAG (the version the run used) and a run (``run_id``, else the latest) with its task
-    instances, XComs and triggers; ``None`` when the DAG is unknown."""
-    from airflow.models.dagbag import DBDagBag
-    from airflow.models.dagrun import DagRun
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.models.trigger import Trigger
-    from airflow.models.xcom import XComModel
-    from sqlalchemy import select
-
-    query = select(DagRun).where(DagRun.dag_id == dag_id)
-    if run_id:
-        query = query.where(DagRun.run_id == run_id)
-    run = session.scalars(
-        query.order_by(DagRun.run_after.desc(), DagRun.id.desc()).limit(1)
-    ).first()
-    if run_id and run is None:
+    Computed again whenever the run or any of its task instances changed
+    (:func:`~mailmigrate_airflow.ui.loading.fingerprint`), and at least every
+    :data:`STATUS_TTL` seconds; otherwise the last result is reused, so paging, filtering and
+    searching a 10,000-account run cost one small query. Callers get a shallow copy: they may
+    replace its keys, not change its rows.
+    """
+    mark = fingerprint(session, dag_id, run_id)
+    with _statuses_lock:
+        hit = _statuses.get(dag_id)
+    if mark is not None and hit and hit[1] == mark and time.monotonic() - hit[0] < STATUS_TTL:
+        return dict(hit[2])
+    data = load_run(session, dag_id, run_id)
+    if data is None:
         return None
-    bag = DBDagBag()
-    dag = (bag.get_dag_for_run(run, session=session) if run else None) or (
-        bag.get_latest_version_of_dag(dag_id, session=session)
-    )
-    if dag is None:
-        return None
-    data = RunData(dag=dag, run=run)
-    if run is None:
-        return data
-    for ti in session.scalars(
-        select(TaskInstance).where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run.run_id)
-    ):
-        data.tis[ti.task_id] = ti
-    xcom_query = select(XComModel).where(
-        XComModel.dag_id == dag_id,
-        XComModel.run_id == run.run_id,
-        XComModel.key.in_(("return_value", "owner_report")),
-        XComModel.map_index == -1,
-    )
-    for xcom in session.scalars(xcom_query):
-        try:
-            data.xcoms[(xcom.task_id, xcom.key)] = XComModel.deserialize_value(xcom)
-        except Exception:  # an unreadable XCom must not take the page down
-            continue
-    trigger_ids = {ti.trigger_id for ti in data.tis.values() if ti.trigger_id}
-    if trigger_ids:
-        for trigger in session.scalars(select(Trigger).where(Trigger.id.in_(trigger_ids))):
-            try:
-                data.triggers[trigger.id] = trigger.kwargs
-            except Exception:
-                continue
-    return data
-
-
-def _run_dict(run: Any) -> dict[str, Any]:
-    return {
-        "run_id": run.run_id,
-        "state": str(run.state) if run.state else None,
-        "run_after": _iso(run.run_after),
-        "start_date": _iso(run.start_date),
-        "end_date": _iso(run.end_date),
-        "conf": run.conf or {},
-    }
-
-
-def _iso(value: Any) -> str | None:
-    return value.isoformat() if value else None
-
-
-def task_url(dag_id: str, run_id: str, task_id: str) -> str:
-    """The task instance's page in the Airflow UI (its logs)."""
-    dag, run, task = (quote(part, safe="") for part in (dag_id, run_id, task_id))
-    return f"/dags/{dag}/runs/{run}/tasks/{task}"
+    status = migration_status(data)
+    if mark is not None:
+        with _statuses_lock:
+            _statuses[dag_id] = (time.monotonic(), mark, status)
+    return dict(status)
 
 
 def accounts_of(dag: Any) -> list[dict[str, str]]:
@@ -193,7 +102,7 @@ def migration_status(data: RunData, now: dt.datetime | None = None) -> dict[str,
         "description": getattr(dag, "description", "") or "",
         "parallel_accounts": getattr(dag, "max_active_tasks", None),
         "timezone": plan_timezone(dag),
-        "run": _run_dict(run) if run else None,
+        "run": run_dict(run) if run else None,
         "accounts": rows,
         "domains": domains_of(rows, sensors) if run else [],
         "extra_tasks": _extra_tasks(data),
@@ -219,9 +128,9 @@ def _step(data: RunData, task_id: str) -> dict[str, Any]:
     return {
         "state": str(ti.state) if ti.state else None,
         "try_number": ti.try_number,
-        "start_date": _iso(ti.start_date),
-        "end_date": _iso(ti.end_date),
-        "url": task_url(ti.dag_id, ti.run_id, ti.task_id),
+        "start_date": iso(ti.start_date),
+        "end_date": iso(ti.end_date),
+        "url": "",  # only the rows shown get theirs (totals.select_rows)
     }
 
 
@@ -368,34 +277,44 @@ def _next_delta(data: RunData, gid: str, steps: dict, now: dt.datetime) -> dict[
     if ti is not None and ti.trigger_id in data.triggers:
         moment = data.triggers[ti.trigger_id].get("moment")
         if moment is not None:
-            return {"at": _iso(moment), "note": "the delta window opens"}
+            return {"at": iso(moment), "note": "the delta window opens"}
     if window_step in ("success", "running"):
         return {"at": None, "note": "now: the delta window is open"}
     task_id = f"{gid}.wait_for_delta_window"
     if task_id not in data.dag.task_dict:
         return None
     task = data.dag.get_task(task_id)
-    try:
-        from mailmigrate.plan import DeltaWindow
-        from mailmigrate.window import next_window_start, parse_weekdays, parse_window
-
-        window = DeltaWindow(
-            timezone=getattr(task, "timezone", "UTC") or "UTC",
-            window=parse_window(getattr(task, "window", None)),
-            weekdays=tuple(parse_weekdays(getattr(task, "weekdays", None) or range(7))),
-        )
-        moment = next_window_start(now, window)
-    except Exception:
+    key = (task.timezone, task.window, tuple(task.weekdays or ()))
+    if key not in data.windows:  # every account of a plan shares one window: compute it once
+        data.windows[key] = _next_window(*key, now)
+    moment = data.windows[key]
+    if moment is None:
         return None
     if moment <= now:
         return {"at": None, "note": "once the MX change has propagated (the window is open)"}
     return {"at": moment.isoformat(), "note": "window opens (after the MX change)"}
 
 
+def _next_window(timezone: str, window: str | None, weekdays: tuple, now: dt.datetime) -> Any:
+    """When the delta window next opens (``now`` inside it), None when it cannot be told."""
+    from mailmigrate.plan import DeltaWindow
+    from mailmigrate.window import next_window_start, parse_weekdays, parse_window
+
+    try:
+        delta_window = DeltaWindow(
+            timezone=timezone or "UTC",
+            window=parse_window(window),
+            weekdays=tuple(parse_weekdays(weekdays or range(7))),
+        )
+        return next_window_start(now, delta_window)
+    except Exception:
+        return None
+
+
 def _extra_tasks(data: RunData) -> list[dict[str, Any]]:
     """The run's tasks outside the account groups (cutover_ready, approve_full_run)."""
     return [
-        {"task_id": task_id, **_step(data, task_id)}
+        {**_step(data, task_id), "task_id": task_id}
         for task_id in sorted(data.dag.task_dict)
         if "." not in task_id
     ]

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from mailmigrate_airflow.ui.loading import task_url
+
 FILTERS = {
     "failed": "failed",
     "running": "running",
@@ -106,6 +108,14 @@ def select_rows(
     pages = max(1, -(-len(matching) // per_page))
     page = min(max(1, page), pages)
     status["accounts"] = matching[(page - 1) * per_page : page * per_page]
+    run_id = (status.get("run") or {}).get("run_id")
+    for row in status["accounts"] if run_id else ():  # links for the rows shown only
+        for name, step in row["steps"].items():
+            if step["state"] is not None:
+                step["url"] = task_url(status["dag_id"], run_id, f"{row['group_id']}.{name}")
+    for task in status["extra_tasks"] if run_id else ():
+        if task["state"] is not None:
+            task["url"] = task_url(status["dag_id"], run_id, task["task_id"])
     status["listing"] = {
         "state": state,
         "q": needle,

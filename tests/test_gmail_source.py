@@ -138,6 +138,9 @@ def test_gmail_source_copies_each_real_folder_once_and_archived_mail_once(gmail_
     text = "\n".join(checked.summary_lines())
     kind = "Gmail, X-GM-EXT-1" if path == "labels" else "an \\All folder, as on Gmail"
     assert f"label-based source ({kind})" in text and "50 archived -> Archive" in text
+    assert not any("propagate_deletions" in w for w in checked.warnings)
+    default = preflight(make_plan(tmp_path / "default", [account]), account, source, destination)
+    assert any("propagate_deletions is off" in w for w in default.warnings)
     rows = {row["source"]: row for row in checked.folders}
     assert rows[ALL_MAIL]["messages"] == 50 and rows[ALL_MAIL]["destination"] == "Archive"
     assert not {"[Gmail]/Starred", "[Gmail]/Important", "[Gmail]", "[Gmail]/Chats"} & set(rows)

@@ -220,7 +220,9 @@ def source_listing(src: Mailbox, folder_plan: FolderPlan, mapping: FolderMapping
     return src.listing(mapping.source.path)
 
 
-def preflight(src: Mailbox, folder_plan: FolderPlan) -> tuple[dict, FolderStats | None]:
+def preflight(
+    src: Mailbox, folder_plan: FolderPlan, propagate_deletions: bool
+) -> tuple[dict, FolderStats | None]:
     """What ``mailmigrate test`` shows of a label-based source: the plan it follows with counts
     (a ``lines`` list for people, ``warnings``), and the archive mapping's messages as stats."""
     layout = folder_plan.label_layout
@@ -260,6 +262,12 @@ def preflight(src: Mailbox, folder_plan: FolderPlan) -> tuple[dict, FolderStats 
             f"{folder_name(archive.destination)} (once each)"
         )
     lines.append("  starred messages keep their \\Flagged flag in every folder")
+    if not propagate_deletions:
+        summary["warnings"].append(
+            "copy.propagate_deletions is off: a message archived or labelled between two passes "
+            "is copied to its new place and stays in the old one on the destination (set it to "
+            "true to move it, as Gmail did)"
+        )
     summary["lines"] = lines
     return summary, stats
 

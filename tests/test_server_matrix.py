@@ -144,6 +144,9 @@ def test_test_step_probes_special_use_creation_and_names_its_fallbacks(
     src, dst = (poor_imap, cyrus) if poor_side == "source" else (cyrus, poor_imap)
     user, password = new_account(src)
     dst_user, dst_password = new_account(dst)
+    if poor_side == "source":  # names a fresh Cyrus refuses: test must say so before the copy
+        for name in ("100%", "Lists/50% off", 'Say "hi"', "日本語"):
+            src.client(user, password).create_folder(name)
     account = Account(user, dst_user, password, dst_password)
     plan = make_plan(tmp_path, [account])
     check = preflight(plan, account, endpoint_from_dict("src", src.connection("src")),
@@ -159,8 +162,11 @@ def test_test_step_probes_special_use_creation_and_names_its_fallbacks(
     if poor_side == "source":  # Dovecot's Sent goes to a fresh Cyrus account: created with \Sent
         assert re.search(r"CREATE-SPECIAL-USE tried on a probe folder with \\\w+: it works", lines)
         names = [name for _, _, name in cyrus.client(dst_user, dst_password).list_folders()]
-        assert names == ["INBOX"], names  # the probe folder is gone again
-        assert not any("warning: destination" in line for line in check.summary_lines())
+        assert names == ["INBOX"], names  # the probe folders are gone again
+        refused = [line for line in check.summary_lines() if "refuses folder names" in line]
+        assert len(refused) == 2, refused  # '%' and '"'; the CJK name is fine
+        assert "'%'" in refused[0] + refused[1] and "100%, Lists/50% off" in lines
+        assert "Invalid mailbox name" in refused[0]
 
 
 def test_a_destination_that_rewrites_8bit_headers_is_reported_never_called_identical(

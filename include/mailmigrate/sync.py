@@ -116,12 +116,13 @@ def _inspect(plan: Plan, src: Mailbox, dst: Mailbox, result: PreflightResult) ->
     for role, mailbox in (("source", src), ("destination", dst)):
         result.warnings += [f"{role}: {text}" for text in mailbox.fallbacks(role)]
     problems, notes = dst.probe({m.create_special_use for m in folder_plan.mappings
-                                 if m.create_special_use})  # fmt: skip
+                                 if m.create_special_use},
+                                [m.destination for m in folder_plan.mappings])  # fmt: skip
     result.problems += problems
     result.warnings += notes
     archived = None
     if folder_plan.label_layout is not None:
-        result.labels, archived = labels.preflight(src, folder_plan, plan.copy.propagate_deletions)
+        result.labels, archived = labels.preflight(src, folder_plan)
         result.warnings += result.labels.pop("warnings")
     total = largest = 0
     for mapping in folder_plan.mappings:

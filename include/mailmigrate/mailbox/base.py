@@ -238,9 +238,12 @@ class Mailbox(abc.ABC):
         "destination") because it lacks a capability, one sentence each."""
         return []
 
-    def probe(self, special_uses: Collection[str]) -> tuple[list[str], list[str]]:
+    def probe(
+        self, special_uses: Collection[str], folders: Collection[tuple[str, ...]] = ()
+    ) -> tuple[list[str], list[str]]:
         """Try what a copy into this mailbox will ask of it beyond appending (creating folders
-        with these special uses), on a probe folder removed again.
+        with these special uses, and with names like ``folders``), on probe folders removed
+        again.
 
         :return: ``(problems, notes)``: what the copy would fail on, and what it will do
             differently or what was verified."""

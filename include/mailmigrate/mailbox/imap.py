@@ -377,8 +377,44 @@ class ImapMailbox(Mailbox):
                 if c in absent and role in roles]  # fmt: skip
 
     @_guarded("probing folder creation")
-    def probe(self, special_uses: Collection[str]) -> tuple[list[str], list[str]]:
-        """Create a folder with the first special use the copy needs, then delete it again."""
+    def probe(
+        self, special_uses: Collection[str], folders: Collection[tuple[str, ...]] = ()
+    ) -> tuple[list[str], list[str]]:
+        """Create probe folders and delete them again: one with the first special use the copy
+        needs, and one per kind of unusual character in the names of the folders it will
+        create (servers differ: Cyrus refuses ``%``, Courier an emoji)."""
+        problems, notes = self._probe_special_use(special_uses)
+        return problems, notes + self._probe_names(folders)
+
+    def _probe_names(self, folders: Collection[tuple[str, ...]]) -> list[str]:
+        existing = {self.path_of(name) for _, _, name in self.client.list_folders()}
+        by_kind: dict[str, tuple[str, set[str]]] = {}
+        for path in folders:
+            if path in existing or path == ("INBOX",):
+                continue
+            for char in "".join(path):
+                if char.isascii() and (char.isalnum() or char in " -_."):
+                    continue
+                kind = char if char.isascii() else "astral" if ord(char) > 0xFFFF else "bmp"
+                by_kind.setdefault(kind, (char, set()))[1].add("/".join(path))
+        notes = []
+        for char, names in by_kind.values():
+            probe = self.name_of((f"mailmigrate-probe-{secrets.token_hex(4)} {char}",))
+            try:
+                self.client.create_folder(probe)
+            except IMAPClientError as exc:
+                listed = ", ".join(sorted(names)[:5]) + (", ..." if len(names) > 5 else "")
+                notes.append(f"{self.label}: the server refuses folder names with {char!r} "
+                             f"({exc}): {listed} will be reported, not copied")  # fmt: skip
+                continue
+            try:
+                self._delete_probe(probe)
+            except IMAPClientError as exc:
+                notes.append(f"{self.label}: the probe folder {probe} could not be deleted "
+                             f"({exc}): delete it by hand")  # fmt: skip
+        return notes
+
+    def _probe_special_use(self, special_uses: Collection[str]) -> tuple[list[str], list[str]]:
         if not special_uses or not self.has("CREATE-SPECIAL-USE"):
             return [], []
         use = sorted(special_uses)[0]

@@ -122,7 +122,7 @@ def _inspect(plan: Plan, src: Mailbox, dst: Mailbox, result: PreflightResult) ->
     result.warnings += notes
     archived = None
     if folder_plan.label_layout is not None:
-        result.labels, archived = labels.preflight(src, folder_plan)
+        result.labels, archived = labels.preflight(src, folder_plan, plan.copy.propagate_deletions)
         result.warnings += result.labels.pop("warnings")
     total = largest = 0
     for mapping in folder_plan.mappings:

@@ -18,8 +18,8 @@ and an archived one lands once. "Holds" is decided
   holds most of them has (Spam and Trash are not counted: Gmail keeps their messages out of
   ``\\All``).
 
-The selection is made again on every pass (a message archived or labelled since lands where the
-mapping puts it now; its earlier copy is removed only when the plan propagates deletions, as for
+The selection is made again on every pass in which anything deciding it changed (a message
+archived or labelled since lands where the mapping puts it now; its earlier copy is removed only when the plan propagates deletions, as for
 any message moved between folders). :func:`source_listing` is the one place that says which
 source messages a mapping copies, for the pass, the comparison and the verification alike.
 Plan ``folders: {labels: as_folders}`` copies every folder as it is.
@@ -306,8 +306,15 @@ class ArchivePass(FolderPass):
         return super().run()
 
     def _unchanged(self, token: str, mark: str | None) -> bool:
-        then = json.loads(token)
-        if then.get("folders") != self._marks or self.dst.append_mark(self.destination) != mark:
+        try:
+            then = json.loads(token)
+        except ValueError:
+            return False  # a token of another kind (All Mail copied as a folder before)
+        if (
+            not isinstance(then, dict)
+            or then.get("folders") != self._marks
+            or self.dst.append_mark(self.destination) != mark
+        ):
             return False
         changes = self.src.changes(self.source, then["all"], ()) if then.get("all") else None
         return changes is not None and changes.empty

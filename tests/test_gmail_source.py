@@ -32,6 +32,7 @@ from mailmigrate.folders import map_folders
 from mailmigrate.mailbox.base import Folder
 from mailmigrate.owner_report import build_owner_report, render_text
 from mailmigrate.plan import Account, FolderRules
+from mailmigrate.report import account_report
 from mailmigrate.sync import copy_account, open_pair, plan_folders, preflight
 
 BASE = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
@@ -151,6 +152,10 @@ def test_gmail_source_copies_each_real_folder_once_and_archived_mail_once(gmail_
     assert destination_counts(dst) == {"INBOX": 100, "Work": 30, "Sent": 20, "Archive": 50}
     assert not any(name.startswith("[Gmail]") for _, _, name in dst.list_folders())
     assert_exact(src, dst, messages)
+    compared = account_report(plan, account, source, destination)
+    assert compared.ok, compared.summary_lines()  # skipped messages of All Mail are not missing
+    row = next(f for f in compared.folders if f.source == ALL_MAIL)
+    assert (row.destination, row.source_messages, row.missing, row.extra) == ("Archive", 50, 0, 0)
     owner = render_text(build_owner_report(plan.name, account, first))
     assert "Your 50 archived messages (in All Mail, under no label) are in Archive" in owner
     assert "Starred messages keep their star, shown as a flag" in owner

@@ -22,6 +22,8 @@ from engine_helpers import endpoints, make_plan, seed_account
 from harness.corpus import make_message, snapshot
 from harness.hostile import Cut, RewritingProxy
 
+from mailmigrate.owner_report import build_owner_report
+from mailmigrate.owner_report_render import render_text
 from mailmigrate.plan import Account
 from mailmigrate.sync import copy_account
 
@@ -167,6 +169,8 @@ def test_broken_replies_cost_one_message_each_and_a_rerun_copies_only_those(
     assert all(f.size > 0 and "source " + account.source_user in f.reason for f in failures)
     lines = "\n".join(first.summary_lines())
     assert all(f"message INBOX uid {f.ref}" in lines for f in failures)
+    owner = render_text(build_owner_report("t", account, first))
+    assert "3 messages the old server could not deliver" in owner and "refused" not in owner
     # (a retried folder's result counts what its last attempt copied: count on the server)
     assert sum(snapshot(dst, "INBOX").values()) == 6 and sum(snapshot(dst, "Fine").values()) == 3
     assert again.totals()["copied"] == 0

@@ -49,8 +49,12 @@ def _headline(report: OwnerReport) -> str:
     problems = []
     if totals["missing"]:
         problems.append(f"{_n(totals['missing'], 'message')} not on the new server yet")
-    if report.failures:
-        problems.append(f"{_n(len(report.failures), 'message')} refused by the new server")
+    refused = sum(1 for x in report.failures if x.kind == "refused")
+    if refused:
+        problems.append(f"{_n(refused, 'message')} refused by the new server")
+    if len(report.failures) > refused:
+        unreadable = len(report.failures) - refused
+        problems.append(f"{_n(unreadable, 'message')} the old server could not deliver")
     if report.changed:
         problems.append(f"{_n(len(report.changed), 'message')} copied but not identical")
     failed = [f for f in report.folders if f.error]

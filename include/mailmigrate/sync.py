@@ -14,7 +14,7 @@ Read top-down:
 3. :class:`~mailmigrate.pipeline.CopyPipeline` copies: a reader thread fetches batches (bounded by
    bytes) while the caller appends the previous batch; each appended batch is recorded in the
    state in one transaction.
-4. :func:`~mailmigrate.verify.verify_pass` checks, once every folder is done, that every source
+4. :func:`~mailmigrate.verify.settle` checks, once every folder is done, that every source
    message the pass selected is on the destination (by identity, from listings); a folder that
    lacks any fails the account and loses its sync state.
 
@@ -44,7 +44,7 @@ from mailmigrate.mailbox.base import AuthenticationFailed, Mailbox, MailboxError
 from mailmigrate.plan import Account, Plan
 from mailmigrate.results import AccountResult, FolderResult, PreflightResult, human_bytes
 from mailmigrate.state import AccountState, default_state_dir, mailbox_identity
-from mailmigrate.verify import Expectation, verify_pass
+from mailmigrate.verify import Expectation, settle
 
 log = logging.getLogger("mailmigrate.sync")
 
@@ -197,14 +197,8 @@ def copy_account(
             lanes = max(1, min(plan.copy.parallel_folders, work.qsize()))
             lane = Lane(plan, state, result, say, retry_delays, folder_plan)
             _run_lanes(lane, account, source, destination, (src, dst), work, lanes)
+            result.verify_seconds = time.monotonic() - lane.checks_started
             result.notes += labels.owner_notes(folder_plan, result)
-
-            def attempt(check, what):
-                return _with_reconnects(check, say, what, retry_delays, _reconnect(src, dst))
-
-            checked = time.monotonic()
-            verify_pass(src, dst, lane.expected, state, say, attempt)
-            result.verify_seconds = time.monotonic() - checked
         finally:
             src.close()
             dst.close()
@@ -274,11 +268,20 @@ class Lane:
     say: Callable[[str], None]
     retry_delays: Sequence[float]
     folder_plan: FolderPlan | None = None
-    expected: list[Expectation] = field(default_factory=list)  # one per folder passed
+    expected: queue.Queue[Expectation] = field(default_factory=queue.Queue)  # one per folder
+    checks_started: float = 0.0
 
 
 def _run_lanes(lane_ctx: Lane, account, source, destination, first_pair, work, lanes):
+    """The folder passes on ``lanes`` connection pairs; then, once every lane's copies are done
+    (so that a destination dropping earlier mail while later mail arrives is caught), the checks
+    of :mod:`mailmigrate.verify` on the same lanes."""
     errors: list[BaseException] = []
+
+    def start_checks() -> None:
+        lane_ctx.checks_started = time.monotonic()
+
+    copied = threading.Barrier(lanes, action=start_checks)
 
     def lane(pair: tuple[Mailbox, Mailbox], own: bool) -> None:
         src, dst = pair
@@ -290,10 +293,18 @@ def _run_lanes(lane_ctx: Lane, account, source, destination, first_pair, work, l
                 try:
                     mapping = work.get_nowait()
                 except queue.Empty:
-                    return
+                    break
                 lane_ctx.result.folders.append(_folder_with_retries(lane_ctx, src, dst, mapping))
+            copied.wait()
+            while not errors:
+                try:
+                    expectation = lane_ctx.expected.get_nowait()
+                except queue.Empty:
+                    return
+                _check_with_retries(lane_ctx, src, dst, expectation)
         except BaseException as exc:  # surfaced to the caller below
             errors.append(exc)
+            copied.abort()  # no lane waits for this one
         finally:
             if own:
                 src.close()
@@ -360,6 +371,13 @@ def _with_reconnects(action, say, what: str, delays: Sequence[float], reconnect=
                     say(f"reconnect failed: {again}")
 
 
+def _check_with_retries(lane: Lane, src, dst, expectation: Expectation) -> None:
+    def attempt(check, what):
+        return _with_reconnects(check, lane.say, what, lane.retry_delays, _reconnect(src, dst))
+
+    settle(src, dst, expectation, lane.state, lane.say, attempt)
+
+
 def _reconnect(src: Mailbox, dst: Mailbox) -> Callable[[], None]:
     def reconnect() -> None:
         src.reconnect()
@@ -376,7 +394,7 @@ def _folder_with_retries(lane: Lane, src, dst, mapping) -> FolderResult:
             lane.plan, src, dst, mapping, lane.state, lane.result, say
         )
         result = folder_pass.run()
-        lane.expected.append(folder_pass.expected)
+        lane.expected.put(folder_pass.expected)
         return result
 
     try:

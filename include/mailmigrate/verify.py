@@ -2,8 +2,8 @@
 
 Each folder pass leaves an :class:`Expectation`: the identities (as a multiset) of the source
 messages it selected and found or put on the destination, and the destination mark they all sit
-at or after. Once every folder of the account is done, :func:`verify_pass` lists each destination
-folder from that mark, with the listing the owner report uses (sizes, Message-IDs, header hashes;
+at or after. Once every folder of the account is done, :func:`settle` lists each destination
+folder from that mark (the account's folder lanes share the checks), with the listing the owner report uses (sizes, Message-IDs, header hashes;
 no message body is read), and counts what is not there. Checking after the whole account, not per
 folder, also catches a destination that drops earlier folders' mail while later ones are appended
 (a "trash" plugin making room under quota, a server-side rule).
@@ -66,47 +66,47 @@ def verify_folder(src: Mailbox, dst: Mailbox, expectation: Expectation) -> int:
     return missing
 
 
-def verify_pass(
+def settle(
     src: Mailbox,
     dst: Mailbox,
-    expectations: list[Expectation],
+    expectation: Expectation,
     state: AccountState,
     say: Callable[[str], None],
     attempt: Callable[[Callable[[], int], str], int],
 ) -> None:
-    """Check every folder's expectation; note missing messages in its result and discard the
+    """Check one folder's expectation: note missing messages in its result and discard the
     folder's state when any are missing, else let the folder's state move on.
 
-    :param attempt: runs one folder's check with the engine's reconnects (``attempt(check,
-        what)``); a non-retryable error of one folder is recorded as that folder's error.
+    :param attempt: runs the check with the engine's reconnects (``attempt(check, what)``); a
+        non-retryable error is recorded as the folder's error.
     """
-    for expectation in expectations:
-        result = expectation.result
-        if not (expectation.identities or expectation.unaccounted):
-            _finish(state, expectation)
-            continue
-        what = f"verifying folder {result.source}"
-        try:
-            missing = attempt(lambda e=expectation: verify_folder(src, dst, e), what)
-        except AuthenticationFailed:
+    result = expectation.result
+    if not (expectation.identities or expectation.unaccounted):
+        _finish(state, expectation)
+        return
+    try:
+        missing = attempt(
+            lambda: verify_folder(src, dst, expectation), f"verifying folder {result.source}"
+        )
+    except AuthenticationFailed:
+        raise
+    except MailboxError as exc:
+        if exc.retryable:
             raise
-        except MailboxError as exc:
-            if exc.retryable:
-                raise
-            result.error = f"the copy could not be verified: {exc}"
-            state.reset_folder(expectation.source)
-            say(f"folder {result.source}: {result.error}")
-            continue
-        result.missing = missing
-        if not missing:
-            _finish(state, expectation)
-        else:
-            state.reset_folder(expectation.source)
-            say(
-                f"folder {result.source}: {missing} of the messages this pass selected are "
-                f"not on the destination ({result.destination}); its sync state is discarded "
-                "so that the next pass compares both sides again"
-            )
+        result.error = f"the copy could not be verified: {exc}"
+        state.reset_folder(expectation.source)
+        say(f"folder {result.source}: {result.error}")
+        return
+    result.missing = missing
+    if not missing:
+        _finish(state, expectation)
+        return
+    state.reset_folder(expectation.source)
+    say(
+        f"folder {result.source}: {missing} of the messages this pass selected are "
+        f"not on the destination ({result.destination}); its sync state is discarded "
+        "so that the next pass compares both sides again"
+    )
 
 
 def _finish(state: AccountState, expectation: Expectation) -> None:

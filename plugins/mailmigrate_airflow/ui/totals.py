@@ -107,15 +107,19 @@ def select_rows(
     ]  # fmt: skip
     pages = max(1, -(-len(matching) // per_page))
     page = min(max(1, page), pages)
-    status["accounts"] = matching[(page - 1) * per_page : page * per_page]
     run_id = (status.get("run") or {}).get("run_id")
-    for row in status["accounts"] if run_id else ():  # links for the rows shown only
-        for name, step in row["steps"].items():
-            if step["state"] is not None:
-                step["url"] = task_url(status["dag_id"], run_id, f"{row['group_id']}.{name}")
-    for task in status["extra_tasks"] if run_id else ():
-        if task["state"] is not None:
-            task["url"] = task_url(status["dag_id"], run_id, task["task_id"])
+
+    def linked(step: dict[str, Any], task_id: str) -> dict[str, Any]:
+        """The step with its log's URL (new dicts: the computed status may be shared)."""
+        if run_id is None or step["state"] is None:
+            return step
+        return {**step, "url": task_url(status["dag_id"], run_id, task_id)}
+
+    status["accounts"] = [  # links for the rows shown only
+        {**row, "steps": {n: linked(s, f"{row['group_id']}.{n}") for n, s in row["steps"].items()}}
+        for row in matching[(page - 1) * per_page : page * per_page]
+    ]
+    status["extra_tasks"] = [linked(t, t["task_id"]) for t in status["extra_tasks"]]
     status["listing"] = {
         "state": state,
         "q": needle,

@@ -18,7 +18,7 @@ from mailmigrate.mailbox.base import Listing, Mailbox, MessageInfo, Ref
 from mailmigrate.pipeline import CopyPipeline
 from mailmigrate.plan import Plan
 from mailmigrate.results import AccountResult, FolderResult, human_bytes
-from mailmigrate.state import AccountState, Entry
+from mailmigrate.state import AccountState, Entry, FolderState
 from mailmigrate.verify import Expectation
 
 
@@ -172,7 +172,7 @@ class FolderPass:
         self.result.skipped = len(entries)
         return todo
 
-    def _trusted_state(self):
+    def _trusted_state(self) -> FolderState | None:
         """The folder's saved state when both folders are still the ones it describes, else
         ``None`` (the state is discarded). Records the current markers for this pass."""
         markers = (self.src.folder_marker(self.source), self.dst.folder_marker(self.destination))
@@ -199,7 +199,7 @@ class FolderPass:
         bytes it read) to what the check after the pass expects. A selected message neither
         copied nor refused is left for the check to ask the source about."""
         refused = {f.ref for f in self.account_result.failures if f.folder == self.result.source}
-        recorded = self.state.entries(self.source)
+        recorded = self.state.entries(self.source, [info.ref for info in todo])
         for info in todo:
             entry = recorded.get(info.ref)
             if entry is not None:

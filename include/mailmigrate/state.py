@@ -28,7 +28,7 @@ import os
 import re
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -169,12 +169,22 @@ class AccountState:
         return FolderState(destination=tuple(json.loads(row[0])), token=row[1], mark=row[2],
                            markers=(row[3], row[4]))  # fmt: skip
 
-    def entries(self, source: tuple[str, ...]) -> dict[Ref, Entry]:
+    def entries(
+        self, source: tuple[str, ...], refs: Collection[Ref] | None = None
+    ) -> dict[Ref, Entry]:
+        """The folder's copied messages; with ``refs``, only those of them (read in chunks)."""
+        query = "SELECT ref, dest_ref, identity, flags FROM messages WHERE source = ?"
         with self._lock:
-            rows = self._db.execute(
-                "SELECT ref, dest_ref, identity, flags FROM messages WHERE source = ?",
-                (_key(source),),
-            ).fetchall()
+            if refs is None:
+                rows = self._db.execute(query, (_key(source),)).fetchall()
+            else:
+                wanted, rows = [str(ref) for ref in refs], []
+                for at in range(0, len(wanted), 500):
+                    chunk = wanted[at : at + 500]
+                    marks = ",".join("?" * len(chunk))
+                    rows += self._db.execute(
+                        f"{query} AND ref IN ({marks})", (_key(source), *chunk)
+                    ).fetchall()
         return {
             _ref(ref): Entry(_ref(dest), identity, frozenset(json.loads(flags)))
             for ref, dest, identity, flags in rows

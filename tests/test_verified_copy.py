@@ -1,5 +1,6 @@
 """A copy is "ok" only when verified (issue 13): after the pass, every source message it selected
-is on the destination by identity, or the account fails saying how many are missing where.
+is on the destination by identity, or the account fails saying how many are missing where; a
+pass whose check never ran is checked by the next one.
 
 The destination here is a real Dovecot behind a proxy that files every APPEND to INBOX into Junk,
 as a server-side rule or a broken front end would: every APPEND is answered OK, the messages
@@ -10,12 +11,18 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 
 import pytest
 from cli_migration import CliMigration, seed_source
+from engine_helpers import endpoints, make_plan
 from harness.airflow_env import REPO_ROOT
-from harness.corpus import snapshot
+from harness.corpus import make_message, seed_folder, snapshot
 from harness.proxy import CuttingProxy
+
+from mailmigrate.mailbox.base import MailboxError
+from mailmigrate.plan import Account
+from mailmigrate.sync import copy_account
 
 MISFILE = {b' APPEND "INBOX" ': b' APPEND "Junk" '}
 
@@ -102,3 +109,44 @@ def test_a_short_account_fails_its_initial_copy_and_blocks_cutover_ready(
     assert "12 messages missing on the destination in INBOX" in logs
     assert "change the MX record now" not in logs
     assert alice[1] not in json.dumps(xcoms) + logs
+
+
+def test_a_pass_whose_check_never_ran_is_checked_by_the_next_one(
+    legacy_imap, modern_imap, new_account, tmp_path
+):
+    """A delta copies new mail, then loses its connection while checking it. Before the next
+    delta one of those messages vanishes from the destination: the next delta still checks the
+    earlier pass's copies (its sync token never moved on), fails, and the one after refills."""
+    user, password = seed_source(legacy_imap, new_account, 140)
+    dst_user, dst_password = new_account(modern_imap)
+    account = Account(user, dst_user, password, dst_password)
+    plan = make_plan(tmp_path, [account], parallel_folders=1)
+    source, destination = endpoints(legacy_imap, modern_imap)
+    proxy = CuttingProxy(modern_imap.host, modern_imap.port)
+    destination = replace(destination, port=proxy.port)
+    try:
+        assert copy_account(plan, account, source, destination, "initial").ok
+        src = legacy_imap.client(user, password)
+        when = snapshot(src, "INBOX").most_common(1)[0][0][2]
+        seed_folder(src, "INBOX", [(make_message(140_500 + i), (), when) for i in range(3)])
+        # Cut at the second listing on the destination: the first looks for the new messages
+        # before the copy, the second is the check of what the delta appended.
+        proxy.arm_on_reply(b"MESSAGE-ID", occurrence=2)
+        with pytest.raises(MailboxError):
+            copy_account(plan, account, source, destination, "delta", retry_delays=())
+        proxy.disarm()
+        dst = modern_imap.client(dst_user, dst_password)
+        dst.select_folder("INBOX")
+        lost = dst.search("ALL")[-1:]  # one of the three new ones
+        dst.delete_messages(lost)
+        dst.expunge(lost)  # UID EXPUNGE: copied messages marked \Deleted stay
+
+        short = copy_account(plan, account, source, destination, "delta")
+        assert not short.ok and short.totals()["missing"] == 1, short.summary_lines()
+        again = copy_account(plan, account, source, destination, "delta")
+        assert again.ok and again.totals()["copied"] == 1, again.summary_lines()
+        assert snapshot(dst, "INBOX") == snapshot(src, "INBOX")
+        src.logout()
+        dst.logout()
+    finally:
+        proxy.close()

@@ -3,10 +3,11 @@
 Each folder pass leaves an :class:`Expectation`: the identities (as a multiset) of the source
 messages it selected and found or put on the destination, and the destination mark they all sit
 at or after. Once every folder of the account is done, :func:`settle` lists each destination
-folder from that mark (the account's folder lanes share the checks), with the listing the owner report uses (sizes, Message-IDs, header hashes;
-no message body is read), and counts what is not there. Checking after the whole account, not per
-folder, also catches a destination that drops earlier folders' mail while later ones are appended
-(a "trash" plugin making room under quota, a server-side rule).
+folder from that mark (the account's folder lanes share the checks) with the listing the owner
+report uses (sizes, Message-IDs, header hashes; no message body is read) and counts what is not
+there. Checking after the whole account, not per folder, also catches a destination that drops
+earlier folders' mail while later ones are appended (a "trash" plugin making room under quota, a
+server-side rule).
 
 Invariants: a folder's sync token and append mark move on only once its check found everything
 (so a pass whose check never ran, or failed, is checked again by the next one); a folder with

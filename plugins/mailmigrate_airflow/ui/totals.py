@@ -78,7 +78,7 @@ def estimate(rows: list[dict[str, Any]], parallel: int) -> dict[str, Any] | None
         "remaining_bytes": int(remaining),
         "rate_bytes_per_second": round(rate, 1),
         "parallel": lanes,
-        "basis": f"{len(done)} finished initial copies, {lanes} accounts at a time",
+        "basis": f"{len(done):,} finished initial copies, {lanes} accounts at a time",
     }
 
 

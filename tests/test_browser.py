@@ -178,6 +178,10 @@ def test_every_link_of_the_migrations_page_works_inside_airflows_iframe(
     report.wait_for_load_state()
     assert report.url.startswith(f"{base}/mailmigrate/reports/{dag_id}/{run}/{alice.group_id}.")
     assert alice.destination_user in report.inner_text("body")
+    report.screenshot(  # the report, without the blank rest of the window
+        path=str(SCREENSHOTS / "owner_report.png"),
+        clip={"x": 0, "y": 0, "width": 1100, "height": 460},
+    )
     report.close()
     with page.context.expect_page() as opened:
         frame.get_by_role("link", name="JSON").click()

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench import links
 from bench.png import bar_chart
 from bench.rounds import Round
 
@@ -222,6 +223,8 @@ def markdown(results: dict[str, Any]) -> str:
             f"peak RSS engine {memory['engine']['peak_rss_mb']:.0f} MB, "
             f"mbsync {memory['mbsync']['peak_rss_mb']:.0f} MB.",
         ]
+    if results.get("links"):
+        lines += ["", links.markdown(results["links"]).rstrip("\n")]
     lines += ["", "| target | measured | goal | met |", "|---|---|---|---|"]
     for row in results["targets"]:
         value = "n/a" if row["value"] is None else f"{row['value']:.2f}"

@@ -3,7 +3,8 @@
 Starts a legacy-layout source and a modern-layout destination Dovecot, seeds a corpus, then:
 head-to-head rounds of the engine and mbsync (initial copy, unchanged delta, delta after 1% new
 messages and 1% flag changes), the scale run (many small accounts one at a time against all at
-once) and the memory run (one large message among many small ones). Writes ``results.json``,
+once), the memory run (one large message among many small ones) and the links run (both tools
+over shaped links: latency, bandwidth caps; :mod:`bench.links`). Writes ``results.json``,
 ``results.md`` and ``throughput.png`` to ``--out`` (default ``bench/results/``).
 
 The mail stores live on tmpfs (``/dev/shm``) by default: on this machine's shared disk each new
@@ -25,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import report
+from bench import links, report
 from bench.corpus import CorpusSpec, build_corpus, seed_source
 from bench.memory import run_memory
 from bench.rounds import run_round
@@ -69,7 +70,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=RESULTS, help="where results go")
     parser.add_argument("--rounds", type=int, help="head-to-head rounds (default 5, quick 1)")
     parser.add_argument("--store", help="directory for the servers' mail (default /dev/shm)")
-    parser.add_argument("--skip", action="append", default=[], choices=("scale", "memory", "dag"),
+    parser.add_argument("--skip", action="append", default=[], choices=("scale", "memory", "dag", "links"),
                         help="leave a part out (repeatable)")  # fmt: skip
     parser.add_argument("--profile", nargs="?", const="cprofile", choices=("cprofile", "py-spy"),
                         help="profile the first engine initial copy into --out: cProfile (engine-initial.prof) or "
@@ -147,6 +148,11 @@ def main(argv: list[str] | None = None) -> int:
                     servers, workdir, large_mb=settings.memory_large_mb,
                     small=settings.memory_small, say=say,
                 )  # fmt: skip
+            if "links" not in args.skip:
+                results["links"] = links.run_links(
+                    servers, workdir, quick=args.quick, rounds=1 if args.quick else 3, say=say
+                )
+                results["links"]["targets"] = links.targets(results["links"])
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     results["targets"] = report.targets(

@@ -214,6 +214,23 @@ def test_migration_finished_is_due_once_when_every_account_is_done(tmp_path: Pat
     assert not quiet.migration_notice_due(tmp_path, "p", accounts)
 
 
+def test_the_finished_events_say_why_and_name_the_accounts_stopped_at_the_maximum() -> None:
+    calm, busy = released("calm@example.com"), released("busy@example.com")
+    night(calm, 50, 0)
+    for hours in (5, 29, 7 * 24 + 5):
+        night(busy, hours, 1)
+    facts = quiet.account_finished_facts("acme", calm)
+    assert facts["subject"] == "acme: calm@example.com finished (quiet)"
+    assert "no new mail on the old server for the quiet period" in facts["message"]
+    assert facts["quiet_since"] == RELEASE.isoformat() and facts["done_reason"] == "quiet"
+    facts = quiet.account_finished_facts("acme", busy)
+    assert "3 in 3 deltas" in facts["message"] and "Warning: busy@" in facts["message"]
+    facts = quiet.migration_finished_facts("acme", [calm, busy])
+    assert facts["subject"] == "acme: migration finished, all 2 accounts done"
+    assert facts["stopped_at_maximum"] == ["busy@example.com"]
+    assert facts["last_arrival_at"] == busy.last_arrival_at.isoformat()
+
+
 # -- when scheduled runs happen --------------------------------------------------------------
 def test_runs_open_each_workday_evening_across_midnight_and_skip_the_weekend() -> None:
     friday_night = berlin(2025, 1, 10, 23, 30)  # inside Friday's 19:00-06:00 window

@@ -44,6 +44,12 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mailmigrate.state import default_state_dir
+
+if TYPE_CHECKING:
+    from mailmigrate.plan import Plan
 
 DEFAULT_QUIET_PERIOD = 48 * 3600.0  # seconds
 DEFAULT_MAX_AFTER_MX = 7 * 86400.0  # seconds
@@ -125,6 +131,11 @@ class Outcome:
     finished: bool
     reason: str | None = None
     warning: str | None = None
+
+
+def state_dir_of(plan: Plan) -> Path:
+    """Where a plan's state lives (as :func:`mailmigrate.sync.copy_account` finds it)."""
+    return Path(plan.state_dir or default_state_dir())
 
 
 def record_dir(state_dir: Path, plan: str) -> Path:
@@ -270,6 +281,46 @@ def note_migration_notice(state_dir: Path, plan: str, at: dt.datetime) -> None:
 
 def _notice_path(state_dir: Path, plan: str) -> Path:
     return record_dir(state_dir, plan) / "_migration_finished.json"
+
+
+def account_finished_facts(plan: str, record: DeltaRecord) -> dict[str, object]:
+    """The ``account_finished`` event: ``subject``, ``message`` and the record's facts."""
+    why = {
+        QUIET: "no new mail on the old server for the quiet period",
+        MAXIMUM: "the maximum time after the MX change was reached",
+    }.get(record.done_reason or "", "done")
+    last = _iso(record.last_arrival_at) or "none after the MX change"
+    subject = f"{plan}: {record.account} finished ({record.done_reason})"
+    lines = [
+        f"{subject}: {why}.",
+        f"The final delta verified the destination. New messages after the MX change: "
+        f"{record.arrivals} in {record.deltas} deltas; the last seen {last}.",
+    ]
+    if record.warning:
+        lines.append(f"Warning: {record.warning}")
+    return {"subject": subject, "message": "\n".join(lines), **record.to_dict()}
+
+
+def migration_finished_facts(plan: str, records: Iterable[DeltaRecord]) -> dict[str, object]:
+    """The ``migration_finished`` event: every account is done."""
+    done = list(records)
+    maximum = sorted(r.account for r in done if r.done_reason == MAXIMUM)
+    subject = f"{plan}: migration finished, all {len(done)} accounts done"
+    lines = [f"{subject}; the old mailboxes are quiet."]
+    if maximum:
+        lines.append(
+            f"{len(maximum)} stopped at the maximum while still receiving mail: "
+            + ", ".join(maximum[:20])
+            + (" ..." if len(maximum) > 20 else "")
+        )
+    arrivals = [r.last_arrival_at for r in done if r.last_arrival_at]
+    return {
+        "subject": subject,
+        "message": "\n".join(lines),
+        "accounts": len(done),
+        "stopped_at_maximum": maximum,
+        "last_arrival_at": _iso(max(arrivals)) if arrivals else None,
+    }
 
 
 def _finish(record: DeltaRecord, at: dt.datetime, reason: str, warning: str | None) -> Outcome:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from mailmigrate_airflow.ui import URL_PREFIX, status_app
+from mailmigrate_airflow.runs import URL_PREFIX
+from mailmigrate_airflow.ui import status_app
 
 
 class MailmigratePlugin(AirflowPlugin):

@@ -17,7 +17,8 @@ from harness.figures import record
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mailmigrate.plan import PlanError, load_plan
+from mailmigrate.errors import PlanError
+from mailmigrate.plan import load_plan
 from mailmigrate.plan_model import ACCOUNT_FIELDS, CSV_HEADER, TOP_KEYS
 
 STEPS = ("test", "initial_copy", "wait_for_mx", "wait_for_delta_window", "delta_copy")

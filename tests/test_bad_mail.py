@@ -23,7 +23,7 @@ from harness.figures import record
 from harness.proxy import CuttingProxy
 
 from mailmigrate.connections import Endpoint, endpoint_from_dict
-from mailmigrate.mailbox.base import MailboxError
+from mailmigrate.errors import MailboxError
 from mailmigrate.plan import Account
 from mailmigrate.sync import copy_account
 

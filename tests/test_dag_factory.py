@@ -399,7 +399,7 @@ def test_a_task_parse_builds_only_its_own_dag(dag_folder: Path, monkeypatch) -> 
 def test_account_selection_and_stop_point() -> None:
     from airflow.sdk.exceptions import AirflowSkipException
 
-    from mailmigrate_airflow.operators import check_selected
+    from mailmigrate_airflow.runs import check_selected
 
     def runs(params: dict, group_id: str, step: str) -> bool:
         try:

@@ -12,7 +12,7 @@ from harness.corpus import make_message
 from harness.proxy import CuttingProxy
 
 from mailmigrate.connections import endpoint_from_dict
-from mailmigrate.mailbox.base import MailboxError
+from mailmigrate.errors import MailboxError
 from mailmigrate.plan import Account
 from mailmigrate.sync import copy_account
 

@@ -19,15 +19,10 @@ from ews_simulator import EwsSimulator, SimulatorStore, self_signed_certificate
 from exchangelib.protocol import close_connections
 
 from mailmigrate.connections import Endpoint
+from mailmigrate.errors import AuthenticationFailed, MailboxError
 from mailmigrate.identity import identity_of
 from mailmigrate.mailbox import open_mailbox
-from mailmigrate.mailbox.base import (
-    AuthenticationFailed,
-    Mailbox,
-    MailboxError,
-    Message,
-    MessageInfo,
-)
+from mailmigrate.mailbox.base import Mailbox, Message, MessageInfo
 from mailmigrate.mailbox.ews import open_ews
 from mailmigrate.mailbox.ews_connect import resolve_options
 

@@ -28,7 +28,7 @@ from harness.figures import record
 from harness.proxy import CuttingProxy
 
 from mailmigrate.connections import Endpoint
-from mailmigrate.mailbox.base import AuthenticationFailed, MailboxError
+from mailmigrate.errors import AuthenticationFailed, MailboxError
 from mailmigrate.plan import Account, Plan
 from mailmigrate.sync import copy_account
 

@@ -9,12 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailmigrate.folders import (
-    FolderMappingError,
-    FolderPlan,
-    map_folders,
-    special_use_of,
-)
+from mailmigrate.errors import FolderMappingError
+from mailmigrate.folders import FolderPlan, map_folders, special_use_of
 from mailmigrate.mailbox.base import Folder
 from mailmigrate.plan import FolderRules
 

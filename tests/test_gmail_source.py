@@ -30,7 +30,8 @@ from harness.gmail_sim import (
 from mailmigrate import labels
 from mailmigrate.folders import map_folders
 from mailmigrate.mailbox.base import Folder
-from mailmigrate.owner_report import build_owner_report, render_text
+from mailmigrate.owner_report import build_owner_report
+from mailmigrate.owner_report_render import render_text
 from mailmigrate.plan import Account, FolderRules
 from mailmigrate.report import account_report
 from mailmigrate.sync import copy_account, open_pair, plan_folders, preflight

@@ -16,8 +16,9 @@ from harness.radicale import RadicaleServer
 from harness.xandikos import XandikosServer
 
 from mailmigrate.connections import Endpoint
+from mailmigrate.errors import DavError
 from mailmigrate.groupware.content import canonical, unfolded_lines
-from mailmigrate.groupware.dav import DavAccount, DavEndpoint, DavError
+from mailmigrate.groupware.dav import DavAccount, DavEndpoint
 from mailmigrate.groupware.sync import copy_groupware, preflight
 
 LIMIT = 1_000_000  # Radicale's largest request body here: a bigger item is refused

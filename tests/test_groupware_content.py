@@ -6,13 +6,8 @@ from __future__ import annotations
 import pytest
 from harness import groupware_corpus as corpus
 
-from mailmigrate.groupware.content import (
-    ContentError,
-    canonical,
-    components_of,
-    uid_of,
-    without_scheduling,
-)
+from mailmigrate.errors import ContentError
+from mailmigrate.groupware.content import canonical, components_of, uid_of, without_scheduling
 from mailmigrate.groupware.scheduling import is_meeting
 
 MEETING = corpus.weekly_meeting()

@@ -97,7 +97,7 @@ def test_wrong_connections_are_refused_with_the_connection_named(
 ) -> None:
     from airflow.sdk.exceptions import AirflowNotFoundException
 
-    from mailmigrate.connections import ConnectionConfigError
+    from mailmigrate.errors import ConnectionConfigError
     from mailmigrate_airflow.hooks import ExchangeHook, MailboxImapHook, get_endpoint
 
     with pytest.raises(ConnectionConfigError, match="'mm_new'.*must be imap"):

@@ -13,7 +13,8 @@ import pytest
 from ops_helpers import client, failing_migration, main_migration
 
 from mailmigrate.connections import Endpoint
-from mailmigrate.owner_report import build_owner_report, render_csv, render_html, render_text
+from mailmigrate.owner_report import build_owner_report
+from mailmigrate.owner_report_render import render_csv, render_html, render_text
 from mailmigrate.plan_model import Account, ClientSettings, ServerSettings
 from mailmigrate.report import AccountReport, FolderComparison
 from mailmigrate.results import AccountResult, FolderResult, MessageFailure

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mailmigrate.errors import PlanError
 from mailmigrate.plan import (
     NotifierSpec,
     Plan,
-    PlanError,
     find_plans,
     load_plan,
     load_plans,

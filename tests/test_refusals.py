@@ -13,7 +13,7 @@ from harness.corpus import make_message, snapshot
 from harness.figures import record
 from harness.proxy import CuttingProxy
 
-from mailmigrate.mailbox.base import AuthenticationFailed
+from mailmigrate.errors import AuthenticationFailed
 from mailmigrate.plan import Account
 from mailmigrate.sync import copy_account, preflight
 

@@ -27,7 +27,7 @@ from harness.dovecot import DovecotServer
 from harness.figures import record
 
 from mailmigrate.connections import endpoint_from_dict
-from mailmigrate.mailbox.base import AuthenticationFailed
+from mailmigrate.errors import AuthenticationFailed
 from mailmigrate.plan import load_plan
 from mailmigrate.sync import copy_account, preflight
 

@@ -25,7 +25,7 @@ from harness.figures import record
 from harness.proxy import CuttingProxy
 
 from mailmigrate.connections import Endpoint, endpoint_from_dict
-from mailmigrate.mailbox.base import AuthenticationFailed, MailboxError
+from mailmigrate.errors import AuthenticationFailed, MailboxError
 from mailmigrate.mailbox.imap import ImapMailbox
 from mailmigrate.plan import Account
 from mailmigrate.sync import copy_account

@@ -20,7 +20,7 @@ from harness.airflow_env import REPO_ROOT
 from harness.corpus import make_message, seed_folder, snapshot
 from harness.proxy import CuttingProxy
 
-from mailmigrate.mailbox.base import MailboxError
+from mailmigrate.errors import MailboxError
 from mailmigrate.plan import Account
 from mailmigrate.sync import copy_account
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
+from mailmigrate.errors import FolderMappingError
 from mailmigrate.mailbox.base import SPECIAL_USES, Folder
 from mailmigrate.plan import FolderRules
 
@@ -91,10 +92,6 @@ def _fold(name: str) -> str:
 
 _USE_OF_NAME = {_fold(n): use for use, names in WELL_KNOWN_NAMES.items() for n in names}
 _CANONICAL_USE = {_fold(use): use for use in SPECIAL_USES}
-
-
-class FolderMappingError(ValueError):
-    """A folder or rule that cannot be mapped at all; the text names the folder and the cause."""
 
 
 @dataclass(frozen=True)

@@ -233,10 +233,7 @@ def report_dict(report: OwnerReport) -> dict[str, Any]:
     return data
 
 
-# The renderers live in their own module; importing them from here is the public way.
-from mailmigrate.owner_report_render import render_csv, render_html, render_text  # noqa: E402
-
 __all__ = [
     "ClientServer", "OwnerReport", "ReportFolder", "build_owner_report", "client_servers",
-    "render_csv", "render_html", "render_text", "report_dict",
+    "report_dict",
 ]  # fmt: skip

@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node
 
+from mailmigrate.errors import PlanError
 from mailmigrate.plan_accounts import read_accounts
 from mailmigrate.plan_groupware import check_kinds, read_groupware, read_kinds
 from mailmigrate.plan_model import (
@@ -39,8 +40,8 @@ from mailmigrate.plan_model import (
     MxCheck,
     NotifierSpec,
     Plan,
-    PlanError,
     Problem,
+    group_id,
 )
 from mailmigrate.plan_notify import read_notify
 from mailmigrate.plan_reports import read_approval, read_reports
@@ -59,7 +60,7 @@ from mailmigrate.plan_yaml import (
 
 __all__ = [
     "Account", "CopyOptions", "DeltaWindow", "FolderRules", "MxCheck", "NotifierSpec", "Plan",
-    "PlanError", "Problem", "find_plans", "load_plan", "load_plans", "parse_duration",
+    "PlanError", "Problem", "find_plans", "group_id", "load_plan", "load_plans", "parse_duration",
     "parse_size", "split_host_port",
 ]  # fmt: skip
 

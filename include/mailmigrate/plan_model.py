@@ -14,6 +14,11 @@ from pathlib import Path
 from typing import Any
 
 
+def group_id(source_user: str) -> str:
+    """The Airflow task-group id of an account: ``alice@example.com`` -> ``alice_example_com``."""
+    return re.sub(r"[^\w-]", "_", source_user)
+
+
 @dataclass(frozen=True)
 class Account:
     """One mailbox to move. Passwords are ``None`` when admin credentials are used."""
@@ -27,8 +32,8 @@ class Account:
 
     @property
     def group_id(self) -> str:
-        """The Airflow task-group id: ``alice@example.com`` -> ``alice_example_com``."""
-        return re.sub(r"[^\w-]", "_", self.source_user)
+        """The Airflow task-group id (:func:`group_id`)."""
+        return group_id(self.source_user)
 
 
 @dataclass(frozen=True)
@@ -242,11 +247,3 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}: {self.message}"
-
-
-class PlanError(ValueError):
-    """A plan that cannot be used; ``problems`` lists every problem found, not just the first."""
-
-    def __init__(self, problems: list[Problem]):
-        self.problems = list(problems)
-        super().__init__("\n".join(str(problem) for problem in self.problems))

@@ -46,6 +46,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mailmigrate.errors import AccountError
 from mailmigrate.state import default_state_dir
 
 if TYPE_CHECKING:
@@ -57,12 +58,14 @@ QUIET = "quiet"
 MAXIMUM = "maximum"
 
 
-class RecordError(Exception):
+class RecordError(AccountError):
     """A delta record that cannot be read (not JSON, not a record), naming the file."""
 
 
-class AccountBusy(Exception):
-    """Another copy pass over the same account is running."""
+class AccountBusy(AccountError):
+    """Another copy pass over the same account is running: worth another try later."""
+
+    retryable = True
 
 
 @dataclass

@@ -38,9 +38,10 @@ from dataclasses import dataclass, field
 
 from mailmigrate import labels
 from mailmigrate.connections import Endpoint
+from mailmigrate.errors import AuthenticationFailed, MailboxError
 from mailmigrate.folders import FolderMapping, FolderPlan, folder_name, map_folders
 from mailmigrate.mailbox import open_mailbox
-from mailmigrate.mailbox.base import AuthenticationFailed, Mailbox, MailboxError
+from mailmigrate.mailbox.base import Mailbox
 from mailmigrate.plan import Account, Plan
 from mailmigrate.results import AccountResult, FolderResult, PreflightResult, human_bytes
 from mailmigrate.state import AccountState, default_state_dir, mailbox_identity

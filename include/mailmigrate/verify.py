@@ -22,7 +22,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from mailmigrate.mailbox.base import AuthenticationFailed, Mailbox, MailboxError, MessageInfo, Ref
+from mailmigrate.errors import AuthenticationFailed, MailboxError
+from mailmigrate.mailbox.base import Mailbox, MessageInfo, Ref
 from mailmigrate.results import FolderResult
 from mailmigrate.state import AccountState
 

@@ -47,6 +47,13 @@ def parse_window(text: str | None) -> tuple[dt.time, dt.time] | None:
         raise ValueError(f"window {text!r}: {exc}") from None
 
 
+def format_window(window: tuple[dt.time, dt.time] | None) -> str | None:
+    """The inverse of :func:`parse_window`: ``"19:00-06:00"``, or ``None`` for any time."""
+    if window is None:
+        return None
+    return f"{window[0]:%H:%M}-{window[1]:%H:%M}"
+
+
 def parse_weekdays(values: Iterable[str | int]) -> tuple[int, ...]:
     """``["mon", "Tue", 4]`` -> ``(0, 1, 4)`` (Monday = 0; names by their first three letters).
 

@@ -22,6 +22,10 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import TriggerRule
 from airflow.sdk.exceptions import AirflowSkipException
 
+from mailmigrate_airflow.notifiers import send_event, wants
+from mailmigrate_airflow.reports import XCOM_KEY
+from mailmigrate_airflow.runs import load_plan, report_url, runs_step, selected_accounts
+
 if TYPE_CHECKING:
     from airflow.sdk import DAG, BaseOperator, Context
 
@@ -49,17 +53,9 @@ class MigrationApprovalOperator(ApprovalOperator):
         self.after = after
 
     def execute(self, context: Context) -> Any:
-        from mailmigrate_airflow.operators import (
-            STEPS,
-            STOP_POINTS,
-            PlanOperator,
-            selected_accounts,
-            stop_point,
-        )
-
-        plan = PlanOperator.load_plan(self, context)  # type: ignore[arg-type]
+        plan = load_plan(context, self.plan)
         params = context.get("params")
-        if STOP_POINTS[stop_point(params)] < STEPS.index("initial_copy"):
+        if not runs_step(params, "initial_copy"):
             raise AirflowSkipException("this run stops after test: no copy to approve")
         everyone = [account.source_user for account in plan.accounts]
         selected = selected_accounts(params) or everyone
@@ -74,8 +70,6 @@ class MigrationApprovalOperator(ApprovalOperator):
         return super().execute(context)
 
     def _pilot_results(self, plan: Plan, context: Context) -> list[dict[str, Any]]:
-        from mailmigrate_airflow.reports import XCOM_KEY, report_url
-
         ti = context["ti"]
         results = []
         for user in self.pilots:
@@ -95,8 +89,6 @@ class MigrationApprovalOperator(ApprovalOperator):
         return results
 
     def _announce(self, plan: Plan, context: Context, pilots: list[dict], gated: int) -> None:
-        from mailmigrate_airflow.notifiers import send_event, wants
-
         if not wants(plan, "approval_requested"):
             return
         subject = (

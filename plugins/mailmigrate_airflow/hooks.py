@@ -21,7 +21,9 @@ from typing import Any, ClassVar
 
 from airflow.sdk import BaseHook
 
-from mailmigrate.connections import ConnectionConfigError, Endpoint, endpoint_from_dict
+from mailmigrate import connections
+from mailmigrate.connections import Endpoint, endpoint_from_dict
+from mailmigrate.errors import ConnectionConfigError
 from mailmigrate.redact import MIN_MASKED_LENGTH
 from mailmigrate_airflow.provider import (
     EWS_CONN_FIELDS,
@@ -29,9 +31,6 @@ from mailmigrate_airflow.provider import (
     IMAP_CONN_FIELDS,
     IMAP_UI_FIELD_BEHAVIOUR,
 )
-
-_TRUE = {"true", "yes", "on", "1"}
-_FALSE = {"false", "no", "off", "0", ""}
 
 
 def _ui_behaviour(declared: dict[str, Any]) -> dict[str, Any]:
@@ -224,30 +223,15 @@ def _extras_not_secret() -> Iterator[None]:
 
 
 def _typed(conn_id: str, name: str, value: Any, schema: dict[str, Any]) -> Any:
+    """A form value typed by its field's JSON schema, by the engine's one set of rules."""
     types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
-    where = f"connection {conn_id!r}: extra {name}"
-    if "boolean" in types and not isinstance(value, bool):
-        text = str(value).strip().lower()
-        if text not in _TRUE | _FALSE:
-            raise ConnectionConfigError(f"{where} must be true or false, not {value!r}")
-        value = text in _TRUE
-    elif "integer" in types and not isinstance(value, int):
-        try:
-            value = int(str(value).strip())
-        except ValueError:
-            raise ConnectionConfigError(f"{where} must be a whole number, not {value!r}") from None
-    elif "number" in types and not isinstance(value, int | float):
-        try:
-            value = float(str(value).strip())
-        except ValueError:
-            raise ConnectionConfigError(f"{where} must be a number, not {value!r}") from None
-    numeric = {"integer", "number"} & set(types)
-    if numeric and isinstance(value, int | float) and value < schema.get("minimum", value):
-        raise ConnectionConfigError(f"{where} must be at least {schema['minimum']}, not {value}")
+    if "boolean" in types:
+        return connections.flag(conn_id, name, value)
+    for kind, typed in (("integer", int), ("number", float)):
+        if kind in types:
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                typed = type(value) if kind == "number" else int
+            return connections.number(conn_id, name, value, typed, minimum=schema.get("minimum"))
     if "enum" in schema:
-        value = str(value).strip().lower()
-        if value not in schema["enum"]:
-            raise ConnectionConfigError(
-                f"{where} must be one of {', '.join(schema['enum'])}, not {value!r}"
-            )
+        return connections.choice(conn_id, name, value, schema["enum"])
     return value

@@ -29,10 +29,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 from airflow.sdk import BaseNotifier
 from airflow.sdk.exceptions import AirflowFailException
+
+from mailmigrate_airflow.mail import render_mail, send_mail
+from mailmigrate_airflow.runs import base_url, load_plan, status_url
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -66,24 +68,6 @@ def cutover_announcement(plan: Plan, domains: Iterable[str]) -> dict[str, Any]:
         "subject": subject,
         "message": "\n".join(lines),
     }
-
-
-def base_url() -> str:
-    """``[api] base_url`` without a trailing slash ("" when not configured)."""
-    from airflow.configuration import conf
-
-    return (conf.get("api", "base_url", fallback="") or "").rstrip("/")
-
-
-def status_url(dag_id: str, run_id: str | None = None) -> str:
-    """The migration's status page (absolute with ``[api] base_url``, else "")."""
-    from mailmigrate_airflow.ui import URL_PREFIX
-
-    root = base_url()
-    if not root:
-        return ""
-    query = f"?run_id={quote(run_id, safe='')}" if run_id else ""
-    return f"{root}{URL_PREFIX}/migrations/{quote(dag_id, safe='')}{query}"
 
 
 def migration_event(
@@ -194,10 +178,7 @@ class PlanEventNotifier(BaseNotifier):
         callback under ``dag.test()`` gets a DAG without a template environment."""
 
     def notify(self, context: Context) -> None:
-        from mailmigrate.plan import load_plan
-        from mailmigrate_airflow.operators import plans_dir_for
-
-        plan = load_plan(plans_dir_for(context["dag"].fileloc) / self.plan)
+        plan = load_plan(context, self.plan)
         facts = (
             failure_facts(context) if self.event == "task_failed" else finish_facts(plan, context)
         )
@@ -278,8 +259,6 @@ class MigrationMailNotifier(BaseNotifier):
         self.from_email = from_email
 
     def notify(self, context: Context) -> None:
-        from mailmigrate_airflow.mail import render_mail, send_mail
-
         event = context.get("event")
         if not isinstance(event, dict):
             raise ValueError("MigrationMailNotifier sends mailmigrate events; the context has none")

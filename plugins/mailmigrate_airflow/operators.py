@@ -1,30 +1,46 @@
 """Operators that run the engine's steps for one account of a plan.
 
 Operators hold references only: the plan file (relative to the plans directory), the account's
-source user and the connection ids. They load the plan when they run (masking every password of
-its accounts at once), get both endpoints from the connections, call :mod:`mailmigrate.sync`
-(imported only then, so that parsing the DAGs stays cheap) and return a small JSON summary as
-their XCom.
+source user and the connection ids. They load the plan when they run
+(:func:`mailmigrate_airflow.runs.load_plan`: every password of its accounts masked at once), get
+both endpoints from the connections, call :mod:`mailmigrate.sync` (imported only then, so that
+parsing the DAGs stays cheap) and return a small JSON summary as their XCom.
 
-Errors: refused credentials, a missing or malformed connection, an invalid plan and a failed
-preflight fail the task without retries (retrying cannot help); a retryable
-:class:`~mailmigrate.mailbox.base.MailboxError` (disconnects, timeouts, throttling) fails the try
-and lets Airflow retry with back-off.
+Errors: the engine's are mapped to fail or retry in one place,
+:func:`mailmigrate_airflow.runs.engine_errors`: refused credentials, a malformed connection and
+an invalid plan fail the task without retries (retrying cannot help), as do a missing connection
+and a failed preflight; a retryable :class:`~mailmigrate.errors.MailboxError` (disconnects,
+timeouts, throttling) fails the try and lets Airflow retry with back-off.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import re
 from collections.abc import Callable
-from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import (
+    AirflowException,
+    AirflowFailException,
+    AirflowNotFoundException,
+    AirflowSkipException,
+    DownstreamTasksSkipped,
+)
 
-from mailmigrate_airflow.reports import OwnerReportLink
+from mailmigrate_airflow.hooks import get_endpoint
+from mailmigrate_airflow.notifiers import cutover_announcement, notify_cutover
+from mailmigrate_airflow.reports import OwnerReportLink, publish_owner_report
+from mailmigrate_airflow.runs import (
+    check_selected,
+    engine_errors,
+    load_plan,
+    run_engine,
+    runs_step,
+    selected_accounts,
+    stop_point,
+)
 from mailmigrate_airflow.sensors import DeltaWindowSensor, MxPropagationSensor
 
 if TYPE_CHECKING:
@@ -32,63 +48,7 @@ if TYPE_CHECKING:
 
     from mailmigrate.plan import Account, Plan
 
-PLANS_DIR_ENV = "MAILMIGRATE_PLANS_DIR"
-
-STEPS = ("test", "initial_copy", "wait_for_mx", "wait_for_delta_window", "delta_copy")
-"""The task ids inside every account's group, in order (contract)."""
-
-STOP_POINTS = {"test": 0, "initial_copy": 1, "all": len(STEPS) - 1}
-"""Values of the ``stop`` trigger parameter: the last step index that runs."""
-
 XCOM_LIMIT = 64 * 1024  # bytes of JSON; an XCom summary is counts and watermarks, never messages
-
-
-def plans_dir_for(dag_file: str | os.PathLike[str]) -> Path:
-    """The plans directory: ``$MAILMIGRATE_PLANS_DIR`` (relative to the DAG file's directory
-    unless absolute) or ``plans/`` next to the DAG file.
-
-    Resolving from the DAG file means a worker running a versioned bundle reads the plan of
-    that bundle version.
-    """
-    here = Path(dag_file).resolve().parent
-    configured = os.environ.get(PLANS_DIR_ENV, "").strip()
-    return (here / Path(configured).expanduser()) if configured else here / "plans"
-
-
-def selected_accounts(params: Any) -> list[str]:
-    """The ``accounts`` trigger parameter as a list; empty means every account."""
-    value = params.get("accounts") if params else None
-    if not value:
-        return []
-    if isinstance(value, str):  # a hand-written conf: "a@x, b@x"
-        value = value.replace("\n", ",").split(",")
-    return [str(user).strip() for user in value if str(user).strip()]
-
-
-def stop_point(params: Any) -> str:
-    value = (params.get("stop") if params else None) or "all"
-    if value not in STOP_POINTS:
-        raise AirflowFailException(f"stop must be one of {', '.join(STOP_POINTS)}, not {value!r}")
-    return value
-
-
-def group_id_of(source_user: str) -> str:
-    """The task-group id of an account (as ``mailmigrate.plan.Account.group_id``)."""
-    return re.sub(r"[^\w-]", "_", source_user)
-
-
-def check_selected(context: Context, group_id: str, step: str, who: str = "") -> None:
-    """Raise AirflowSkipException unless ``step`` of the account with ``group_id`` runs in this
-    DAG run (trigger parameters ``accounts`` and ``stop``)."""
-    params = context.get("params")
-    selected = selected_accounts(params)
-    if selected and group_id not in {group_id_of(user) for user in selected}:
-        raise AirflowSkipException(
-            f"{who or group_id} is not one of the {len(selected)} accounts selected for this run"
-        )
-    stop = stop_point(params)
-    if step in STEPS and STEPS.index(step) > STOP_POINTS[stop]:
-        raise AirflowSkipException(f"this run stops after {stop}; {step} is not run")
 
 
 class AccountStep:
@@ -114,6 +74,14 @@ class AccountStep:
         super().pre_execute(context)  # type: ignore[misc]
 
 
+def _engine() -> ModuleType:
+    """:mod:`mailmigrate.sync`, imported when a task runs, not when the DAG file is parsed
+    (measured: 15 ms of every parse of every plan's DAG, on top of Airflow's own imports)."""
+    from mailmigrate import sync
+
+    return sync
+
+
 # Only the concrete operators define __init__: Airflow wraps every __init__ of the class
 # hierarchy (default_args, params), and a DAG of 200 accounts creates 600 of these operators.
 
@@ -126,31 +94,8 @@ class PlanOperator(BaseOperator):
     plan: str
 
     def load_plan(self, context: Context) -> Plan:
-        """Load and validate the plan, then mask every account password in logs (those shorter
-        than Airflow's ``[logging] min_length_masked_secret`` are not masked, and not sent to
-        the masker, which would only warn about them)."""
-        from airflow.sdk.configuration import conf
-        from airflow.sdk.log import mask_secret
-
-        from mailmigrate.plan import PlanError, load_plan
-        from mailmigrate.redact import MIN_MASKED_LENGTH, maskable
-
-        path = plans_dir_for(context["dag"].fileloc) / self.plan
-        try:
-            plan = load_plan(path)
-        except PlanError as exc:
-            raise AirflowFailException(f"the plan is not valid (any more):\n{exc}") from None
-        passwords = maskable(
-            (
-                secret
-                for a in plan.accounts
-                for secret in (a.source_password, a.destination_password)
-            ),
-            conf.getint("logging", "min_length_masked_secret", fallback=MIN_MASKED_LENGTH),
-        )
-        if passwords:
-            mask_secret(passwords)  # one message to the supervisor for all of them
-        return plan
+        """The plan of this task (:func:`mailmigrate_airflow.runs.load_plan`)."""
+        return load_plan(context, self.plan)
 
 
 class AccountOperator(AccountStep, PlanOperator):
@@ -169,11 +114,6 @@ class AccountOperator(AccountStep, PlanOperator):
 
     def prepare(self, context: Context) -> tuple[Plan, Account, Any, Any]:
         """The plan, this account and both endpoints."""
-        from airflow.sdk.exceptions import AirflowNotFoundException
-
-        from mailmigrate.connections import ConnectionConfigError
-        from mailmigrate_airflow.hooks import get_endpoint
-
         plan = self.load_plan(context)
         try:
             account = plan.account(self.source_user)
@@ -187,30 +127,17 @@ class AccountOperator(AccountStep, PlanOperator):
             ("destination", self.destination_conn_id),
         ):
             try:
-                endpoints.append(get_endpoint(conn_id))
+                with engine_errors(side):
+                    endpoints.append(get_endpoint(conn_id))
             except AirflowNotFoundException:
                 raise AirflowFailException(
                     f"{side} connection {conn_id!r} does not exist; add it in Admin -> Connections"
                 ) from None
-            except ConnectionConfigError as exc:
-                raise AirflowFailException(f"{side}: {exc}") from None
         return plan, account, endpoints[0], endpoints[1]
 
     def run_engine(self, what: str, call: Callable[[], Any]) -> Any:
-        """Call the engine, turning its errors into Airflow's fail/retry decisions."""
-        from mailmigrate.mailbox.base import AuthenticationFailed, MailboxError
-
-        try:
-            return call()
-        except AuthenticationFailed as exc:
-            raise AirflowFailException(
-                f"{self.source_user}: {what}: {exc} (not retried: fix the credentials, then clear "
-                "this task)"
-            ) from exc
-        except MailboxError as exc:
-            if exc.retryable:
-                raise  # Airflow retries the task with back-off
-            raise AirflowFailException(f"{self.source_user}: {what}: {exc}") from exc
+        """Call the engine; its errors become Airflow's fail/retry (:func:`runs.engine_errors`)."""
+        return run_engine(f"{self.source_user}: {what}", call)
 
     def report(self, result: Any) -> dict[str, Any]:
         """Log the result's summary lines and return its small dict (the XCom)."""
@@ -222,8 +149,6 @@ class AccountOperator(AccountStep, PlanOperator):
         """Return ``summary`` (the XCom). When the run stops after this step, skip the account's
         next step right away rather than have a worker start it only for it to skip itself; the
         scheduler then skips the rest of the chain."""
-        from airflow.sdk.exceptions import DownstreamTasksSkipped
-
         group_id, step = self.account_step
         later = [task for task in self.downstream_task_ids if task.startswith(f"{group_id}.")]
         if stop_point(context.get("params")) != step or not later:
@@ -261,8 +186,7 @@ class MailboxTestOperator(AccountOperator):
         self._refer(plan, source_user, source_conn_id, destination_conn_id)
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from mailmigrate import sync
-
+        sync = _engine()
         plan, account, source, destination = self.prepare(context)
         result = self.run_engine(
             "preflight", lambda: sync.preflight(plan, account, source, destination)
@@ -312,8 +236,7 @@ class MailboxCopyOperator(AccountOperator):
         self._refer(plan, source_user, source_conn_id, destination_conn_id)
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from mailmigrate import sync
-
+        sync = _engine()
         plan, account, source, destination = self.prepare(context)
 
         def copy() -> Any:
@@ -334,8 +257,6 @@ class MailboxCopyOperator(AccountOperator):
             totals["source_messages"],
         )
         summary = self.report(result)
-        from mailmigrate_airflow.reports import publish_owner_report
-
         publish_owner_report(context, plan, account, source, destination, result, self.log)
         if result.ok:
             return self.succeed(context, summary)
@@ -397,10 +318,8 @@ class CutoverReadyOperator(PlanOperator):
                 f"a test run of {len(selected & everyone)} of {len(everyone)} accounts: the MX "
                 "record must not be changed yet, so no cutover is announced"
             )
-        if STOP_POINTS[stop_point(context.get("params"))] < STEPS.index("initial_copy"):
+        if not runs_step(context.get("params"), "initial_copy"):
             raise AirflowSkipException("this run stops after test: there is no cutover")
-        from mailmigrate_airflow.notifiers import cutover_announcement, notify_cutover
-
         cutover = cutover_announcement(plan, [mx_domain_of(a) for a in plan.accounts])
         for line in cutover["message"].splitlines():
             self.log.info("%s", line)

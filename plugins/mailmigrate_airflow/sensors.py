@@ -13,15 +13,16 @@ from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowException
 
 from mailmigrate.mx import DEFAULT_QUERY_TIMEOUT, PropagationTracker, check_mx
-from mailmigrate.plan import DeltaWindow, MxCheck
+from mailmigrate.plan import DeltaWindow
 from mailmigrate.window import (
     WEEKDAY_NAMES,
+    format_window,
     in_window,
     next_window_start,
     parse_weekdays,
     parse_window,
 )
-from mailmigrate_airflow.triggers import MxPropagationTrigger
+from mailmigrate_airflow.triggers import MxPropagationTrigger, mx_check
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -76,12 +77,7 @@ class MxPropagationSensor(BaseSensorOperator):
         self.query_timeout = query_timeout
 
     def execute(self, context: Context) -> dict[str, Any] | None:
-        check = MxCheck(
-            expect=tuple(self.expect),
-            resolvers=tuple(self.resolvers),
-            authoritative=tuple(self.authoritative),
-            poke_interval=self.poke_interval,
-        )
+        check = mx_check(self)
         tracker = PropagationTracker(self.expect)
         observation = check_mx(self.domain, check, timeout=self.query_timeout, ns_port=self.ns_port)
         progress = tracker.update(observation)
@@ -166,7 +162,7 @@ class DeltaWindowSensor(BaseSensorOperator):
         super().__init__(**kwargs)
         self.timezone = timezone
         if isinstance(window, tuple):
-            window = f"{window[0]:%H:%M}-{window[1]:%H:%M}"
+            window = format_window(window)
         self.window = window
         self.weekdays = list(parse_weekdays(weekdays))
         self.delta_window  # noqa: B018 - fail at DAG parse time on a bad window or time zone

@@ -12,6 +12,19 @@ from mailmigrate.mx import DEFAULT_QUERY_TIMEOUT, PropagationTracker, acheck_mx
 from mailmigrate.plan import MxCheck
 
 
+def mx_check(waiter: Any) -> MxCheck:
+    """The engine's :class:`~mailmigrate.plan.MxCheck` of the MX sensor, its trigger or the
+    sensor as the status page deserializes it: ``expect``, and where set ``resolvers``,
+    ``authoritative`` and ``poke_interval``."""
+    poke_interval = getattr(waiter, "poke_interval", None)
+    return MxCheck(
+        expect=tuple(waiter.expect),
+        resolvers=tuple(getattr(waiter, "resolvers", None) or ()),
+        authoritative=tuple(getattr(waiter, "authoritative", None) or ()),
+        **({"poke_interval": float(poke_interval)} if poke_interval is not None else {}),
+    )
+
+
 class MxPropagationTrigger(BaseTrigger):
     """
     Wait until a domain's MX change has propagated to every resolver and authoritative server.
@@ -76,12 +89,7 @@ class MxPropagationTrigger(BaseTrigger):
 
     @property
     def check(self) -> MxCheck:
-        return MxCheck(
-            expect=tuple(self.expect),
-            resolvers=tuple(self.resolvers),
-            authoritative=tuple(self.authoritative),
-            poke_interval=self.poke_interval,
-        )
+        return mx_check(self)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Check, log, update the tracker; yield once propagated, else sleep and check again.

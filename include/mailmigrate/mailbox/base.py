@@ -137,24 +137,6 @@ class Quota:
     limit: int | None
 
 
-class MailboxError(Exception):
-    """A failure talking to one mailbox; the text names the account, the side and the cause.
-
-    It never contains a password or token.
-
-    :param retryable: ``True`` for disconnects, timeouts, throttling and ``[UNAVAILABLE]``.
-    """
-
-    def __init__(self, message: str, *, retryable: bool = False, folder: str | None = None):
-        super().__init__(message)
-        self.retryable = retryable
-        self.folder = folder
-
-
-class AuthenticationFailed(MailboxError):
-    """Credentials were refused: never retried."""
-
-
 class Mailbox(abc.ABC):
     """One logged-in mailbox of one account on one server.
 

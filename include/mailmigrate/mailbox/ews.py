@@ -26,6 +26,7 @@ from exchangelib.properties import ItemId
 from exchangelib.services import DeleteItem, SyncFolderItems, UpdateItem
 
 from mailmigrate.connections import Endpoint
+from mailmigrate.errors import MailboxError
 from mailmigrate.identity import identity_of
 
 from .base import (
@@ -35,7 +36,6 @@ from .base import (
     FolderStats,
     Listing,
     Mailbox,
-    MailboxError,
     Message,
     MessageInfo,
     Quota,

@@ -45,9 +45,8 @@ from exchangelib.transport import BASIC, OAUTH2
 from oauthlib.oauth2 import OAuth2Error
 
 from mailmigrate.connections import Endpoint
+from mailmigrate.errors import AuthenticationFailed, ConnectionConfigError, MailboxError
 from mailmigrate.redact import redact
-
-from .base import AuthenticationFailed, MailboxError
 
 log = logging.getLogger(__name__)
 
@@ -201,25 +200,20 @@ class EwsOptions:
         return urlsplit(self.service_endpoint).netloc if self.service_endpoint else "(autodiscover)"
 
 
-def _bool(value: Any, name: str, where: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
-        return value.lower() in ("true", "yes", "1")
-    raise MailboxError(f"{where}: extra {name!r} must be true or false, not {value!r}")
-
-
 def resolve_options(endpoint: Endpoint, user: str, password: str | None, label: str) -> EwsOptions:
-    """Check and resolve the endpoint's extras for one account; a :class:`MailboxError` when wrong."""
+    """Check and resolve the endpoint's extras for one account (by the rules of
+    :mod:`mailmigrate.connections`); a :class:`MailboxError` naming the account when wrong."""
+    try:
+        return _resolve(endpoint, user, password, label)
+    except ConnectionConfigError as exc:
+        raise MailboxError(f"{label}: {exc}") from None
+
+
+def _resolve(endpoint: Endpoint, user: str, password: str | None, label: str) -> EwsOptions:
     conn = endpoint.conn_id
     where = f"{label}: connection {conn!r}"
-    auth = endpoint.option("auth")
-    if auth is not None and str(auth).lower() not in AUTH_TYPES:
-        raise MailboxError(
-            f"{label}: connection {conn!r}: extra 'auth' must be one of {', '.join(AUTH_TYPES)}, not {auth!r}"
-        )
-    auth = str(auth).lower() if auth else None
-    autodiscover = _bool(endpoint.option("autodiscover", False), "autodiscover", where)
+    auth = endpoint.choice("auth", AUTH_TYPES, None)
+    autodiscover = endpoint.flag("autodiscover", False)
     url = endpoint.option("service_endpoint") or (endpoint.host if "://" in endpoint.host else None)
     if url is None and endpoint.host and not autodiscover:
         port = f":{endpoint.port}" if endpoint.port else ""
@@ -235,30 +229,21 @@ def resolve_options(endpoint: Endpoint, user: str, password: str | None, label: 
                 f"{label}: connection {conn!r}: OAuth2 needs extras 'client_id', 'tenant_id' and the client secret as password"
             )
     else:
-        impersonation = _bool(
-            endpoint.option("impersonation", password is None), "impersonation", where
-        )
+        impersonation = endpoint.flag("impersonation", password is None)
         uses_admin = impersonation or password is None
         login = (endpoint.login or "") if uses_admin else user
         if uses_admin and not (endpoint.login and endpoint.password):
             why = "impersonation" if impersonation else f"{user} has no password of its own"
             raise MailboxError(f"{where}: an admin login and password are needed ({why})")
-    verify: str | bool = _bool(endpoint.option("verify", True), "verify", where)
+    verify: str | bool = endpoint.flag("verify", True)
     if endpoint.option("ca_file"):
         verify = str(endpoint.option("ca_file"))
     numbers: dict[str, Any] = {}
     for name in NUMBER_OPTIONS:
-        value = endpoint.option(name)
-        if value in (None, ""):
-            continue
-        try:
-            numbers[name] = float(value) if name == "max_wait" else int(value)
-        except (TypeError, ValueError):
-            raise MailboxError(
-                f"{label}: connection {conn!r}: extra {name!r} must be a number, not {value!r}"
-            ) from None
-        if numbers[name] <= 0:
-            raise MailboxError(f"{label}: connection {conn!r}: extra {name!r} must be positive")
+        kind = float if name == "max_wait" else int
+        value = endpoint.number(name, None, kind, above=0)
+        if value is not None:
+            numbers[name] = value
     return EwsOptions(
         service_endpoint=url,
         autodiscover=autodiscover,

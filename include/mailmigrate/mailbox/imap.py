@@ -21,7 +21,9 @@ from imapclient.exceptions import IMAPClientError
 
 from mailmigrate import identity as ident
 from mailmigrate.connections import Endpoint
+from mailmigrate.errors import MailboxError
 from mailmigrate.mailbox import imap_wire
+from mailmigrate.mailbox import imapclient_internals as internals
 from mailmigrate.mailbox.base import (
     SPECIAL_USES,
     AppendResult,
@@ -30,7 +32,6 @@ from mailmigrate.mailbox.base import (
     FolderStats,
     Listing,
     Mailbox,
-    MailboxError,
     Message,
     MessageInfo,
     Quota,
@@ -46,6 +47,17 @@ HEADER_FIELDS_KEYS = (HEADER_FIELDS_KEY, b'BODY[HEADER.FIELDS ("MESSAGE-ID")]')
 # [LIMIT] (RFC 5530: an implementation limit, e.g. Dovecot's message size limit): it answers
 # the same every time, so a message refused with it is reported, not retried.
 RETRYABLE_CODES = ("[UNAVAILABLE]", "[INUSE]", "[SERVERBUG]")
+
+
+class ServerRefused(Exception):
+    """A NO/BAD answer to a command this module sent past imapclient's own methods (a raw CREATE,
+    a streamed APPEND). Never imapclient's ``IMAPClientError``: :func:`_guarded` turns it into a
+    :class:`MailboxError` that is retryable only for :data:`RETRYABLE_CODES`, as it does
+    imapclient's own refusals, and it cannot be mistaken for a lost connection."""
+
+
+# What a server's refusal of a command looks like here: imapclient's, or this module's own.
+REFUSALS = (IMAPClientError, ServerRefused)
 STORAGE = re.compile(rb"\bSTORAGE (\d+) (\d+)", re.IGNORECASE)
 APPENDUID = re.compile(rb"\[APPENDUID (\d+) ([\d:,]+)\]", re.IGNORECASE)
 # Capabilities the engine uses where offered, for which roles, and what it does without them.
@@ -159,7 +171,7 @@ def _guarded(operation: str):
                     retryable=True,
                     folder=folder,
                 ) from None
-            except IMAPClientError as exc:
+            except REFUSALS as exc:
                 text = str(exc)
                 raise MailboxError(
                     f"{self.label}: {operation}{where}: server said: {text}",
@@ -259,7 +271,7 @@ class ImapMailbox(Mailbox):
             uid_set = uid_ranges(uid_set)
         if not uid_set:
             return {}
-        return imap_wire.uid_fetch(self.client._imap, uid_set, items, modifiers)
+        return imap_wire.uid_fetch(internals.session(self.client), uid_set, items, modifiers)
 
     @_guarded("reading server facts")
     def describe(self) -> dict[str, Any]:
@@ -337,13 +349,13 @@ class ImapMailbox(Mailbox):
         """``CREATE name (USE (use))`` (RFC 6154). A server that refuses the attribute (another
         folder holds it, or it is not allowed: ``[USEATTR]``) gets a plain CREATE: the folder is
         made all the same, without the attribute. :return: whether the attribute was set."""
-        quoted = self.client._normalise_folder(name)
-        typ, data = self.client._imap._simple_command("CREATE", quoted, f"(USE ({use}))")
+        quoted = internals.quoted_folder(self.client, name)
+        typ, data = internals.simple_command(self.client, "CREATE", quoted, f"(USE ({use}))")
         if typ == "OK":
             return True
         text = b" ".join(d for d in data if isinstance(d, bytes)).decode(errors="replace")
         if "[USEATTR]" not in text.upper():
-            raise IMAPClientError(f"create failed: {text}")
+            raise ServerRefused(f"create failed: {text}")
         self.client.create_folder(name)
         return False
 
@@ -355,8 +367,7 @@ class ImapMailbox(Mailbox):
     def quota(self) -> Quota | None:
         if not self.has("QUOTA"):
             return None
-        # imaplib's own GETQUOTAROOT: imapclient 4.1 fails on a QUOTAROOT without roots.
-        typ, data = self.client._imap.getquotaroot("INBOX")
+        typ, data = internals.getquotaroot(self.client, "INBOX")
         if typ != "OK":
             return None
         for line in data[1] if len(data) > 1 else []:
@@ -421,7 +432,7 @@ class ImapMailbox(Mailbox):
         name = self.name_of((f"mailmigrate-probe-{secrets.token_hex(4)}",))
         try:
             attributed = self._create_with_use(name, use)
-        except IMAPClientError as exc:
+        except REFUSALS as exc:
             return [f"{self.label}: creating a folder with {use} on a probe folder failed "
                     f"({exc}): the copy would fail creating its special folders"], []  # fmt: skip
         try:
@@ -442,9 +453,10 @@ class ImapMailbox(Mailbox):
                 raise
             # Cyrus keeps folders with a special use from deletion (specialuse_protect): the
             # use goes first (RFC 6154's /private/specialuse entry).
-            quoted = self.client._normalise_folder(name)
+            quoted = internals.quoted_folder(self.client, name)
             imap_wire.run_command(
-                self.client._imap, [b"SETMETADATA ", quoted, b" (/private/specialuse NIL)"]
+                internals.session(self.client),
+                [b"SETMETADATA ", quoted, b" (/private/specialuse NIL)"],
             )
             self.client.delete_folder(name)
 
@@ -815,8 +827,8 @@ class ImapMailbox(Mailbox):
     ) -> tuple[str, list[Any]]:
         if self.has("LITERAL+"):
             return imap_wire.multiappend(
-                self.client._imap,
-                self.client._normalise_folder(name),
+                internals.session(self.client),
+                internals.quoted_folder(self.client, name),
                 [(f, m.info.internaldate, m.content) for m, f in zip(messages, flags, strict=True)],
             )
         items = [
@@ -858,14 +870,14 @@ class ImapMailbox(Mailbox):
             # Not imaplib's APPEND: it rewrites line ends with a regex over the whole message,
             # which took 117 MB of memory for one 25 MB message.
             typ, data = imap_wire.multiappend(
-                self.client._imap,
-                self.client._normalise_folder(name),
+                internals.session(self.client),
+                internals.quoted_folder(self.client, name),
                 [(flags, message.info.internaldate, message.content)],
             )
             if typ != "OK":
                 text = f"append failed: {data[0].decode(errors='replace')}"
                 if any(code in text for code in RETRYABLE_CODES):
-                    raise IMAPClientError(text)
+                    raise ServerRefused(text)
                 return AppendResult(error=text)
             return self._results(data, 1)[0]
         try:

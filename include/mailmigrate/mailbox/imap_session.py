@@ -20,7 +20,8 @@ from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
 from mailmigrate.connections import Endpoint
-from mailmigrate.mailbox.base import AuthenticationFailed, MailboxError
+from mailmigrate.errors import AuthenticationFailed, ConnectionConfigError, MailboxError
+from mailmigrate.mailbox import imapclient_internals as internals
 from mailmigrate.redact import MIN_MASKED_LENGTH
 
 SECURITY_MODES = ("ssl", "starttls", "none")
@@ -48,14 +49,13 @@ def open_session(endpoint: Endpoint, user: str, password: str | None, label: str
     :raises AuthenticationFailed: the server refused the credentials.
     :raises MailboxError: anything else, with the cause, never a secret.
     """
-    security = str(endpoint.option("security", "ssl")).lower()
-    if security not in SECURITY_MODES:
-        raise MailboxError(
-            f"{label}: connection {endpoint.conn_id!r}: security {security!r} is not one of "
-            f"{', '.join(SECURITY_MODES)}"
-        )
+    try:  # settings first: a malformed connection never opens a socket
+        security = endpoint.choice("security", SECURITY_MODES, "ssl")
+        timeout = endpoint.number("timeout", 120.0, float, above=0)
+        auth = endpoint.choice("auth", AUTH_MODES, "master" if password is None else "login")
+    except ConnectionConfigError as exc:
+        raise MailboxError(f"{label}: {exc}") from None
     port = endpoint.port or DEFAULT_PORTS[security]
-    timeout = float(endpoint.option("timeout", 120))
     where = f"{endpoint.host}:{port}"
     try:
         client = IMAPClient(
@@ -81,7 +81,7 @@ def open_session(endpoint: Endpoint, user: str, password: str | None, label: str
     try:
         if security == "starttls":
             _starttls(client, endpoint, where, label)
-        _login(client, endpoint, user, password, label)
+        _login(client, endpoint, auth, user, password, label)
         if client.has_capability("CONDSTORE"):
             client.enable("CONDSTORE")
     except MailboxError:
@@ -116,12 +116,9 @@ def _starttls(client: IMAPClient, endpoint: Endpoint, where: str, label: str) ->
         ) from None
 
 
-def _login(client: IMAPClient, endpoint: Endpoint, user: str, password: str | None, label: str):
-    auth = str(endpoint.option("auth", "master" if password is None else "login")).lower()
-    if auth not in AUTH_MODES:
-        raise MailboxError(
-            f"{label}: connection {endpoint.conn_id!r}: auth {auth!r} is not one of {', '.join(AUTH_MODES)}"
-        )
+def _login(
+    client: IMAPClient, endpoint: Endpoint, auth: str, user: str, password: str | None, label: str
+):
     admin, admin_secret = endpoint.login, endpoint.password
     try:
         if auth == "xoauth2":
@@ -257,12 +254,12 @@ def abandon(client: IMAPClient) -> None:
     """Drop a broken session at once, with a TCP reset: whatever it still had queued is never
     delivered (an APPEND the engine gave up on must not land after it compared the folders
     again), and no half-dead connection counts against the server's per-user limit."""
-    sock = getattr(client._imap, "sock", None)
     try:
+        sock, reader = internals.reset_socket(client)
         if sock is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             sock.close()
-        client._imap.file.close()
+        reader.close()
     except Exception:
         _quietly_close(client)
 

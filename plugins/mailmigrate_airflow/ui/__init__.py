@@ -1,6 +1,6 @@
 """The migration status page: a FastAPI app on Airflow's API server, shown in the UI's navigation.
 
-``plugins/mailmigrate_ui.py`` registers :data:`status_app` under :data:`URL_PREFIX` and an
+``plugins/mailmigrate_ui.py`` registers :data:`status_app` under :data:`mailmigrate_airflow.runs.URL_PREFIX` and an
 external view pointing at it. The app is built on its first request (:class:`LazyApp`): every
 Airflow process loads the plugins folder, and only the API server needs FastAPI and the models.
 """
@@ -8,8 +8,6 @@ Airflow process loads the plugins folder, and only the API server needs FastAPI 
 from __future__ import annotations
 
 from typing import Any
-
-URL_PREFIX = "/mailmigrate"
 
 
 class LazyApp:

@@ -24,8 +24,10 @@ from typing import Any
 from fastapi import Depends, FastAPI, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from mailmigrate_airflow.ui import URL_PREFIX
+from mailmigrate_airflow.reports import PHASE_STEPS, stored_report
+from mailmigrate_airflow.runs import URL_PREFIX
 from mailmigrate_airflow.ui import status as data
+from mailmigrate_airflow.ui.page import render_page
 from mailmigrate_airflow.ui.totals import select_rows
 
 
@@ -88,8 +90,6 @@ def status_of(user: Any, dag_id: str, run_id: str | None) -> dict[str, Any]:
 
 def create_app() -> FastAPI:
     """The app (see the module docstring)."""
-    from mailmigrate_airflow.ui.page import render_page
-
     app = FastAPI(
         title="Mailbox migrations",
         description="Status of the mailmigrate migration DAGs and their owner reports.",
@@ -177,8 +177,6 @@ def read_report(dag_id: str, run_id: str, task_id: str, kind: str) -> str:
     from airflow.models.dagbag import DBDagBag
     from airflow.models.dagrun import DagRun
     from sqlalchemy import select
-
-    from mailmigrate_airflow.reports import PHASE_STEPS, stored_report
 
     with _session() as session:
         run = session.scalars(

@@ -14,6 +14,9 @@ import threading
 import time
 from typing import Any
 
+from mailmigrate.mx import check_mx
+from mailmigrate_airflow.triggers import mx_check
+
 SEEN_TTL = 30.0
 """Seconds a live MX check is reused (per domain and server list): a page reload is not a poke."""
 SEEN_QUERY_TIMEOUT = 2.0
@@ -93,14 +96,7 @@ def seen_now(sensor: Any | None) -> dict[str, Any] | None:
     ``{"at": epoch seconds, "servers": [{"server", "role", "hosts", "error", "expected"}]}``."""
     if sensor is None:
         return None
-    from mailmigrate.mx import check_mx
-    from mailmigrate.plan import MxCheck
-
-    check = MxCheck(
-        expect=tuple(sensor.expect),
-        resolvers=tuple(getattr(sensor, "resolvers", ()) or ()),
-        authoritative=tuple(getattr(sensor, "authoritative", ()) or ()),
-    )
+    check = mx_check(sensor)
     key = (sensor.domain, check.expect, check.resolvers, check.authoritative)
     with _cache_lock:
         hit = _cache.get(key)

@@ -10,9 +10,11 @@ from typing import Any
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import jinja2
 from markupsafe import Markup
 
 from mailmigrate.results import human_bytes
+from mailmigrate_airflow.runs import URL_PREFIX
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 STEP_LETTERS = {"test": "T", "initial_copy": "I", "wait_for_mx": "M",
@@ -89,8 +91,6 @@ def here(url: str, root: str) -> str:
 
 @cache
 def _environment() -> Any:
-    import jinja2
-
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES)),
         autoescape=True,
@@ -110,8 +110,6 @@ def render_page(migrations: list[dict], chosen: dict | None, root: str = "") -> 
     :param root: the API server's root path ("" unless Airflow runs under a sub-path); the
         page's own links start with ``root`` + ``/mailmigrate``, the UI's with ``root``.
     """
-    from mailmigrate_airflow.ui import URL_PREFIX
-
     template = _environment().get_template("status.html.j2")
     return template.render(
         migrations=migrations, status=chosen, prefix=f"{root}{URL_PREFIX}", root=root

@@ -15,6 +15,9 @@ import threading
 import time
 from typing import Any
 
+from mailmigrate.plan import DeltaWindow
+from mailmigrate.window import next_window_start, parse_weekdays, parse_window
+from mailmigrate_airflow.runs import STEPS, report_url
 from mailmigrate_airflow.ui.domains import account_mx, cutover_of, domains_of, sensor_of
 from mailmigrate_airflow.ui.loading import (  # noqa: F401 - the app reads these from here
     RunData,
@@ -28,7 +31,6 @@ from mailmigrate_airflow.ui.loading import (  # noqa: F401 - the app reads these
 )
 from mailmigrate_airflow.ui.totals import totals_of
 
-STEPS = ("test", "initial_copy", "wait_for_mx", "wait_for_delta_window", "delta_copy")
 STEP_LABELS = {
     "test": "test",
     "initial_copy": "initial copy",
@@ -261,8 +263,6 @@ def _errors(test: dict, copies: dict, steps: dict, report: dict) -> list[str]:
 
 
 def _report_link(data: RunData, gid: str, phase: str, kind: str) -> str:
-    from mailmigrate_airflow.reports import report_url
-
     return report_url(data.dag.dag_id, data.run.run_id, f"{gid}.{phase}_copy", kind)
 
 
@@ -297,9 +297,6 @@ def _next_delta(data: RunData, gid: str, steps: dict, now: dt.datetime) -> dict[
 
 def _next_window(timezone: str, window: str | None, weekdays: tuple, now: dt.datetime) -> Any:
     """When the delta window next opens (``now`` inside it), None when it cannot be told."""
-    from mailmigrate.plan import DeltaWindow
-    from mailmigrate.window import next_window_start, parse_weekdays, parse_window
-
     try:
         delta_window = DeltaWindow(
             timezone=timezone or "UTC",

@@ -1,0 +1,55 @@
+"""The private parts of imapclient, and of the imaplib session beneath it, that the IMAP adapter uses.
+
+imapclient has no public way to send a command it does not know (``CREATE ... (USE (...))``,
+``SETMETADATA``, a streamed ``UID FETCH``/``APPEND``), to quote a folder name as it would, or to
+reset a broken session's socket. Those needs go through the functions here and nowhere else, so
+that a new imapclient release is checked in one place: ``tests/engine/test_imapclient_internals.py``
+compares :data:`RELIED_ON` with the installed version and fails, naming the attribute, when one is
+gone or its signature changed. The version is pinned exactly in ``requirements.txt``.
+"""
+
+from __future__ import annotations
+
+import imaplib
+from typing import Any
+
+from imapclient import IMAPClient
+
+# What is relied on, with the signature (parameters after self) each callable must keep.
+# "attribute" means an attribute every connected session has (assigned in __init__ or connect).
+RELIED_ON: dict[tuple[type, str], tuple[str, ...] | str] = {
+    (IMAPClient, "_imap"): "attribute",  # the imaplib.IMAP4 session under the client
+    (IMAPClient, "_normalise_folder"): ("folder_name",),
+    (imaplib.IMAP4, "_simple_command"): ("name", "*args"),
+    (imaplib.IMAP4, "_new_tag"): (),
+    (imaplib.IMAP4, "_append_untagged"): ("typ", "dat"),
+    (imaplib.IMAP4, "tagged_commands"): "attribute",
+    (imaplib.IMAP4, "sock"): "attribute",
+    (imaplib.IMAP4, "file"): "attribute",
+}
+
+
+def session(client: IMAPClient) -> imaplib.IMAP4:
+    """The imaplib session the client talks through (for :mod:`mailmigrate.mailbox.imap_wire`)."""
+    return client._imap
+
+
+def quoted_folder(client: IMAPClient, name: str) -> bytes:
+    """``name`` encoded and quoted exactly as imapclient puts folder names on the wire."""
+    return client._normalise_folder(name)
+
+
+def simple_command(client: IMAPClient, name: str, *args: Any) -> tuple[str, list[Any]]:
+    """imaplib's ``(typ, data)`` of a command imapclient has no method for; never raises on NO."""
+    return client._imap._simple_command(name, *args)
+
+
+def getquotaroot(client: IMAPClient, mailbox: str) -> tuple[str, list[Any]]:
+    """imaplib's own GETQUOTAROOT: imapclient 4.1 fails on a QUOTAROOT without roots."""
+    return client._imap.getquotaroot(mailbox)
+
+
+def reset_socket(client: IMAPClient) -> tuple[Any, Any]:
+    """The session's socket (``None`` before it connected) and its reader file, to close hard."""
+    imap = client._imap
+    return getattr(imap, "sock", None), imap.file

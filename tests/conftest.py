@@ -9,16 +9,14 @@ from __future__ import annotations
 import itertools
 import secrets
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from harness.airflow_env import (  # noqa: E402
+# tests/ is on sys.path by pyproject's [tool.pytest.ini_options] pythonpath.
+from harness.airflow_env import (
     configure_airflow_environment,
     migrate_metadata_db,
     remove_airflow_home,
@@ -26,8 +24,10 @@ from harness.airflow_env import (  # noqa: E402
 
 AIRFLOW_HOME = configure_airflow_environment()
 
-from harness.dns import *  # noqa: E402, F401, F403
-from harness.dovecot import DovecotServer  # noqa: E402
+from harness.dovecot import DovecotServer  # noqa: E402 - after Airflow's environment is set
+
+# Fixtures that live with their servers in the harness (the DNS servers: ``dns_servers``).
+pytest_plugins = ["harness.dns"]
 
 _account_numbers = itertools.count(1)
 

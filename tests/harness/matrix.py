@@ -15,10 +15,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 
-from engine_helpers import make_plan
 from imapclient.exceptions import IMAPClientError
 
 from harness.corpus import make_message, seed_folder, snapshot
+from harness.engine_helpers import make_plan
 from mailmigrate.connections import endpoint_from_dict
 from mailmigrate.plan import Account
 from mailmigrate.results import AccountResult

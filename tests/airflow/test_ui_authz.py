@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 import pytest
 from harness.airflow_env import LOCAL_BUNDLE_CLASS, REPO_ROOT
-from ops_helpers import client
+from harness.ops_helpers import client
 
 from mailmigrate.plan import load_plan
 from mailmigrate_airflow.factory import build_dag

@@ -15,10 +15,10 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from engine_helpers import endpoints, make_plan, seed_account
 from ews_simulator import EwsSimulator, SimulatorStore
 from exchangelib.protocol import close_connections
 from harness.corpus import make_message, snapshot
+from harness.engine_helpers import endpoints, make_plan, seed_account
 from harness.figures import record
 from harness.proxy import CuttingProxy
 

@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 from harness.corpus import make_message, seed_folder, snapshot
-
 from mailmigrate.connections import endpoint_from_dict
 from mailmigrate.plan import Account, CopyOptions, FolderRules, Plan
 

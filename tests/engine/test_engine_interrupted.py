@@ -7,8 +7,8 @@ import random
 from dataclasses import replace
 
 import pytest
-from engine_helpers import assert_same_folders, make_plan, rich_corpus, seed_account
 from harness.corpus import make_message
+from harness.engine_helpers import assert_same_folders, make_plan, rich_corpus, seed_account
 from harness.proxy import CuttingProxy
 
 from mailmigrate.connections import endpoint_from_dict

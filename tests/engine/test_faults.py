@@ -22,8 +22,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-from engine_helpers import endpoints, make_plan, seed_account
 from harness.corpus import make_message, snapshot
+from harness.engine_helpers import endpoints, make_plan, seed_account
 from harness.figures import record
 from harness.proxy import CuttingProxy
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from engine_helpers import assert_same_folders, rich_corpus, seed_account
+from harness.engine_helpers import assert_same_folders, rich_corpus, seed_account
 
 MAILMIGRATE = Path(sys.executable).with_name("mailmigrate")
 FOLDERS = {"INBOX": "INBOX", "INBOX.Projects": "Projects", "INBOX.Lists": "Lists"}

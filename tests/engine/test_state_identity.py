@@ -14,11 +14,11 @@ import time
 from collections import Counter
 from datetime import UTC, datetime
 
-from cli_migration import CliMigration, assert_migrated, seed_source
-from engine_helpers import make_plan, rich_corpus, seed_account
 from ews_simulator import EwsSimulator, SimulatorStore
 from exchangelib.protocol import close_connections
+from harness.cli_migration import CliMigration, assert_migrated, seed_source
 from harness.corpus import make_message, seed_folder, snapshot
+from harness.engine_helpers import make_plan, rich_corpus, seed_account
 
 from mailmigrate.connections import Endpoint, endpoint_from_dict
 from mailmigrate.plan import Account

@@ -14,10 +14,10 @@ import shutil
 from dataclasses import replace
 
 import pytest
-from cli_migration import CliMigration, seed_source
-from engine_helpers import endpoints, make_plan
 from harness.airflow_env import REPO_ROOT
+from harness.cli_migration import CliMigration, seed_source
 from harness.corpus import make_message, seed_folder, snapshot
+from harness.engine_helpers import endpoints, make_plan
 from harness.proxy import CuttingProxy
 
 from mailmigrate.errors import MailboxError

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ENGINE = Path(__file__).resolve().parents[1] / "include" / "mailmigrate"
+ENGINE = Path(__file__).resolve().parents[2] / "include" / "mailmigrate"
 
 
 def test_no_module_of_the_engine_imports_airflow():

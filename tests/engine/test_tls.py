@@ -218,7 +218,7 @@ def test_tls_is_the_default_and_plain_text_must_be_explicit(tls_imap, pki):
 
 
 def test_a_copy_over_imaps_and_starttls(tls_imap, modern_imap, new_account, pki, tmp_path):
-    from engine_helpers import make_plan
+    from harness.engine_helpers import make_plan
 
     user, password = new_account(modern_imap)
     src = modern_imap.client(user, password)

@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import pytest
 from harness.airflow_env import register_dag
-from ops_helpers import NEW_MX, client, failing_migration, main_migration
+from harness.ops_helpers import NEW_MX, client, failing_migration, main_migration
 
 from mailmigrate.plan import DeltaWindow, load_plan
 from mailmigrate.window import next_window_start

@@ -14,11 +14,11 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from engine_helpers import make_plan
 from harness.corpus import snapshot
 from harness.courier import CourierServer
 from harness.courier import available as courier_available
 from harness.cyrus import CyrusServer, available
+from harness.engine_helpers import make_plan
 from harness.hostile import RewritingProxy
 from harness.matrix import Scenario
 

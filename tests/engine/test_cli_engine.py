@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from engine_helpers import assert_same_folders, rich_corpus, seed_account
+from harness.engine_helpers import assert_same_folders, rich_corpus, seed_account
 from harness.rendezvous import AppendRendezvous
 
 MAILMIGRATE = Path(sys.executable).with_name("mailmigrate")

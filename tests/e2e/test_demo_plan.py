@@ -14,7 +14,7 @@ from types import SimpleNamespace
 from mailmigrate.plan import load_plan
 
 _spec = importlib.util.spec_from_file_location(
-    "demo_run", Path(__file__).resolve().parents[1] / "demo" / "run.py"
+    "demo_run", Path(__file__).resolve().parents[2] / "demo" / "run.py"
 )
 demo = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(demo)

@@ -10,7 +10,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from ops_helpers import client, failing_migration, main_migration
+from harness.ops_helpers import client, failing_migration, main_migration
 
 from mailmigrate.connections import Endpoint
 from mailmigrate.owner_report import build_owner_report

@@ -7,8 +7,14 @@ from __future__ import annotations
 
 import shutil
 
-from engine_helpers import assert_same_folders, endpoints, make_plan, rich_corpus, seed_account
 from harness.corpus import make_message, seed_folder, snapshot
+from harness.engine_helpers import (
+    assert_same_folders,
+    endpoints,
+    make_plan,
+    rich_corpus,
+    seed_account,
+)
 
 from mailmigrate.plan import Account
 from mailmigrate.sync import copy_account, preflight

@@ -14,7 +14,7 @@ from ews_simulator import EwsSimulator, SimulatorStore
 from exchangelib.protocol import close_connections
 from harness.corpus import make_message, seed_folder, snapshot
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 ADMIN, ADMIN_PASSWORD = "admin@example.com", "Exchange-Admin-Pw-5521"
 
 

@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pendulum
+
 from harness.airflow_env import DAGS_FOLDER, PLUGINS_FOLDER, run_dag_test
 
 START = pendulum.datetime(2024, 1, 1, tz="UTC")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ops_helpers import (
+from harness.ops_helpers import (
     client,
     dag_folder,
     html_part,

@@ -10,10 +10,10 @@ import hashlib
 from collections import Counter
 
 import pytest
-from engine_helpers import make_plan, rich_corpus, seed_account
 from ews_simulator import EwsSimulator, SimulatorStore
 from exchangelib.protocol import close_connections
 from harness.corpus import make_message, seed_folder, snapshot
+from harness.engine_helpers import make_plan, rich_corpus, seed_account
 
 from mailmigrate.connections import Endpoint, endpoint_from_dict
 from mailmigrate.plan import Account

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from harness.corpus import make_message, seed_folder, snapshot
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 POKE = 1  # seconds between MX checks
 OLD_MX, NEW_MX = "mx.old.example", "mx.new.example"
 

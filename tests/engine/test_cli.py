@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 MAILMIGRATE = Path(sys.executable).with_name("mailmigrate")
-EXAMPLE = Path(__file__).resolve().parents[1] / "dags" / "plans" / "example.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "dags" / "plans" / "example.yaml"
 
 
 def clean_env(**connections: str) -> dict[str, str]:

@@ -24,7 +24,7 @@ from mailmigrate.plan import (
     split_host_port,
 )
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "dags" / "plans" / "example.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "dags" / "plans" / "example.yaml"
 HEADER = "source_user,source_password,destination_user,destination_password\n"
 BASE = """\
 name: acme

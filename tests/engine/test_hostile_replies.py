@@ -18,8 +18,8 @@ import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from engine_helpers import endpoints, make_plan, seed_account
 from harness.corpus import make_message, snapshot
+from harness.engine_helpers import endpoints, make_plan, seed_account
 from harness.hostile import Cut, RewritingProxy
 
 from mailmigrate.owner_report import build_owner_report

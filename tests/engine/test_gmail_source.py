@@ -15,8 +15,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from engine_helpers import endpoints, make_plan
 from harness.corpus import make_message, seed_folder, snapshot
+from harness.engine_helpers import endpoints, make_plan
 from harness.gmail_sim import (
     ALL_MAIL,
     SENT,

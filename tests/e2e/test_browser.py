@@ -35,7 +35,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 STEPS = ("test", "initial_copy", "wait_for_mx", "wait_for_delta_window", "delta_copy")
 SCREENSHOTS = Path(
     os.environ.get("MAILMIGRATE_SCREENSHOT_DIR")
-    or Path(__file__).resolve().parents[1] / "build" / "screenshots"
+    or Path(__file__).resolve().parents[2] / "build" / "screenshots"
 )
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from ops_helpers import (
+from harness.ops_helpers import (
     OPS,
     attachments,
     failing_migration,

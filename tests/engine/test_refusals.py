@@ -8,8 +8,8 @@ from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from engine_helpers import endpoints, make_plan, seed_account
 from harness.corpus import make_message, snapshot
+from harness.engine_helpers import endpoints, make_plan, seed_account
 from harness.figures import record
 from harness.proxy import CuttingProxy
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import imapclient
 import pytest
+
 from harness.corpus import folder_snapshot, make_message, seed_folder, snapshot
 from harness.dovecot import SPECIAL_USE_FOLDERS, DovecotServer
-
 from mailmigrate.connections import endpoint_from_env
 
 LAYOUTS = ["legacy_imap", "modern_imap"]

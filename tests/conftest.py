@@ -98,7 +98,7 @@ def private_imap() -> Iterator[Callable[..., DovecotServer]]:
     pool.close()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def new_account() -> Callable[..., tuple[str, str]]:
     """``new_account(server, quota_bytes=None) -> (user, password)``: a fresh, unused account."""
 

@@ -18,7 +18,6 @@ from harness.ops_helpers import (
     new_mailbox,
     run_migration,
     set_connection,
-    smtp_sink,
     token,
     write_accounts,
 )
@@ -112,10 +111,10 @@ class Approver(threading.Thread):
 
 
 @pytest.fixture
-def setup(legacy_imap, modern_imap, new_account, airflow_db):
+def setup(legacy_imap, modern_imap, new_account, airflow_db, smtp):
     set_connection("mmappr_old", legacy_imap.connection("x"))
     set_connection("mmappr_new", modern_imap.connection("x"))
-    set_connection("mmappr_smtp", smtp_sink().connection())
+    set_connection("mmappr_smtp", smtp.connection())
 
     def make(prefix: str):
         pilot = new_mailbox(legacy_imap, modern_imap, new_account, {"INBOX": messages(95_000, 2, size=4000)})  # fmt: skip
@@ -136,7 +135,7 @@ def _inbox(server, account: dict) -> int:
         imap.logout()
 
 
-def test_approve_lets_the_other_accounts_copy(setup, modern_imap):
+def test_approve_lets_the_other_accounts_copy(setup, modern_imap, smtp):
     folder, dag_id, pilot, other = setup("approve")
     pilot_group, other_group = _group(pilot["source_user"]), _group(other["source_user"])
 
@@ -179,7 +178,7 @@ def test_approve_lets_the_other_accounts_copy(setup, modern_imap):
     page = seen["page"]
     assert "left for the initial copies of 1 accounts (1 finished initial copies" in page
     assert f'class="badge s-awaiting_input">{TASK}: awaiting_input</a>' in page
-    (mail,) = smtp_sink().wait_for(APPROVERS, 1)
+    (mail,) = smtp.wait_for(APPROVERS, 1)
     assert "the pilot accounts are done; approve the full run of 1 accounts" in mail["Subject"]
     assert f"- {pilot['source_user']}: ok (2 messages copied)" in html_part(mail)
 

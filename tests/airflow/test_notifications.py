@@ -10,11 +10,8 @@ import pytest
 from harness.ops_helpers import (
     OPS,
     attachments,
-    failing_migration,
     html_part,
-    main_migration,
     set_connection,
-    smtp_sink,
 )
 
 from mailmigrate.plan import load_plan
@@ -23,17 +20,17 @@ from mailmigrate_airflow.reports import safe_part
 
 
 @pytest.fixture
-def migration(legacy_imap, modern_imap, new_account, dns_servers, airflow_db):
-    return main_migration(legacy_imap, modern_imap, new_account, dns_servers)
+def migration(main_migration_run):
+    return main_migration_run
 
 
 @pytest.fixture
-def failed(dovecot_factory, legacy_imap, new_account, airflow_db):
-    return failing_migration(dovecot_factory, legacy_imap, new_account)
+def failed(failing_migration_run):
+    return failing_migration_run
 
 
-def test_each_owner_gets_the_report_of_each_copy(migration):
-    sink = smtp_sink()
+def test_each_owner_gets_the_report_of_each_copy(migration, smtp):
+    sink = smtp
     name = migration.dag.dag_id.removeprefix("migration_")
     for account in migration.accounts:
         owner = account["destination_user"]
@@ -63,9 +60,9 @@ def test_each_owner_gets_the_report_of_each_copy(migration):
         assert migration.xcom(f"{group}.delta_copy", "owner_report")["mailed_to"] == owner
 
 
-def test_ops_hear_about_the_cutover_and_the_end_of_the_run(migration):
+def test_ops_hear_about_the_cutover_and_the_end_of_the_run(migration, smtp):
     name = migration.dag.dag_id.removeprefix("migration_")
-    mails = smtp_sink().wait_for(OPS, 2)
+    mails = smtp.wait_for(OPS, 2)
     subjects = [m["Subject"] for m in mails]
     assert subjects == [
         f"[{name}] {name}: all 2 initial copies done, change the MX record now",
@@ -76,8 +73,8 @@ def test_ops_hear_about_the_cutover_and_the_end_of_the_run(migration):
     assert migration.run_id in cutover  # the footer names the run
 
 
-def test_a_final_failure_mails_ops_once_and_the_owner_their_report(failed):
-    sink = smtp_sink()
+def test_a_final_failure_mails_ops_once_and_the_owner_their_report(failed, smtp):
+    sink = smtp
     account = failed.accounts[0]
     name = failed.dag.dag_id.removeprefix("migration_")
     ops = sink.wait_for("ops-failures@example.com", 2)
@@ -105,9 +102,9 @@ def test_failure_notifiers_are_failure_callbacks_not_retry_callbacks(migration):
 
 
 def test_plan_templates_override_the_ops_mail_and_a_broken_notifier_does_not_stop_the_others(
-    tmp_path,
+    tmp_path, smtp
 ):
-    sink = smtp_sink()
+    sink = smtp
     set_connection("mmnotify_smtp", sink.connection())
     (tmp_path / "tpl").mkdir()
     (tmp_path / "tpl" / "ops_cutover_ready.subject.j2").write_text("GO {{ event.facts.domains | join(',') }}")  # fmt: skip

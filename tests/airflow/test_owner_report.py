@@ -10,7 +10,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from harness.ops_helpers import client, failing_migration, main_migration
+from harness.ops_helpers import client
 
 from mailmigrate.connections import Endpoint
 from mailmigrate.owner_report import build_owner_report
@@ -155,8 +155,8 @@ def _folder_sizes(server, user: str, password: str) -> dict[str, tuple[int, int]
 
 
 @pytest.fixture
-def migration(legacy_imap, modern_imap, new_account, dns_servers, airflow_db):
-    return main_migration(legacy_imap, modern_imap, new_account, dns_servers)
+def migration(main_migration_run):
+    return main_migration_run
 
 
 def test_reports_of_a_real_copy_match_both_servers(migration, legacy_imap, modern_imap):
@@ -226,9 +226,9 @@ def test_the_task_links_its_report_and_the_api_server_serves_it(migration):
 
 
 def test_a_refused_message_is_in_the_report_with_the_servers_reason(
-    dovecot_factory, legacy_imap, new_account, airflow_db
+    failing_migration_run,
 ):
-    run = failing_migration(dovecot_factory, legacy_imap, new_account)
+    run = failing_migration_run
     group = run.accounts[0]["source_user"].replace("@", "_").replace(".", "_")
     assert run.states[f"{group}.initial_copy"] == "failed"
     record = run.xcom(f"{group}.initial_copy", "owner_report")

@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import pytest
 from harness.airflow_env import register_dag
-from harness.ops_helpers import NEW_MX, client, failing_migration, main_migration
+from harness.ops_helpers import NEW_MX, client
 
 from mailmigrate.plan import DeltaWindow, load_plan
 from mailmigrate.window import next_window_start
@@ -37,8 +37,8 @@ def _sizes(server, user: str, password: str) -> tuple[int, int]:
 
 
 @pytest.fixture
-def migration(legacy_imap, modern_imap, new_account, dns_servers, airflow_db):
-    return main_migration(legacy_imap, modern_imap, new_account, dns_servers)
+def migration(main_migration_run):
+    return main_migration_run
 
 
 def test_the_plugin_puts_the_page_in_the_navigation(airflow_db):
@@ -107,9 +107,9 @@ def test_status_api_of_a_finished_run_has_every_accounts_numbers(
 
 
 def test_status_api_shows_a_failed_account_with_the_reason(
-    dovecot_factory, legacy_imap, new_account, airflow_db
+    failing_migration_run,
 ):
-    run = failing_migration(dovecot_factory, legacy_imap, new_account)
+    run = failing_migration_run
     status = (
         client()
         .get(f"/mailmigrate/api/migrations/{run.dag.dag_id}", params={"run_id": run.run_id})

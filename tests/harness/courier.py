@@ -27,10 +27,8 @@ import subprocess
 import threading
 from pathlib import Path
 
-import imapclient
-
 from harness.dovecot import free_port
-from harness.loopback_service import LoopbackService
+from harness.imap_service import AuthzidImapService
 
 ROOT = Path(__file__).resolve().parents[2] / ".cache" / "servers" / "courier"
 IMAPD = ROOT / "usr" / "bin" / "imapd"
@@ -71,7 +69,7 @@ def _arg(quoted: bytes | None, atom: bytes | None) -> str:
     return (_UNESCAPE.sub(rb"\1", quoted) if quoted is not None else atom or b"").decode()
 
 
-class CourierServer(LoopbackService):
+class CourierServer(AuthzidImapService):
     """Courier-IMAP on a free loopback port; one ``imapd`` process per logged-in connection."""
 
     kind = "courier"
@@ -126,23 +124,6 @@ class CourierServer(LoopbackService):
             (maildir / part).mkdir(parents=True, exist_ok=True)
         subprocess.run(["chown", "-R", f"{RUN_AS}:{RUN_AS}", str(self.home(user))], check=True)
         self.passwords[user] = password
-
-    def client(self, user: str, password: str) -> imapclient.IMAPClient:
-        client = imapclient.IMAPClient(self.host, port=self.port, ssl=False, timeout=30)
-        client.login(user, password)
-        return client
-
-    def connection(self, conn_id: str, **extra: object) -> dict:
-        """This server as an Airflow connection in JSON form, logging in as the admin (authzid)."""
-        del conn_id
-        return {
-            "conn_type": "imap",
-            "host": self.host,
-            "port": self.port,
-            "login": self.master_user,
-            "password": self.master_password,
-            "extra": {"security": "none", "auth": "authzid", **extra},
-        }
 
     # -- the login front end -----------------------------------------------------------------
     def _accept(self) -> None:

@@ -26,7 +26,7 @@ from pathlib import Path
 import imapclient
 
 from harness.dovecot import free_port
-from harness.loopback_service import LoopbackService
+from harness.imap_service import AuthzidImapService
 
 ROOT = Path(__file__).resolve().parents[2] / ".cache" / "servers" / "cyrus"
 BIN = ROOT / "usr" / "lib" / "cyrus" / "bin"
@@ -89,7 +89,7 @@ def available() -> str | None:
     return None
 
 
-class CyrusServer(LoopbackService):
+class CyrusServer(AuthzidImapService):
     """One Cyrus ``master`` with an IMAP service on a free loopback port.
 
     :param root: an empty directory for configuration, databases, spool and log.
@@ -188,23 +188,6 @@ class CyrusServer(LoopbackService):
         client = imapclient.IMAPClient(self.host, port=self.port, ssl=False, timeout=30)
         client.login(self.master_user, self.master_password)
         return client
-
-    def client(self, user: str, password: str) -> imapclient.IMAPClient:
-        client = imapclient.IMAPClient(self.host, port=self.port, ssl=False, timeout=30)
-        client.login(user, password)
-        return client
-
-    def connection(self, conn_id: str, **extra: object) -> dict:
-        """This server as an Airflow connection in JSON form, logging in as the admin (authzid)."""
-        del conn_id
-        return {
-            "conn_type": "imap",
-            "host": self.host,
-            "port": self.port,
-            "login": self.master_user,
-            "password": self.master_password,
-            "extra": {"security": "none", "auth": "authzid", **extra},
-        }
 
     def __repr__(self) -> str:
         return f"CyrusServer({self.host}:{self.port}, root={self.root})"

@@ -37,6 +37,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dns.exception
@@ -343,13 +344,13 @@ def _is_usable_host(host: str) -> bool:
     return True
 
 
-@pytest.fixture
-def dns_servers() -> Iterator[Callable[..., list[DnsServer]]]:
+@contextmanager
+def dns_pool() -> Iterator[Callable[..., list[DnsServer]]]:
     """Factory: ``dns_servers(n, host="127.0.0.1", hosts=None, shared_port=False)``.
 
     Starts ``n`` dnsmasq servers (on ``hosts[i]`` when given, all on one port with
     ``shared_port=True``, so that name servers looked up by address can be reached on one port)
-    and stops them at teardown.
+    and stops them all when the block ends.
     """
     if shutil.which(DNSMASQ_BINARY) is None:
         pytest.fail(
@@ -375,8 +376,24 @@ def dns_servers() -> Iterator[Callable[..., list[DnsServer]]]:
             servers.append(server)
         return servers
 
-    yield factory
-    for server in started:
-        server.stop()
-    for root in roots:
-        shutil.rmtree(root, ignore_errors=True)
+    try:
+        yield factory
+    finally:
+        for server in started:
+            server.stop()
+        for root in roots:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def dns_servers() -> Iterator[Callable[..., list[DnsServer]]]:
+    """DNS servers for one test (:func:`dns_pool`), stopped at its teardown."""
+    with dns_pool() as factory:
+        yield factory
+
+
+@pytest.fixture(scope="session")
+def session_dns_servers() -> Iterator[Callable[..., list[DnsServer]]]:
+    """DNS servers for session fixtures (:func:`dns_pool`), stopped at the end of the session."""
+    with dns_pool() as factory:
+        yield factory

@@ -1,7 +1,8 @@
 """Shared pieces of the tests of what ops and mailbox owners see (status page, owner reports,
 notifications, approval): a real SMTP server on loopback (aiosmtpd) that keeps every mail it
 receives, Airflow's real API server app, and migrations run through ``dag.test()`` against real
-Dovecot servers once per session and shared by the test modules (:func:`once`).
+Dovecot servers once per session and shared by the test modules (the session fixtures of
+``tests/airflow/conftest.py``).
 """
 
 from __future__ import annotations
@@ -26,18 +27,6 @@ from typing import Any
 from harness.airflow_env import REPO_ROOT, run_dag_test
 from harness.corpus import make_message, seed_folder
 from harness.dovecot import free_port
-
-_SHARED: dict[str, Any] = {}
-_LOCK = threading.RLock()
-
-
-def once(key: str, build: Callable[[], Any]) -> Any:
-    """``build()`` the first time ``key`` is asked for in this session, the same value after."""
-    with _LOCK:
-        if key not in _SHARED:
-            _SHARED[key] = build()
-        return _SHARED[key]
-
 
 # -- SMTP ------------------------------------------------------------------------------------
 
@@ -90,17 +79,6 @@ class SmtpSink:
                     break
                 self._changed.wait(left)
         return self.to(address)
-
-
-def smtp_sink() -> SmtpSink:
-    """The session's SMTP server (started on first use, stopped at exit)."""
-
-    def start() -> SmtpSink:
-        sink = SmtpSink().start()
-        atexit.register(sink.stop)
-        return sink
-
-    return once("smtp", start)
 
 
 def html_part(message: EmailMessage) -> str:
@@ -231,86 +209,82 @@ CLIENT_SETTINGS = """\
 """
 
 
-def main_migration(legacy: Any, modern: Any, new_account: Callable, dns_servers: Callable) -> Run:
+def main_migration(
+    legacy: Any, modern: Any, new_account: Callable, dns_servers: Callable, sink: SmtpSink
+) -> Run:
     """Two accounts the whole way through (test, initial copy, MX already changed in DNS, delta
     in an "any" window), with owner reports (plan template for the owner mail's subject), owner
-    mails after both copies and ops mails on cutover_ready, task_failed and finished."""
-
-    def build() -> Run:
-        sink = smtp_sink()
-        accounts = [
-            new_mailbox(legacy, modern, new_account, {
-                "INBOX": messages(91_000, 5), "INBOX.Sent": messages(91_100, 2),
-                "INBOX.Projects": messages(91_200, 1, size=6000)}),
-            new_mailbox(legacy, modern, new_account, {"INBOX": messages(92_000, 3)}),
-        ]  # fmt: skip
-        auth, resolver = dns_servers(2)
-        for server in (auth, resolver):
-            server.set_mx("example.com", [NEW_MX], ttl=1)
-        folder = dag_folder("ops")
-        plans = folder / "plans"
-        name = "ops_" + accounts[0]["source_user"].split("@")[0]
-        (plans / "mail_templates").mkdir()
-        (plans / "mail_templates" / "owner_report.subject.j2").write_text(OWNER_SUBJECT_OVERRIDE)
-        for conn_id, value in (("mmops_old", legacy.connection("x")),
-                               ("mmops_new", modern.connection("x")),
-                               ("mmops_smtp", sink.connection())):  # fmt: skip
-            set_connection(conn_id, value)
-        (plans / f"{name}.yaml").write_text(
-            f"name: {name}\n"
-            "source: {connection: mmops_old}\n"
-            "destination: {connection: mmops_new}\n"
-            f"accounts: {write_accounts(plans, name, accounts)}\n"
-            "state_dir: state\nretries: 0\n"
-            f"mx:\n  expect: [{NEW_MX}]\n  resolvers: [{json.dumps(resolver.address)}]\n"
-            f"  authoritative: [{json.dumps(auth.address)}]\n  poke_interval: 1s\n  timeout: 2m\n"
-            "delta: {timezone: Europe/Berlin, window: any}\n"
-            'folders: {rename: {"Projects": "Archive/Projects"}}\n'
-            f"reports:\n  url: {folder / 'reports'}\n  templates: mail_templates\n"
-            f"{CLIENT_SETTINGS}"
-            '  mail_owners: {smtp_connection: mmops_smtp, from: "IT team <it@example.com>"}\n'
-            "notify:\n"
-            "  - notifier: mailmigrate_airflow.notifiers.MigrationMailNotifier\n"
-            "    on: [cutover_ready, task_failed, finished]\n"
-            f"    args: {{to: {OPS}, smtp_conn_id: mmops_smtp}}\n"
-        )
-        run = run_migration(folder, accounts=accounts)
-        run.extra["reports"] = folder / "reports"
-        return run
-
-    return once("main_migration", build)
+    mails after both copies and ops mails on cutover_ready, task_failed and finished. Built once
+    per session by the ``main_migration_run`` fixture (tests/airflow/conftest.py)."""
+    accounts = [
+        new_mailbox(legacy, modern, new_account, {
+            "INBOX": messages(91_000, 5), "INBOX.Sent": messages(91_100, 2),
+            "INBOX.Projects": messages(91_200, 1, size=6000)}),
+        new_mailbox(legacy, modern, new_account, {"INBOX": messages(92_000, 3)}),
+    ]  # fmt: skip
+    auth, resolver = dns_servers(2)
+    for server in (auth, resolver):
+        server.set_mx("example.com", [NEW_MX], ttl=1)
+    folder = dag_folder("ops")
+    plans = folder / "plans"
+    name = "ops_" + accounts[0]["source_user"].split("@")[0]
+    (plans / "mail_templates").mkdir()
+    (plans / "mail_templates" / "owner_report.subject.j2").write_text(OWNER_SUBJECT_OVERRIDE)
+    for conn_id, value in (("mmops_old", legacy.connection("x")),
+                           ("mmops_new", modern.connection("x")),
+                           ("mmops_smtp", sink.connection())):  # fmt: skip
+        set_connection(conn_id, value)
+    (plans / f"{name}.yaml").write_text(
+        f"name: {name}\n"
+        "source: {connection: mmops_old}\n"
+        "destination: {connection: mmops_new}\n"
+        f"accounts: {write_accounts(plans, name, accounts)}\n"
+        "state_dir: state\nretries: 0\n"
+        f"mx:\n  expect: [{NEW_MX}]\n  resolvers: [{json.dumps(resolver.address)}]\n"
+        f"  authoritative: [{json.dumps(auth.address)}]\n  poke_interval: 1s\n  timeout: 2m\n"
+        "delta: {timezone: Europe/Berlin, window: any}\n"
+        'folders: {rename: {"Projects": "Archive/Projects"}}\n'
+        f"reports:\n  url: {folder / 'reports'}\n  templates: mail_templates\n"
+        f"{CLIENT_SETTINGS}"
+        '  mail_owners: {smtp_connection: mmops_smtp, from: "IT team <it@example.com>"}\n'
+        "notify:\n"
+        "  - notifier: mailmigrate_airflow.notifiers.MigrationMailNotifier\n"
+        "    on: [cutover_ready, task_failed, finished]\n"
+        f"    args: {{to: {OPS}, smtp_conn_id: mmops_smtp}}\n"
+    )
+    run = run_migration(folder, accounts=accounts)
+    run.extra["reports"] = folder / "reports"
+    return run
 
 
-def failing_migration(dovecot_factory: Callable, legacy: Any, new_account: Callable) -> Run:
+def failing_migration(
+    dovecot_factory: Callable, legacy: Any, new_account: Callable, sink: SmtpSink
+) -> Run:
     """One account whose largest message the destination refuses (its size limit): the initial
-    copy fails for good, the run fails; the owner is mailed the report, ops the failure."""
-
-    def build() -> Run:
-        sink = smtp_sink()
-        small = once("small_dovecot", lambda: dovecot_factory("modern", max_mail_size=40_000))
-        account = new_mailbox(legacy, small, new_account, {
-            "INBOX": messages(93_000, 2) + [make_message(93_100, size=90_000)]})  # fmt: skip
-        folder = dag_folder("fail")
-        plans = folder / "plans"
-        name = "fail_" + account["source_user"].split("@")[0]
-        set_connection("mmfail_old", legacy.connection("x"))
-        set_connection("mmfail_new", small.connection("x"))
-        set_connection("mmops_smtp", sink.connection())
-        (plans / f"{name}.yaml").write_text(
-            f"name: {name}\n"
-            "source: {connection: mmfail_old}\n"
-            "destination: {connection: mmfail_new}\n"
-            f"accounts: {write_accounts(plans, name, [account])}\n"
-            "state_dir: state\nretries: 2\n"
-            f"reports:\n  url: {folder / 'reports'}\n"
-            "  mail_owners: {smtp_connection: mmops_smtp, after: initial_copy}\n"
-            "notify:\n"
-            "  - notifier: mailmigrate_airflow.notifiers.MigrationMailNotifier\n"
-            "    on: [task_failed, finished]\n"
-            "    args: {to: ops-failures@example.com, smtp_conn_id: mmops_smtp}\n"
-        )
-        run = run_migration(folder, {"stop": "initial_copy"}, accounts=[account])
-        run.extra["reports"] = folder / "reports"
-        return run
-
-    return once("failing_migration", build)
+    copy fails for good, the run fails; the owner is mailed the report, ops the failure. Built
+    once per session by the ``failing_migration_run`` fixture (tests/airflow/conftest.py)."""
+    small = dovecot_factory("modern", max_mail_size=40_000)
+    account = new_mailbox(legacy, small, new_account, {
+        "INBOX": messages(93_000, 2) + [make_message(93_100, size=90_000)]})  # fmt: skip
+    folder = dag_folder("fail")
+    plans = folder / "plans"
+    name = "fail_" + account["source_user"].split("@")[0]
+    set_connection("mmfail_old", legacy.connection("x"))
+    set_connection("mmfail_new", small.connection("x"))
+    set_connection("mmops_smtp", sink.connection())
+    (plans / f"{name}.yaml").write_text(
+        f"name: {name}\n"
+        "source: {connection: mmfail_old}\n"
+        "destination: {connection: mmfail_new}\n"
+        f"accounts: {write_accounts(plans, name, [account])}\n"
+        "state_dir: state\nretries: 2\n"
+        f"reports:\n  url: {folder / 'reports'}\n"
+        "  mail_owners: {smtp_connection: mmops_smtp, after: initial_copy}\n"
+        "notify:\n"
+        "  - notifier: mailmigrate_airflow.notifiers.MigrationMailNotifier\n"
+        "    on: [task_failed, finished]\n"
+        "    args: {to: ops-failures@example.com, smtp_conn_id: mmops_smtp}\n"
+    )
+    run = run_migration(folder, {"stop": "initial_copy"}, accounts=[account])
+    run.extra["reports"] = folder / "reports"
+    return run

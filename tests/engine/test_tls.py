@@ -17,9 +17,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from harness import certs
 from harness.corpus import make_message, seed_folder, snapshot
 from harness.figures import record
 from harness.proxy import CuttingProxy
@@ -34,70 +32,23 @@ PASSWORD = "Tls-Secret-Pw-5521"
 USER = "tls@example.com"
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _certificate(
-    subject, issuer, public_key, signing_key, *, ca: bool, names=()
-) -> x509.Certificate:
-    now = dt.datetime.now(dt.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if ca:
-        builder = builder.add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_cert_sign=True,
-                crl_sign=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),  # fmt: skip
-            critical=True,
-        )
-    if names:
-        builder = builder.add_extension(x509.SubjectAlternativeName(list(names)), critical=False)
-    return builder.sign(signing_key, hashes.SHA256())
-
-
-def _pem(directory: Path, name: str, data: bytes) -> Path:
-    path = directory / name
-    path.write_bytes(data)
-    return path
-
-
 def make_test_pki(directory: Path) -> dict[str, Path]:
     """A CA and two server certificates it signed: one for 127.0.0.1 and localhost, one for
     mail.example.com only. Returns the PEM files by name."""
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = _certificate(_name("mailmigrate test CA"), _name("mailmigrate test CA"),
-                      ca_key.public_key(), ca_key, ca=True)  # fmt: skip
-    files = {"ca": _pem(directory, "ca.pem", ca.public_bytes(serialization.Encoding.PEM))}
+    ca_key = certs.new_key()
+    ca = certs.certificate(certs.name("mailmigrate test CA"), certs.name("mailmigrate test CA"),
+                           ca_key.public_key(), ca_key, ca=True, key_usage=True)  # fmt: skip
+    files = {"ca": certs.write_certificate(directory / "ca.pem", ca)}
     hosts = {
         "loopback": [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")],
         "elsewhere": [x509.DNSName("mail.example.com")],
     }
     for label, names in hosts.items():
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = _certificate(_name(label), ca.subject, key.public_key(), ca_key, ca=False,
-                            names=names)  # fmt: skip
-        files[f"{label}_cert"] = _pem(directory, f"{label}.pem",
-                                      cert.public_bytes(serialization.Encoding.PEM))  # fmt: skip
-        files[f"{label}_key"] = _pem(directory, f"{label}.key", key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption()))  # fmt: skip
+        key = certs.new_key()
+        cert = certs.certificate(certs.name(label), ca.subject, key.public_key(), ca_key,
+                                 ca=False, names=names)  # fmt: skip
+        files[f"{label}_cert"] = certs.write_certificate(directory / f"{label}.pem", cert)
+        files[f"{label}_key"] = certs.write_key(directory / f"{label}.key", key)
     return files
 
 

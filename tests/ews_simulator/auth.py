@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import base64
 import binascii
-import datetime as dt
-import ipaddress
 import os
 import secrets
 import struct
-import tempfile
 import threading
 from pathlib import Path
 from urllib.parse import parse_qs
 
 import spnego
+from harness import certs
 from spnego._ntlm_raw.crypto import lmowfv1, ntowfv1
 
 from .store import SimulatorStore, StoredUser
@@ -138,39 +136,4 @@ class TokenIssuer:
 
 def self_signed_certificate(directory: str | Path | None = None) -> tuple[Path, Path]:
     """A certificate and key for 127.0.0.1/localhost (for HTTPS simulators); ``(cert, key)`` paths."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    directory = Path(directory or tempfile.mkdtemp(prefix="ews-sim-tls-"))
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "EWS simulator")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=7))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
+    return certs.self_signed(directory, "EWS simulator")

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import re
 import socket
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from harness.dovecot import free_port
-from harness.proxy import close_sockets
+from harness.forwarding import ForwardingProxy, close_sockets
 
 _LITERAL_END = re.compile(rb"\{(\d+)\}\r\n$")
 
@@ -45,47 +43,17 @@ def read_response(stream) -> bytes:
         out += stream.read(int(match.group(1)))
 
 
-class RewritingProxy:
+class RewritingProxy(ForwardingProxy):
     """Forwards ``127.0.0.1:port`` to ``target``, passing each server response through
     ``rewrite`` (``None``: unchanged). :attr:`rewrites` counts the responses it changed."""
 
     def __init__(self, target_host: str, target_port: int, rewrite: Rewrite | None = None):
-        self.target = (target_host, target_port)
-        self.host = "127.0.0.1"
-        self.port = free_port()
         self.rewrite = rewrite
         self.rewrites = 0
         self.to_server = bytearray()
-        self._sockets: set[socket.socket] = set()
-        self._lock = threading.Lock()
-        self._listener = socket.create_server((self.host, self.port))
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(target_host, target_port)
 
-    def close(self) -> None:
-        self._listener.close()
-        with self._lock:
-            sockets, self._sockets = self._sockets, set()
-        close_sockets(*sockets)
-
-    def __enter__(self) -> RewritingProxy:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(self.target)
-            with self._lock:
-                self._sockets |= {client, server}
-            threading.Thread(target=self._upstream, args=(client, server), daemon=True).start()
-            threading.Thread(target=self._downstream, args=(server, client), daemon=True).start()
-
-    def _upstream(self, client: socket.socket, server: socket.socket) -> None:
+    def upstream(self, client: socket.socket, server: socket.socket) -> None:
         try:
             while data := client.recv(65536):
                 with self._lock:
@@ -95,7 +63,7 @@ class RewritingProxy:
             pass
         close_sockets(client, server)
 
-    def _downstream(self, server: socket.socket, client: socket.socket) -> None:
+    def downstream(self, server: socket.socket, client: socket.socket) -> None:
         stream = server.makefile("rb")
         try:
             while True:

@@ -22,12 +22,11 @@ from __future__ import annotations
 import random
 import re
 import socket
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
 
-from harness.dovecot import free_port
+from harness.forwarding import ForwardingProxy
 
 FAULT_KINDS = ("drop", "stall", "literal")
 _TCP_CLOSE = 7  # Linux tcp_states.h: what a connection becomes when the peer resets it
@@ -42,7 +41,7 @@ class Fault:
     kind: str
 
 
-class CuttingProxy:
+class CuttingProxy(ForwardingProxy):
     """Forwards ``127.0.0.1:port`` to ``target``.
 
     :param target_host: the server's address; :param target_port: its port.
@@ -64,9 +63,6 @@ class CuttingProxy:
         rewrite_requests: dict[bytes, bytes] | None = None,
         record: bool = False,
     ) -> None:
-        self.target = (target_host, target_port)
-        self.host = "127.0.0.1"
-        self.port = free_port()
         self.cuts = 0
         self.transferred = 0
         self.fired: Counter[str] = Counter()
@@ -76,16 +72,12 @@ class CuttingProxy:
         self._strip = strip_capabilities
         self._rename = rename_commands or {}
         self._rewrite = rewrite_requests or {}
-        self._lock = threading.Lock()
-        self._sockets: set[socket.socket] = set()
         self._budget: int | None = None
         self._pattern: tuple[bytes, int] | None = None
         self._faults: list[Fault] = []
         self._stall_seconds = 0.0
         self._hunting_literal = False
-        self._listener = socket.create_server((self.host, self.port))
-        self._closed = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(target_host, target_port)
 
     # -- arming ------------------------------------------------------------------------------
     def arm(self, after_bytes: int) -> None:
@@ -146,29 +138,14 @@ class CuttingProxy:
         is not delivered)."""
         with self._lock:
             self.cuts += 1
-        self._cut_all()
-
-    def close(self) -> None:
-        self._closed.set()
-        self._listener.close()
-        self._cut_all()
+        self.cut_all()
 
     # -- forwarding --------------------------------------------------------------------------
-    def _accept(self) -> None:
-        while not self._closed.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            try:
-                server = socket.create_connection(self.target)
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self._sockets |= {client, server}
-            for a, b, from_server in ((client, server, False), (server, client, True)):
-                threading.Thread(target=self._pump, args=(a, b, from_server), daemon=True).start()
+    def upstream(self, client: socket.socket, server: socket.socket) -> None:
+        self._pump(client, server, from_server=False)
+
+    def downstream(self, server: socket.socket, client: socket.socket) -> None:
+        self._pump(server, client, from_server=True)
 
     def _withheld(self, data: bytes) -> bool:
         with self._lock:
@@ -243,7 +220,7 @@ class CuttingProxy:
                     break
                 data = self._tamper(data, from_server)
                 if from_server and self._withheld(data):
-                    self._cut_all()
+                    self.cut_all()
                     return
                 while data:
                     keep, fault = self._plan_chunk(data)
@@ -257,7 +234,7 @@ class CuttingProxy:
                             # connection is never delivered.
                             return
                     elif fault is not None:
-                        self._cut_all()
+                        self.cut_all()
                         return
         except OSError:
             pass
@@ -267,21 +244,6 @@ class CuttingProxy:
                     s.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
-
-    def _cut_all(self) -> None:
-        with self._lock:
-            sockets, self._sockets = self._sockets, set()
-        close_sockets(*sockets)
-
-
-def close_sockets(*sockets: socket.socket) -> None:
-    """Shut down (the peer sees the end at once, also with a thread blocked in recv) and close."""
-    for sock in sockets:
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        sock.close()
 
 
 def _reset_by_peer(sock: socket.socket) -> bool:

@@ -13,15 +13,14 @@ import re
 import socket
 import threading
 
-from harness.dovecot import free_port
-from harness.proxy import close_sockets
+from harness.forwarding import ForwardingProxy, close_sockets
 
 # ``a1 LOGIN "user" ...`` or ``a1 LOGIN user*master ...``: the user, without a master suffix.
 _LOGIN = re.compile(rb'^\S+ LOGIN "?([^"\s*]+)', re.IGNORECASE | re.MULTILINE)
 _APPEND = re.compile(rb"^\S+ APPEND ", re.IGNORECASE | re.MULTILINE)
 
 
-class AppendRendezvous:
+class AppendRendezvous(ForwardingProxy):
     """Forwards ``127.0.0.1:port`` to ``target_host:target_port``.
 
     :param parties: how many different users must be appending before any APPEND goes through.
@@ -31,34 +30,14 @@ class AppendRendezvous:
     def __init__(
         self, target_host: str, target_port: int, parties: int = 2, timeout: float = 90
     ) -> None:
-        self.target = (target_host, target_port)
         self.parties, self.timeout = parties, timeout
-        self.host, self.port = "127.0.0.1", free_port()
         self.arrivals: list[str] = []  # users, in the order their first APPEND arrived
         self.met = False  # whether ``parties`` users were ever held at the same time
         self._waiting: dict[str, int] = {}  # user -> connections held now
         self._ready = threading.Condition()
-        self._listener = socket.create_server((self.host, self.port))
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(target_host, target_port)
 
-    def close(self) -> None:
-        self._listener.close()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-                server = socket.create_connection(self.target)
-            except OSError:
-                if self._listener.fileno() == -1:
-                    return
-                continue
-            threading.Thread(
-                target=self._forward_client, args=(client, server), daemon=True
-            ).start()
-            threading.Thread(target=_pump, args=(server, client), daemon=True).start()
-
-    def _forward_client(self, client: socket.socket, server: socket.socket) -> None:
+    def upstream(self, client: socket.socket, server: socket.socket) -> None:
         user: bytes | None = None
         waited = False
         try:
@@ -88,13 +67,3 @@ class AppendRendezvous:
             self._waiting[user] -= 1
             if not self._waiting[user]:
                 del self._waiting[user]
-
-
-def _pump(source: socket.socket, sink: socket.socket) -> None:
-    try:
-        while data := source.recv(65536):
-            sink.sendall(data)
-    except OSError:
-        pass
-    finally:
-        close_sockets(source, sink)

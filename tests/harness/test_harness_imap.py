@@ -5,17 +5,16 @@ from __future__ import annotations
 import email
 import email.policy
 import hashlib
-import ipaddress
 import json
 import re
 import ssl
 from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 
 import imapclient
 import pytest
 
+from harness import certs
 from harness.corpus import folder_snapshot, make_message, seed_folder, snapshot
 from harness.dovecot import SPECIAL_USE_FOLDERS, DovecotServer
 from mailmigrate.connections import endpoint_from_env
@@ -277,44 +276,8 @@ def test_make_message_is_deterministic_exact_and_well_formed() -> None:
     assert max(len(line) for line in eight_bit.split(b"\r\n")) <= 998
 
 
-def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=30))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
 def test_tls_gives_imaps_and_starttls(private_imap, new_account, tmp_path) -> None:
-    cert, key = _self_signed(tmp_path)
+    cert, key = certs.self_signed(tmp_path)
     server = private_imap("legacy", tls_cert=cert, tls_key=key)
     user, password = new_account(server)
     context = ssl.create_default_context(cafile=str(cert))

@@ -20,8 +20,9 @@ from harness.airflow_env import register_dag
 from mailmigrate.plan import load_plan
 from mailmigrate_airflow.factory import build_dag
 from mailmigrate_airflow.ui import domains
+from mailmigrate_airflow.ui.loading import load_run
 from mailmigrate_airflow.ui.page import render_page
-from mailmigrate_airflow.ui.status import load_run, migration_status
+from mailmigrate_airflow.ui.status import migration_status
 from mailmigrate_airflow.ui.totals import select_rows
 
 NOW = dt.datetime(2026, 3, 2, 17, 30, tzinfo=dt.UTC)

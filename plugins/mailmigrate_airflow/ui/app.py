@@ -26,8 +26,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from mailmigrate_airflow.reports import PHASE_STEPS, stored_report
 from mailmigrate_airflow.runs import URL_PREFIX
-from mailmigrate_airflow.ui import status as data
+from mailmigrate_airflow.ui.loading import list_migrations, runs_of
 from mailmigrate_airflow.ui.page import render_page
+from mailmigrate_airflow.ui.status import run_status
 from mailmigrate_airflow.ui.totals import select_rows
 
 
@@ -80,11 +81,11 @@ def _root(request: Request) -> str:
 def status_of(user: Any, dag_id: str, run_id: str | None) -> dict[str, Any]:
     _authorize(user, dag_id)
     with _session() as session:
-        result = data.run_status(session, dag_id, run_id)
+        result = run_status(session, dag_id, run_id)
         if result is None:
             what = f"run {run_id} of {dag_id}" if run_id else f"migration {dag_id}"
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no {what}")
-        result["runs"] = data.runs_of(session, dag_id)
+        result["runs"] = runs_of(session, dag_id)
     return result
 
 
@@ -100,7 +101,7 @@ def create_app() -> FastAPI:
     @app.get("/api/migrations")
     def migrations(user: Any = Depends(current_user)) -> dict[str, Any]:
         with _session() as session:
-            return {"migrations": data.list_migrations(session, _allowed(user))}
+            return {"migrations": list_migrations(session, _allowed(user))}
 
     @app.get("/api/migrations/{dag_id}")
     def migration(
@@ -124,7 +125,7 @@ def create_app() -> FastAPI:
         user: Any = Depends(current_user),
     ):
         with _session() as session:
-            migrations = data.list_migrations(session, _allowed(user))
+            migrations = list_migrations(session, _allowed(user))
         if dag_id is None and len(migrations) == 1:
             dag_id = migrations[0]["dag_id"]
         chosen = select_rows(status_of(user, dag_id, run_id), state, q, page) if dag_id else None
@@ -141,7 +142,7 @@ def create_app() -> FastAPI:
         user: Any = Depends(current_user),
     ):
         with _session() as session:
-            migrations = data.list_migrations(session, _allowed(user))
+            migrations = list_migrations(session, _allowed(user))
         chosen = select_rows(status_of(user, dag_id, run_id), state, q, page)
         return HTMLResponse(render_page(migrations, chosen, _root(request)))
 

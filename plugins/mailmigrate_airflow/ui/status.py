@@ -19,15 +19,12 @@ from mailmigrate.plan import DeltaWindow
 from mailmigrate.window import next_window_start, parse_weekdays, parse_window
 from mailmigrate_airflow.runs import STEPS, report_url
 from mailmigrate_airflow.ui.domains import account_mx, cutover_of, domains_of, sensor_of
-from mailmigrate_airflow.ui.loading import (  # noqa: F401 - the app reads these from here
+from mailmigrate_airflow.ui.loading import (
     RunData,
     fingerprint,
     iso,
-    list_migrations,
     load_run,
     run_dict,
-    runs_of,
-    task_url,
 )
 from mailmigrate_airflow.ui.totals import totals_of
 

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from mailmigrate.errors import ConnectionConfigError
 
-KINDS = ("imap", "ews")
+KINDS = ("imap", "ews", "dav")
 N = TypeVar("N", int, float)
 
 
@@ -31,7 +31,7 @@ class Endpoint:
     """One server side, from one connection.
 
     :param conn_id: the Airflow connection id (for messages).
-    :param kind: ``imap`` or ``ews``.
+    :param kind: ``imap``, ``ews`` or ``dav`` (CalDAV/CardDAV, :mod:`mailmigrate.groupware`).
     :param login: admin login used for accounts without a password of their own.
     :param extra: the connection's extras (``security``, ``ca_file``, ``auth``, ...).
     """

@@ -1,4 +1,4 @@
-"""Hooks for the ``imap`` and ``ews`` connection types: an Airflow connection -> an Endpoint.
+"""Hooks for the ``imap``, ``ews`` and ``dav`` connection types: an Airflow connection -> an Endpoint.
 
 A hook does not talk to the server: the engine's mailbox adapters do, per account. The hook reads
 the connection (Admin -> Connections, a secrets backend or ``AIRFLOW_CONN_<ID>``), checks its
@@ -26,6 +26,8 @@ from mailmigrate.connections import Endpoint, endpoint_from_dict
 from mailmigrate.errors import ConnectionConfigError
 from mailmigrate.redact import MIN_MASKED_LENGTH
 from mailmigrate_airflow.provider import (
+    DAV_CONN_FIELDS,
+    DAV_UI_FIELD_BEHAVIOUR,
     EWS_CONN_FIELDS,
     EWS_UI_FIELD_BEHAVIOUR,
     IMAP_CONN_FIELDS,
@@ -134,13 +136,34 @@ class ExchangeHook(MailboxHook):
         self.ews_conn_id = ews_conn_id
 
 
-HOOKS: dict[str, type[MailboxHook]] = {"imap": MailboxImapHook, "ews": ExchangeHook}
+class DavHook(MailboxHook):
+    """A CalDAV/CardDAV server for the plan's ``groupware`` section: host, port and extras
+    ``path``, ``security`` (ssl, none) and ``ca_file``; accounts log in with their own
+    passwords from the accounts file."""
+
+    conn_name_attr = "dav_conn_id"
+    default_conn_name = "dav_default"
+    conn_type = "dav"
+    hook_name = "CalDAV/CardDAV (calendars, contacts, tasks)"
+    conn_fields = DAV_CONN_FIELDS
+    ui_field_behaviour = DAV_UI_FIELD_BEHAVIOUR
+
+    def __init__(self, dav_conn_id: str = default_conn_name, logger_name: str | None = None):
+        super().__init__(dav_conn_id, logger_name=logger_name)
+        self.dav_conn_id = dav_conn_id
+
+
+HOOKS: dict[str, type[MailboxHook]] = {
+    "imap": MailboxImapHook,
+    "ews": ExchangeHook,
+    "dav": DavHook,
+}
 
 
 def endpoint_from_connection(connection: Any, expect: str | None = None) -> Endpoint:
     """An Endpoint from an Airflow ``Connection``.
 
-    :param expect: the conn_type the caller needs (``imap``/``ews``), or ``None`` for either.
+    :param expect: the conn_type the caller needs (``imap``/``ews``/``dav``), or ``None`` for any.
     """
     conn_id = connection.conn_id
     kind = (connection.conn_type or "").lower()

@@ -1,4 +1,4 @@
-"""Provider metadata: registers the ``imap`` and ``ews`` connection types with Airflow.
+"""Provider metadata: registers the ``imap``, ``ews`` and ``dav`` connection types with Airflow.
 
 Airflow finds this through the ``apache_airflow_provider`` entry point in ``pyproject.toml`` and
 calls :func:`get_provider_info` while it reads its own configuration, so this module is pure data:
@@ -100,6 +100,24 @@ EWS_CONN_FIELDS: dict[str, dict[str, Any]] = {
     "tenant_id": _text("OAuth2 tenant id", "Directory (tenant) id for auth = oauth2."),
 }
 
+DAV_CONN_FIELDS: dict[str, dict[str, Any]] = {
+    "path": _text(
+        "Path",
+        "Where the CalDAV/CardDAV service starts discovery, e.g. /remote.php/dav (Nextcloud), "
+        "/SOGo/dav, /dav.php (Baikal), / (Radicale, Xandikos).",
+        "/",
+    ),
+    "security": _choice(
+        "Security",
+        "ssl: https (port 443); none: plain http, for loopback tests only.",
+        ["ssl", "none"],
+        "ssl",
+    ),
+    "ca_file": _text(
+        "CA file", "PEM file of the CA that signed the server certificate (optional)."
+    ),
+}
+
 IMAP_UI_FIELD_BEHAVIOUR: dict[str, Any] = {
     "hidden-fields": ["schema"],
     "relabeling": {"login": "Admin login", "password": "Admin password"},
@@ -121,12 +139,20 @@ EWS_UI_FIELD_BEHAVIOUR: dict[str, Any] = {
 }
 
 
+DAV_UI_FIELD_BEHAVIOUR: dict[str, Any] = {
+    # Accounts log in with their own passwords from the accounts file (no admin login).
+    "hidden-fields": ["schema", "login", "password"],
+    "relabeling": {},
+    "placeholders": {"host": "dav.example.com", "port": "443"},
+}
+
+
 def get_provider_info() -> dict[str, Any]:
     """The provider-info dict (``airflow/provider_info.schema.json``)."""
     return {
         "package-name": PACKAGE_NAME,
         "name": "mailmigrate",
-        "description": "Mailbox and groupware migrations (IMAP, Exchange Web Services) as DAGs.",
+        "description": "Mailbox and groupware migrations (IMAP, Exchange Web Services, CalDAV/CardDAV) as DAGs.",
         "integrations": [{"integration-name": INTEGRATION, "tags": ["protocol"]}],
         "hooks": [
             {"integration-name": INTEGRATION, "python-modules": ["mailmigrate_airflow.hooks"]}
@@ -154,6 +180,13 @@ def get_provider_info() -> dict[str, Any]:
                 "hook-name": "Exchange Web Services (EWS)",
                 "conn-fields": EWS_CONN_FIELDS,
                 "ui-field-behaviour": EWS_UI_FIELD_BEHAVIOUR,
+            },
+            {
+                "connection-type": "dav",
+                "hook-class-name": "mailmigrate_airflow.hooks.DavHook",
+                "hook-name": "CalDAV/CardDAV (calendars, contacts, tasks)",
+                "conn-fields": DAV_CONN_FIELDS,
+                "ui-field-behaviour": DAV_UI_FIELD_BEHAVIOUR,
             },
         ],
     }

@@ -1,4 +1,4 @@
-"""The imap and ews hooks, and the provider metadata that puts them into the connection form."""
+"""The imap, ews and dav hooks, and the provider metadata that puts them into the connection form."""
 
 from __future__ import annotations
 
@@ -104,7 +104,7 @@ def test_wrong_connections_are_refused_with_the_connection_named(
         MailboxImapHook("mm_new").get_endpoint()
     with pytest.raises(ConnectionConfigError, match="'mm_old'.*must be ews"):
         ExchangeHook("mm_old").get_endpoint()
-    with pytest.raises(ConnectionConfigError, match="'mm_http'.*must be imap or ews"):
+    with pytest.raises(ConnectionConfigError, match="'mm_http'.*must be imap or ews or dav"):
         get_endpoint("mm_http")
     with pytest.raises(AirflowNotFoundException):
         get_endpoint("mm_missing")
@@ -130,6 +130,7 @@ def test_provider_info_validates_against_airflows_schemas() -> None:
     assert {c["connection-type"]: c["hook-class-name"] for c in info["connection-types"]} == {
         "imap": "mailmigrate_airflow.hooks.MailboxImapHook",
         "ews": "mailmigrate_airflow.hooks.ExchangeHook",
+        "dav": "mailmigrate_airflow.hooks.DavHook",
     }
 
 
@@ -176,6 +177,45 @@ def test_the_connection_form_offers_both_types_with_their_fields() -> None:
     assert imap.standard_fields.url_schema.hidden is True
     assert imap.standard_fields.login.title == "Admin login"
     assert ews.standard_fields.password.title == "Admin password / client secret"
+
+
+def test_dav_connection_type_builds_each_accounts_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The groupware connection: form fields, the hook, and per-account endpoints from it."""
+    from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
+
+    from mailmigrate.errors import ConnectionConfigError
+    from mailmigrate.groupware.account import endpoints
+    from mailmigrate.groupware.dav import DavEndpoint
+    from mailmigrate.plan import Account
+    from mailmigrate_airflow.hooks import DavHook, get_endpoint
+
+    form = {m.connection_type: m for m in HookMetaService.hook_meta_data()}["dav"]
+    assert set(form.extra_fields) == {"path", "security", "ca_file"}
+    assert form.extra_fields["security"]["schema"]["enum"] == ["ssl", "none"]
+    assert form.standard_fields.login.hidden is True  # accounts log in with their own passwords
+    jsonschema.validate(DavHook.get_ui_field_behaviour(),
+                        _schema("customized_form_field_behaviours.schema.json"))  # fmt: skip
+
+    dav = {"conn_type": "dav", "host": "dav.new.example", "port": 8443,
+           "extra": {"extra__dav__path": "remote.php/dav", "security": "SSL",
+                     "ca_file": "/etc/ca.pem"}}  # fmt: skip
+    monkeypatch.setenv("AIRFLOW_CONN_MM_DAV", json.dumps(dav))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_MM_DAV_OLD",
+        json.dumps(
+            {"conn_type": "dav", "host": "127.0.0.1", "port": 5232, "extra": {"security": "none"}}
+        ),
+    )
+    new, old = get_endpoint("mm_dav"), DavHook("mm_dav_old").get_endpoint()
+    account = Account("alice@old.example", "alice@new.example", source_password="Old-Pw-1",
+                      destination_password="New-Pw-2")  # fmt: skip
+    source, destination = endpoints(account, old, new)
+    assert source == DavEndpoint("http://127.0.0.1:5232/", "alice@old.example", "Old-Pw-1")
+    assert destination == DavEndpoint("https://dav.new.example:8443/remote.php/dav",
+                                      "alice@new.example", "New-Pw-2", ca_file="/etc/ca.pem")  # fmt: skip
+    nopass = Account("bob@old.example", "bob@new.example", destination_password="x-Pw-3")
+    with pytest.raises(ConnectionConfigError, match="'bob@old.example' has no password"):
+        endpoints(nopass, old, new)
 
 
 def test_reading_the_extras_does_not_feed_them_to_the_secrets_masker(

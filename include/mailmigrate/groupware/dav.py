@@ -26,7 +26,7 @@ from caldav.elements import cdav, dav, ical
 from caldav.elements.base import BaseElement, ValuedBaseElement
 from caldav.lib import error as caldav_error
 
-from mailmigrate.errors import DavError
+from mailmigrate.errors import ConnectionConfigError, DavError
 
 if TYPE_CHECKING:
     from mailmigrate.connections import Endpoint
@@ -88,12 +88,15 @@ class DavEndpoint:
         path, default ``/``: discovery starts there), ``ca_file``, ``verify`` (``false`` only
         for test servers), read by the rules of :mod:`mailmigrate.connections` (a malformed
         value is a :class:`ConnectionConfigError`). The account logs in with its own user and
-        password: an admin login reaching other users' collections (calendar proxy,
-        delegation) is not supported yet."""
+        password (the accounts CSV): an admin login reaching other users' collections
+        (calendar proxy, delegation) is not supported, since discovery follows the logged-in
+        user's principal (the README says which servers would offer it)."""
         security = connection.choice("security", ("ssl", "none"), "ssl")
         if not password:
-            raise ValueError(f"connection {connection.conn_id!r}: account {user!r} has no "
-                             "password; DAV accounts log in with their own")  # fmt: skip
+            raise ConnectionConfigError(
+                f"connection {connection.conn_id!r}: account {user!r} has no password in the "
+                "accounts file; DAV accounts log in with their own (no admin login)"
+            )
         scheme = "https" if security == "ssl" else "http"
         port = f":{connection.port}" if connection.port else ""
         path = "/" + str(connection.option("path", "/")).lstrip("/")

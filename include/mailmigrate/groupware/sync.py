@@ -67,9 +67,11 @@ class CollectionResult:
     source: str
     destination: str
     kind: str
+    components: tuple[str, ...] = ()
     created: bool = False
     renamed: bool = False
     source_items: int = 0
+    destination_items: int = 0  # listed in the destination collection after the pass
     added: int = 0
     updated: int = 0
     unchanged: int = 0
@@ -156,6 +158,7 @@ def copy_groupware(source: DavEndpoint, destination: DavEndpoint, *, plan: str, 
                 known[collection.href] = earlier[0]
         for mapped in map_collections(sources, destinations, selected, known):
             outcome = CollectionResult(mapped.source.name, mapped.name, mapped.source.kind,
+                                       mapped.source.components,
                                        renamed=mapped.renamed)  # fmt: skip
             result.collections.append(outcome)
             try:
@@ -232,14 +235,17 @@ class _CollectionPass:
             content, etag = fetched[href]
             self._item(destination, href, content, etag or listing.etags.get(href),
                        copied.get(href), dest_etags, by_uid)  # fmt: skip
+        listed = dest_etags
         if self.written:
             listed = self.dst.listing(destination).etags
             for href, item in self.state.items(source.href).items():
                 if href in self.written:
                     item.destination_etag = listed.get(item.destination)
                     self.state.set_item(href, item)
+        deleted = self.outcome.deleted
         for href in removed:
             self._removed(href, copied[href], dest_etags)
+        self.outcome.destination_items = len(listed) - (self.outcome.deleted - deleted)
         self.outcome.source_items = (len(listing.etags) if listing.complete
                                      else len(copied) + sum(h not in copied for h in changed)
                                      - len(removed))  # fmt: skip

@@ -215,7 +215,34 @@ def _delta(reader: YamlReader, node: Node) -> DeltaWindow | None:
             reader.problem(days_node, "delta.weekdays: must name at least one day")
         ok = ok and bool(items)
         values["weekdays"] = tuple(sorted(days))
+    ok = _follow_up(reader, node, fields, values) and ok
     return DeltaWindow(**values) if ok else None
+
+
+def _follow_up(reader: YamlReader, node: Node, fields: dict[str, Node], values: dict) -> bool:
+    """``delta.quiet_period``, ``max_after_mx``, ``repeat`` (durations; ``repeat: null`` is
+    once per window) and ``before_mx`` (true/false) into ``values``; whether all were valid."""
+    ok = True
+    for key in ("quiet_period", "max_after_mx", "repeat"):
+        value_node = given(fields, key)
+        if value_node is None or (key == "repeat" and reader.value(value_node) is None):
+            continue
+        seconds = reader.duration(value_node, f"delta.{key}")
+        ok = seconds is not None and ok
+        if seconds is not None:
+            values[key] = seconds
+    if (flag_node := given(fields, "before_mx")) is not None:
+        flag = reader.boolean(flag_node, "delta.before_mx")
+        ok = flag is not None and ok
+        values["before_mx"] = bool(flag)
+    defaults = DeltaWindow()
+    quiet = values.get("quiet_period", defaults.quiet_period)
+    if ok and values.get("max_after_mx", defaults.max_after_mx) < quiet:
+        at = given(fields, "max_after_mx") or given(fields, "quiet_period") or node
+        reader.problem(at, "delta.max_after_mx: shorter than delta.quiet_period, so no account "
+                           "could ever finish by going quiet")  # fmt: skip
+        ok = False
+    return ok
 
 
 def _folder_name(text: str) -> bool:

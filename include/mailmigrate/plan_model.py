@@ -47,9 +47,16 @@ class MxCheck:
 
 @dataclass(frozen=True)
 class DeltaWindow:
+    """``delta``: when deltas run (the window), and how long the scheduled deltas after the MX
+    change go on (see :mod:`mailmigrate.quiet`). Durations in seconds."""
+
     timezone: str = "UTC"
     window: tuple[dt.time, dt.time] | None = None  # None: "any"
     weekdays: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6)  # Monday = 0
+    quiet_period: float = 48 * 3600.0  # no new mail for this long: the account is done
+    max_after_mx: float = 7 * 86400.0  # ... or this long after the MX release, whichever first
+    before_mx: bool = False  # nightly deltas while the MX change waits
+    repeat: float | None = None  # again every so often inside an open window; None: once
 
 
 @dataclass(frozen=True)
@@ -184,6 +191,11 @@ class Plan:
     def dag_id(self) -> str:
         return f"migration_{self.name}"
 
+    @property
+    def deltas_dag_id(self) -> str:
+        """The scheduled after-hours deltas (see :mod:`mailmigrate.quiet`)."""
+        return f"migration_{self.name}_deltas"
+
     def account(self, source_user: str) -> Account:
         for account in self.accounts:
             if account.source_user == source_user:
@@ -210,7 +222,9 @@ TOP_KEYS = (
 KINDS = ("mail", "calendars", "contacts", "tasks")
 GROUPWARE_KEYS = ("source", "destination", "propagate_deletions")
 MX_KEYS = ("expect", "resolvers", "authoritative", "poke_interval", "timeout")
-DELTA_KEYS = ("timezone", "window", "weekdays")
+DELTA_KEYS = (
+    "timezone", "window", "weekdays", "quiet_period", "max_after_mx", "before_mx", "repeat",
+)  # fmt: skip
 FOLDER_KEYS = ("exclude", "rename", "labels")
 LABEL_MODES = ("archive", "as_folders")  # see mailmigrate.labels
 COPY_KEYS = (
@@ -218,7 +232,10 @@ COPY_KEYS = (
     "propagate_deletions", "parallel_folders",
 )  # fmt: skip
 NOTIFY_KEYS = ("notifier", "args", "on")
-NOTIFY_EVENTS = ("cutover_ready", "task_failed", "finished", "approval_requested")
+NOTIFY_EVENTS = (
+    "cutover_ready", "task_failed", "finished", "approval_requested", "account_finished",
+    "migration_finished",
+)  # fmt: skip
 REPORT_KEYS = (
     "enabled",
     "url",

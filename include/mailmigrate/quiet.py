@@ -58,6 +58,11 @@ QUIET = "quiet"
 MAXIMUM = "maximum"
 
 
+def utcnow() -> dt.datetime:
+    """The clock the Airflow layer notes passes with (tests replace it to let days pass)."""
+    return dt.datetime.now(dt.UTC)
+
+
 class RecordError(AccountError):
     """A delta record that cannot be read (not JSON, not a record), naming the file."""
 
@@ -242,13 +247,13 @@ def after_pass(
         last = _iso(record.last_arrival_at) or "none after the MX change"
         warning = (
             f"{record.account}: still receiving mail on the old server "
-            f"{_duration(max_after_mx)} after the MX change ({record.arrivals} new messages "
+            f"{duration_text(max_after_mx)} after the MX change ({record.arrivals} new messages "
             f"since, the last seen {last}); stopped at the maximum, check its senders"
         )
         if copied == 0:
             warning = (
-                f"{record.account}: not quiet for {_duration(quiet_period)} within "
-                f"{_duration(max_after_mx)} of the MX change (last new mail seen {last}); "
+                f"{record.account}: not quiet for {duration_text(quiet_period)} within "
+                f"{duration_text(max_after_mx)} of the MX change (last new mail seen {last}); "
                 "stopped at the maximum"
             )
         return _finish(record, ended, MAXIMUM, warning)
@@ -361,7 +366,8 @@ def _iso(moment: dt.datetime | None) -> str | None:
     return None if moment is None else moment.astimezone(dt.UTC).isoformat()
 
 
-def _duration(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
+    """``172800`` -> ``2 d``, ``5400`` -> ``90 min``, ``2.5`` -> ``2.5 s``."""
     for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
         if seconds >= size and seconds % size == 0:
             return f"{int(seconds // size)} {unit}"

@@ -434,6 +434,44 @@ def test_an_empty_window_and_weekdays(tmp_path):
     assert plan.delta.weekdays == (4, 5)
 
 
+def test_scheduled_delta_keys_and_their_defaults(tmp_path):
+    delta = load_plan(plan_file(tmp_path)).delta
+    assert (delta.quiet_period, delta.max_after_mx, delta.before_mx, delta.repeat) == (
+        48 * 3600, 7 * 86400, False, None)  # fmt: skip
+    text = "delta: {quiet_period: 36h, max_after_mx: 5d, before_mx: true, repeat: 2h}\n"
+    delta = load_plan(plan_file(tmp_path, text)).delta
+    assert (delta.quiet_period, delta.max_after_mx, delta.before_mx, delta.repeat) == (
+        36 * 3600, 5 * 86400, True, 7200)  # fmt: skip
+    assert load_plan(plan_file(tmp_path, "delta: {repeat: null}\n")).delta.repeat is None
+
+
+def test_scheduled_delta_problems_name_their_line(tmp_path):
+    path = plan_file(
+        tmp_path,
+        """\
+        delta:
+          quiet_period: soon
+          max_after_mx: 0
+          before_mx: maybe
+          repeat: -5
+        """,
+    )
+    assert problems(path) == [
+        'acme.yaml:6: delta.quiet_period: "soon" is not a duration > 0; write e.g. 30s, 10m, 2h, '
+        "7d or a number of seconds",
+        'acme.yaml:7: delta.max_after_mx: "0" is not a duration > 0; write e.g. 30s, 10m, 2h, 7d '
+        "or a number of seconds",
+        'acme.yaml:8: delta.before_mx: "maybe" must be true or false',
+        'acme.yaml:9: delta.repeat: "-5" is not a duration > 0; write e.g. 30s, 10m, 2h, 7d or a '
+        "number of seconds",
+    ]
+    shorter = plan_file(tmp_path, "delta:\n  quiet_period: 3d\n  max_after_mx: 2d\n")
+    assert problems(shorter) == [
+        "acme.yaml:7: delta.max_after_mx: shorter than delta.quiet_period, so no account could "
+        "ever finish by going quiet"
+    ]
+
+
 def test_null_optional_keys_mean_defaults(tmp_path):
     plan = load_plan(
         plan_file(tmp_path, "mx:\ndelta: ~\ncopy: {messages_per_second: null}\npool:\n")
@@ -634,7 +672,10 @@ def test_notify_on_problems(tmp_path):
           - {notifier: a.D, on: {x: 1}}
         """,
     )
-    events = "cutover_ready, task_failed, finished, approval_requested"
+    events = (
+        "cutover_ready, task_failed, finished, approval_requested, account_finished, "
+        "migration_finished"
+    )
     assert problems(path) == [
         f'acme.yaml:6: notify.on: "task_fail" is not an event; did you mean "task_failed"? (use {events})',
         f"acme.yaml:7: notify.on: must name at least one event of [{events}]",

@@ -18,13 +18,16 @@ from bench.tools import Login  # noqa: E402
 
 class BenchServers:
     """A legacy-layout source and a modern-layout destination Dovecot, started and stopped
-    together, in one temporary directory (outside pytest's 0700 tmp, so Dovecot can reach it)."""
+    together, in one temporary directory (outside pytest's 0700 tmp, so Dovecot can reach it).
 
-    def __init__(self, store_dir: str | None = None) -> None:
+    :param compression: both offer COMPRESS=DEFLATE (Dovecot's ``imap_zlib``)."""
+
+    def __init__(self, store_dir: str | None = None, *, compression: bool = False) -> None:
+        self.store_dir = store_dir
         self.root = Path(tempfile.mkdtemp(prefix="mailmigrate-bench-", dir=store_dir))
         self.root.chmod(0o755)
-        self.source = DovecotServer(self.root / "legacy", "legacy")
-        self.destination = DovecotServer(self.root / "modern", "modern")
+        self.source = DovecotServer(self.root / "legacy", "legacy", compression=compression)
+        self.destination = DovecotServer(self.root / "modern", "modern", compression=compression)
 
     def __enter__(self) -> BenchServers:
         try:

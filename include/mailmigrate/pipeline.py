@@ -1,9 +1,17 @@
 """Copying a list of messages: batched fetch and append, overlapped, bounded in memory.
 
-A reader thread fetches the next batch from the source while the calling thread appends the
-previous one to the destination. The reader starts a fetch only once the appender has taken the
-batch before, so memory is bounded by about two batches of ``batch_bytes`` per folder lane (a
-single message larger than that travels alone).
+A reader thread fetches batches from the source while the calling thread appends the batches
+already fetched to the destination, so both links are busy at once. The reader runs ahead by
+up to ``batch_bytes`` of fetched, not yet appended messages (a single message larger than that
+travels alone): memory per folder lane is bounded by about ``batch_bytes`` plus the batch being
+appended.
+
+Batches grow (:func:`growing_batches`): the first is small, so the destination starts writing
+after a fraction of a round trip's worth of data instead of a whole batch, and each following
+one doubles up to :data:`STEADY_BATCH_BYTES`, large enough that the one round trip each FETCH
+and each APPEND costs is a small share of its transfer at tens of Mbit/s and 100 ms. Towards
+the end of a folder they shrink again, so the last one, appended while nothing is read, is
+short.
 """
 
 from __future__ import annotations
@@ -20,22 +28,54 @@ from mailmigrate.results import FolderResult, MessageFailure, human_bytes
 from mailmigrate.state import AccountState, Entry
 
 PROGRESS_EVERY = 10.0  # seconds between progress lines in the task log
+FIRST_BATCH_BYTES = 256 * 1024
+STEADY_BATCH_BYTES = 4 * 1024 * 1024
 
 
-def batches(
+def growing_batches(
     infos: Sequence[MessageInfo], max_messages: int, max_bytes: int
 ) -> Iterator[list[MessageInfo]]:
-    """Consecutive batches of at most ``max_messages`` and about ``max_bytes``."""
+    """Consecutive batches (at least one message each) of at most ``max_messages``: about
+    :data:`FIRST_BATCH_BYTES` first, then twice as many bytes each time up to the smaller of
+    ``max_bytes`` and :data:`STEADY_BATCH_BYTES`, but never more than half of what is left
+    (so the last batch, appended after everything else is read, is small)."""
+    ceiling = min(max_bytes, STEADY_BATCH_BYTES)
+    left = sum(info.size for info in infos)
+    limit = min(FIRST_BATCH_BYTES, ceiling)
     batch: list[MessageInfo] = []
     size = 0
     for info in infos:
-        if batch and (len(batch) >= max_messages or size + info.size > max_bytes):
+        if batch and (len(batch) >= max_messages or size + info.size > limit):
             yield batch
+            left -= size
             batch, size = [], 0
+            limit = min(limit * 2, ceiling, max(FIRST_BATCH_BYTES, left // 2))
         batch.append(info)
         size += info.size
     if batch:
         yield batch
+
+
+class _Budget:
+    """Bytes fetched and not yet appended; :meth:`take` waits for room (or for ``stop``)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.used = limit, 0
+        self._room = threading.Condition()
+
+    def take(self, size: int, stop: threading.Event) -> bool:
+        with self._room:
+            while self.used and self.used + size > self.limit:
+                if stop.is_set():
+                    return False
+                self._room.wait(0.1)
+            self.used += size
+            return not stop.is_set()
+
+    def give(self, size: int) -> None:
+        with self._room:
+            self.used -= size
+            self._room.notify_all()
 
 
 class RateLimit:
@@ -84,23 +124,26 @@ class CopyPipeline:
         self.rate = RateLimit(options.messages_per_second, options.bytes_per_second)
 
     def run(self, todo: Sequence[MessageInfo]) -> None:
-        fetched: queue.Queue = queue.Queue(maxsize=1)
-        permit = threading.Semaphore(1)  # released when the appender takes a batch
+        fetched: queue.Queue = queue.Queue()  # bounded by the budget, in bytes
+        budget = _Budget(self.options.batch_bytes)
         stop = threading.Event()
         reader = threading.Thread(
-            target=self._read, args=(todo, fetched, stop, permit), daemon=True
+            target=self._read, args=(todo, fetched, stop, budget), daemon=True
         )
         reader.start()
         started = last_report = time.monotonic()
         try:
             while True:
                 item = fetched.get()
-                permit.release()
                 if item is None:
                     break
                 if isinstance(item, BaseException):
                     raise item
-                self._append(*item)
+                batch, messages, size = item
+                try:
+                    self._append(batch, messages)
+                finally:
+                    budget.give(size)
                 now = time.monotonic()
                 if now - last_report >= PROGRESS_EVERY:
                     last_report = now
@@ -111,11 +154,6 @@ class CopyPipeline:
                     )
         finally:
             stop.set()
-            while reader.is_alive():  # unblock a reader waiting on a full queue
-                try:
-                    fetched.get(timeout=0.1)
-                except queue.Empty:
-                    pass
             reader.join()
 
     def _read(
@@ -123,31 +161,21 @@ class CopyPipeline:
         todo: Sequence[MessageInfo],
         out: queue.Queue,
         stop: threading.Event,
-        permit: threading.Semaphore,
+        budget: _Budget,
     ) -> None:
         try:
-            for batch in batches(todo, self.options.batch_messages, self.options.batch_bytes):
-                # Two batches in memory, not three: one being appended, this one.
-                while not permit.acquire(timeout=0.1):
-                    if stop.is_set():
-                        return
-                if stop.is_set():
+            for batch in growing_batches(
+                todo, self.options.batch_messages, self.options.batch_bytes
+            ):
+                size = sum(info.size for info in batch)
+                if not budget.take(size, stop):
                     return
                 messages = self.src.fetch(self.source, [info.ref for info in batch])
-                self._put(out, (batch, {m.info.ref: m for m in messages}), stop)
+                out.put((batch, {m.info.ref: m for m in messages}, size))
         except BaseException as exc:
-            self._put(out, exc, stop)
+            out.put(exc)
         finally:
-            self._put(out, None, stop)
-
-    @staticmethod
-    def _put(out: queue.Queue, item, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                out.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
+            out.put(None)
 
     def _append(self, batch: list[MessageInfo], fetched: dict) -> None:
         outgoing: list[Message] = []

@@ -35,19 +35,22 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from mailmigrate import labels
 from mailmigrate.connections import Endpoint
 from mailmigrate.errors import AuthenticationFailed, MailboxError
 from mailmigrate.folders import FolderMapping, FolderPlan, folder_name, map_folders
 from mailmigrate.mailbox import open_mailbox
-from mailmigrate.mailbox.base import Mailbox
+from mailmigrate.mailbox.base import Folder, Mailbox
 from mailmigrate.plan import Account, Plan
 from mailmigrate.results import AccountResult, FolderResult, PreflightResult, human_bytes
 from mailmigrate.state import AccountState, default_state_dir, mailbox_identity
 from mailmigrate.verify import Expectation, settle
 
 log = logging.getLogger("mailmigrate.sync")
+A = TypeVar("A")
+B = TypeVar("B")
 
 RETRY_DELAYS = (1, 2, 4, 8, 16, 30, 60)
 
@@ -63,15 +66,22 @@ def open_pair(account: Account, source: Endpoint, destination: Endpoint) -> tupl
 
 
 def plan_folders(
-    plan: Plan, src: Mailbox, dst: Mailbox, state: AccountState | None = None
+    plan: Plan,
+    src: Mailbox,
+    dst: Mailbox,
+    state: AccountState | None = None,
+    listed: tuple[list[Folder], list[Folder]] | None = None,
 ) -> FolderPlan:
     """The folder mapping; with a state, folders keep the destinations earlier passes chose.
-    A label-based source (Gmail) maps as :mod:`mailmigrate.labels` says."""
-    folders = src.list_folders()
+    A label-based source (Gmail) maps as :mod:`mailmigrate.labels` says.
+
+    :param listed: both sides' folders when the caller has listed them (else both are listed
+        here, at once)."""
+    folders, destination_folders = listed or both(src.list_folders, dst.list_folders)
     layout = labels.detect(src, folders, plan.folders.labels)
     folder_plan = map_folders(
         folders,
-        dst.list_folders(),
+        destination_folders,
         plan.folders,
         destination_separator=dst.separator,
         valid_part=dst.valid_name_part,
@@ -81,6 +91,28 @@ def plan_folders(
     )
     folder_plan.label_layout = layout
     return folder_plan
+
+
+def both(first: Callable[[], A], second: Callable[[], B]) -> tuple[A, B]:
+    """``(first(), second())``, the second on another thread (each on its own connection, so
+    their round trips overlap). The first error is raised, after both have ended."""
+    outcome: list = []
+
+    def run_second() -> None:
+        try:
+            outcome.append(second())
+        except BaseException as exc:  # raised below, in the caller's thread
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run_second, daemon=True)
+    thread.start()
+    try:
+        result = first()
+    finally:
+        thread.join()
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return result, outcome[0]
 
 
 # -- preflight -------------------------------------------------------------------------------
@@ -184,25 +216,32 @@ def copy_account(
         if state.distrusted:
             say(f"{state.distrusted}: not trusted, every folder is compared by identity")
         src, dst = open_pair(account, source, destination)
-        _with_reconnects(lambda: _connect_pair(src, dst), say, "connecting", retry_delays)
+        # The other lanes log in while this one lists and plans, once its login worked (a
+        # refused password is tried once, not once per lane).
+        logged_in = threading.Event()
+        ahead = [
+            _Connecting(open_pair(account, source, destination), say, retry_delays, logged_in)
+            for _ in range(plan.copy.parallel_folders - 1)
+        ]
         try:
-            folder_plan = plan_folders(plan, src, dst, state)
-            refused = _prepare_destination(folder_plan, dst, say)
+            _with_reconnects(lambda: _connect_pair(src, dst), say, "connecting", retry_delays)
+            logged_in.set()
+            folder_plan, refused, pending = _plan_pass(plan, src, dst, state, say)
             result.folders.extend(refused.values())
             work: queue.Queue[FolderMapping] = queue.Queue()
-            pending = [m for m in folder_plan.mappings
-                       if m.source.selectable and m.source.path not in refused]  # fmt: skip
             for mapping in _largest_first(pending, src, state):
                 work.put(mapping)
             say(f"{phase} pass over {work.qsize()} folders")
             lanes = max(1, min(plan.copy.parallel_folders, work.qsize()))
             lane = Lane(plan, state, result, say, retry_delays, folder_plan)
-            _run_lanes(lane, account, source, destination, (src, dst), work, lanes)
+            _run_lanes(lane, (src, dst), ahead[: lanes - 1], work)
             result.verify_seconds = time.monotonic() - lane.checks_started
             result.notes += labels.owner_notes(folder_plan, result)
         finally:
-            src.close()
-            dst.close()
+            for pair in ahead:
+                pair.cancel()  # unless it has started
+            logged_in.set()
+            _close_all([src, dst, *(m for pair in ahead for m in pair.close_later())])
     order = {folder_name(m.source.path): i for i, m in enumerate(folder_plan.mappings)}
     result.folders.sort(key=lambda f: order.get(f.source, 0))
     result.seconds = time.monotonic() - started
@@ -213,27 +252,54 @@ def _largest_first(
     mappings: list[FolderMapping], src: Mailbox, state: AccountState
 ) -> list[FolderMapping]:
     """The folders, biggest first, so that the lanes finish together instead of one lane
-    copying the last big folder alone. Sizes from the state when earlier passes recorded any,
-    else from the source's cheap message count; the plan's order when neither is known."""
+    copying the last big folder alone. Sizes in bytes when the source told them with the
+    folders' state (IMAP: STATUS=SIZE), else message counts from the state when earlier passes
+    recorded any, else from the source's cheap message count; the plan's order when neither
+    is known."""
     if len(mappings) < 2:
         return mappings
-    sizes = {m.source.path: state.count(m.source.path) for m in mappings}
+    sizes: dict[tuple[str, ...], int | None] = {
+        m.source.path: src.known_size(m.source.path) for m in mappings
+    }
+    if None in sizes.values():
+        sizes = {m.source.path: state.count(m.source.path) for m in mappings}
     if not any(sizes.values()):
         try:
             sizes = {m.source.path: src.message_count(m.source.path) for m in mappings}
         except MailboxError as exc:
             if exc.retryable or isinstance(exc, AuthenticationFailed):
                 raise
-    return sorted(mappings, key=lambda m: -sizes[m.source.path])
+    return sorted(mappings, key=lambda m: -(sizes[m.source.path] or 0))
+
+
+def _plan_pass(
+    plan: Plan, src: Mailbox, dst: Mailbox, state: AccountState, say
+) -> tuple[FolderPlan, dict[tuple[str, ...], FolderResult], list[FolderMapping]]:
+    """Map the folders (both sides listed at once), create the missing destination folders,
+    and read the state of every folder of the pass on both sides in one round trip each (so an
+    unchanged folder costs no command of its own)."""
+    listed = both(src.list_folders, dst.list_folders)
+    folder_plan = plan_folders(plan, src, dst, state, listed)
+    refused = _prepare_destination(folder_plan, dst, say, listed[1])
+    pending = [m for m in folder_plan.mappings
+               if m.source.selectable and m.source.path not in refused]  # fmt: skip
+    try:
+        both(lambda: src.read_states([m.source.path for m in pending]),
+             lambda: dst.read_states([m.destination for m in pending]))  # fmt: skip
+    except MailboxError as exc:
+        if exc.retryable or isinstance(exc, AuthenticationFailed):
+            raise
+        say(f"reading the folders' state at once failed ({exc}): asking folder by folder")
+    return folder_plan, refused, pending
 
 
 def _prepare_destination(
-    folder_plan: FolderPlan, dst: Mailbox, say
+    folder_plan: FolderPlan, dst: Mailbox, say, listed: list[Folder] | None = None
 ) -> dict[tuple[str, ...], FolderResult]:
     """Create and subscribe the destination folders. A folder the destination refuses to create
     (a name it cannot hold) is reported with the server's reason, keyed by source path; the
     other folders are copied all the same."""
-    existing = {f.path: f for f in dst.list_folders()}
+    existing = {f.path: f for f in (dst.list_folders() if listed is None else listed)}
     refused: dict[tuple[str, ...], FolderResult] = {}
     for mapping in folder_plan.mappings:
         target = existing.get(mapping.destination)
@@ -273,23 +339,77 @@ class Lane:
     checks_started: float = 0.0
 
 
-def _run_lanes(lane_ctx: Lane, account, source, destination, first_pair, work, lanes):
-    """The folder passes on ``lanes`` connection pairs; then, once every lane's copies are done
-    (so that a destination dropping earlier mail while later mail arrives is caught), the checks
-    of :mod:`mailmigrate.verify` on the same lanes."""
+class _Connecting:
+    """A lane's connection pair, logging in on a thread of its own as soon as ``start`` is set
+    (unless cancelled before); :meth:`ready` waits for it."""
+
+    def __init__(self, pair: tuple[Mailbox, Mailbox], say, retry_delays: Sequence[float],
+                 start: threading.Event) -> None:  # fmt: skip
+        self.pair = pair
+        self._failed: list[BaseException] = []
+        self._lock = threading.Lock()
+        self._cancelled = self._started = False
+        self._thread = threading.Thread(target=self._connect, args=(say, retry_delays, start),
+                                        daemon=True)  # fmt: skip
+        self._thread.start()
+
+    def _connect(self, say, retry_delays: Sequence[float], start: threading.Event) -> None:
+        start.wait()
+        with self._lock:
+            if self._cancelled:
+                return
+            self._started = True
+        try:
+            _with_reconnects(lambda: _connect_pair(*self.pair), say, "connecting", retry_delays)
+        except BaseException as exc:  # raised by ready(), in the lane's thread
+            self._failed.append(exc)
+
+    def cancel(self) -> None:
+        """Never log in, unless the login has started already."""
+        with self._lock:
+            self._cancelled = not self._started
+
+    def ready(self) -> tuple[Mailbox, Mailbox]:
+        self._thread.join()
+        if self._failed:
+            raise self._failed[0]
+        return self.pair
+
+    def close_later(self) -> tuple[Mailbox, Mailbox]:
+        """The pair, once no login is under way any more (for :func:`_close_all`)."""
+        self._thread.join()
+        return self.pair
+
+
+def _close_all(mailboxes: Sequence[Mailbox]) -> None:
+    """Log out of every mailbox at once (each logout waits a round trip for the server)."""
+    threads = [threading.Thread(target=m.close, daemon=True) for m in mailboxes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def _run_lanes(lane_ctx: Lane, first_pair, ahead: list[_Connecting], work):
+    """The folder passes on the first pair and the pairs connected ahead (one lane each); then,
+    once every lane's copies are done (so that a destination dropping earlier mail while later
+    mail arrives is caught), the checks of :mod:`mailmigrate.verify` on the same lanes.
+    The pairs are closed by the caller."""
     errors: list[BaseException] = []
 
     def start_checks() -> None:
         lane_ctx.checks_started = time.monotonic()
 
-    copied = threading.Barrier(lanes, action=start_checks)
+    copied = threading.Barrier(len(ahead) + 1, action=start_checks)
 
-    def lane(pair: tuple[Mailbox, Mailbox], own: bool) -> None:
-        src, dst = pair
+    def lane(connecting: _Connecting | None) -> None:
         try:
-            if own:
-                _with_reconnects(lambda: _connect_pair(src, dst), lane_ctx.say,
-                                 "connecting", lane_ctx.retry_delays)  # fmt: skip
+            if connecting is None:
+                src, dst = first_pair
+            else:
+                src, dst = connecting.ready()
+                src.share_states(first_pair[0])
+                dst.share_states(first_pair[1])
             while not errors:
                 try:
                     mapping = work.get_nowait()
@@ -306,20 +426,11 @@ def _run_lanes(lane_ctx: Lane, account, source, destination, first_pair, work, l
         except BaseException as exc:  # surfaced to the caller below
             errors.append(exc)
             copied.abort()  # no lane waits for this one
-        finally:
-            if own:
-                src.close()
-                dst.close()
 
-    threads = [
-        threading.Thread(
-            target=lane, args=(open_pair(account, source, destination), True), daemon=True
-        )
-        for _ in range(lanes - 1)
-    ]
+    threads = [threading.Thread(target=lane, args=(c,), daemon=True) for c in ahead]
     for thread in threads:
         thread.start()
-    lane(first_pair, False)
+    lane(None)
     for thread in threads:
         thread.join()
     if errors:

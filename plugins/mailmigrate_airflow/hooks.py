@@ -105,7 +105,8 @@ class MailboxHook(BaseHook):
 
 class MailboxImapHook(MailboxHook):
     """An IMAP server: host, port, admin login/password and extras ``security`` (ssl, starttls,
-    none), ``ca_file``, ``auth`` (login, master, authzid, xoauth2) and ``master_separator``."""
+    none), ``ca_file``, ``auth`` (login, master, authzid, xoauth2), ``master_separator``,
+    ``timeout`` and ``compress``."""
 
     conn_name_attr = "imap_conn_id"
     default_conn_name = "imap_default"

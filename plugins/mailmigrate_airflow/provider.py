@@ -66,6 +66,11 @@ IMAP_CONN_FIELDS: dict[str, dict[str, Any]] = {
         "Master user separator", "Separator between user and master login (auth = master).", "*"
     ),
     "timeout": _number("Timeout (s)", "Seconds to wait for the server before a retry (120)."),
+    "compress": _flag(
+        "Compression",
+        "COMPRESS=DEFLATE (RFC 4978) when the server offers it. Empty: on; off for a server "
+        "whose compression is broken or CPU-starved.",
+    ),
 }
 
 EWS_CONN_FIELDS: dict[str, dict[str, Any]] = {

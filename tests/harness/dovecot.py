@@ -144,10 +144,10 @@ userdb {{
 
 mail_location = {mail_location}
 mail_fsync = never
-mail_plugins = $mail_plugins quota
+mail_plugins = $mail_plugins quota{zlib}
 {namespace}
 protocol imap {{
-  mail_plugins = $mail_plugins imap_quota
+  mail_plugins = $mail_plugins imap_quota{imap_zlib}
   mail_max_userip_connections = 200
 {imap_capability}}}
 
@@ -238,6 +238,7 @@ class DovecotServer:
     :param max_mail_size: largest message the server accepts (``quota_max_mail_size``).
     :param imap_capability: the capabilities to advertise instead of Dovecot's (commands it
         does not advertise still work: the client must not use them).
+    :param compression: offer COMPRESS=DEFLATE (RFC 4978; Dovecot 2.3's ``imap_zlib`` plugin).
     """
 
     host: str = "127.0.0.1"
@@ -251,6 +252,7 @@ class DovecotServer:
         tls_key: Path | str | None = None,
         max_mail_size: int = 50 * 1024 * 1024,
         imap_capability: str | None = None,
+        compression: bool = False,
     ) -> None:
         if layout not in LAYOUTS:
             raise DovecotError(f"layout must be one of {LAYOUTS}, not {layout!r}")
@@ -264,6 +266,7 @@ class DovecotServer:
         self.tls_port: int | None = free_port(self.host) if self.tls_cert else None
         self.max_mail_size = max_mail_size
         self.imap_capability = imap_capability  # what it advertises after login, when given
+        self.compression = compression
         self.master_user = "master"
         self.master_password = "master-" + os.urandom(8).hex()
         self.config_path = self.root / "dovecot.conf"
@@ -317,6 +320,8 @@ class DovecotServer:
             mail_gid=self._mail_gid,
             mail_location=_MAIL_LOCATIONS[self.layout],
             namespace=_NAMESPACES[self.layout],
+            zlib=" zlib" if self.compression else "",
+            imap_zlib=" imap_zlib" if self.compression else "",
             max_mail_size=f"{self.max_mail_size}B",
             imap_capability=f"  imap_capability = {self.imap_capability}\n"
             if self.imap_capability

@@ -187,6 +187,24 @@ class Mailbox(abc.ABC):
         :meth:`folder_stats` exists (IMAP: STATUS)."""
         return self.folder_stats(path).messages
 
+    def read_states(self, paths: Collection[tuple[str, ...]]) -> None:
+        """Read the state of these folders (count, UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ) at once
+        and answer :meth:`message_count`, :meth:`folder_marker`, :meth:`changes` and
+        :meth:`append_mark` from it until the folder is written to through this mailbox (or one
+        sharing its states). An answer from it may be older than the server's, never newer: a
+        change made meanwhile by someone else is seen by the next pass. Optional (IMAP:
+        pipelined STATUS, one round trip for all folders)."""
+        return None
+
+    def known_size(self, path: tuple[str, ...]) -> int | None:
+        """The folder's size in bytes as :meth:`read_states` read it (IMAP: STATUS=SIZE);
+        ``None`` when it was not read."""
+        return None
+
+    def share_states(self, other: Mailbox) -> None:
+        """Use ``other``'s read states (another connection to the same mailbox) as well."""
+        return None
+
     def folder_marker(self, path: tuple[str, ...]) -> str | None:
         """What tells this folder apart from any other folder that has or had its name: it
         changes when the folder is deleted and created again, restored, or replaced by another

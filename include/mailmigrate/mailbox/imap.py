@@ -204,6 +204,8 @@ class ImapMailbox(Mailbox):
         self._permanent_for: dict[bytes, Any] | None = None
         self._permanent: frozenset[str] | None = None
         self._lost_in: dict[tuple[tuple[str, ...], int], int] = {}  # connection losses in fetch
+        # What read_states read, per folder; one dict shared by the connections of share_states.
+        self.folder_states: dict[tuple[str, ...], dict[bytes, Any]] = {}
         self.prefix = ""
         self.separator = "/"
 
@@ -240,15 +242,18 @@ class ImapMailbox(Mailbox):
         self._client = client
 
     def close(self) -> None:
+        """Log out without waiting for the server's goodbye: everything the session did was
+        answered already, so only a round trip would be lost by waiting."""
         client, self._client = self._client, None
         if client is not None:
             try:
-                client.logout()
+                imap_wire.send_logout(internals.session(client))
             except Exception:
-                try:
-                    client.shutdown()
-                except Exception:
-                    pass
+                pass
+            try:
+                client.shutdown()
+            except Exception:
+                pass
 
     @property
     def client(self) -> IMAPClient:
@@ -304,9 +309,19 @@ class ImapMailbox(Mailbox):
     # -- folders ---------------------------------------------------------------------------
     @_guarded("listing folders")
     def list_folders(self) -> list[Folder]:
-        subscribed = {name for _, _, name in self.client.list_sub_folders()}
+        """Subscriptions and folders in one round trip (LSUB and LIST pipelined)."""
+        imap = internals.session(self.client)
+        for kind in ("LSUB", "LIST"):
+            internals.take_untagged(imap, kind)  # nothing left over from earlier commands
+        replies = imap_wire.pipelined(imap, [b'LSUB "" "*"', b'LIST "" "*"'])
+        for kind, (typ, text) in zip(("LSUB", "LIST"), replies, strict=True):
+            if typ != "OK":
+                raise IMAPClientError(
+                    f"{kind} command error: {typ} {text.decode(errors='replace')}"
+                )
+        subscribed = {name for _, _, name in internals.folder_list(self.client, imap, "LSUB")}
         folders = []
-        for flags, _, name in self.client.list_folders():
+        for flags, _, name in internals.folder_list(self.client, imap, "LIST"):
             attributes = {f.decode() if isinstance(f, bytes) else f for f in flags}
             lowered = {a.lower() for a in attributes}
             # RFC 8457's \\Important too: a label-based source's view (see mailmigrate.labels).
@@ -495,27 +510,68 @@ class ImapMailbox(Mailbox):
             separators=(",", ":"),
         )
 
-    def _status(self, path: tuple[str, ...]) -> dict[bytes, Any]:
+    def _status_items(self, size: bool = False) -> list[bytes]:
         items = [b"MESSAGES", b"UIDNEXT", b"UIDVALIDITY"]
         if self.has("CONDSTORE"):
             items.append(b"HIGHESTMODSEQ")
-        status = self.client.folder_status(self.name_of(path), items)
+        if size and self.has("STATUS=SIZE"):
+            items.append(b"SIZE")
+        return items
+
+    def _status(self, path: tuple[str, ...]) -> dict[bytes, Any]:
+        """The folder's state: from :meth:`read_states` while unwritten, else by STATUS."""
+        read = self.folder_states.get(path)
+        if read is not None:
+            return read
+        return self._state_of(self.client.folder_status(self.name_of(path), self._status_items()))
+
+    @staticmethod
+    def _state_of(status: dict[bytes, Any]) -> dict[bytes, Any]:
         return {
             b"UIDVALIDITY": status[b"UIDVALIDITY"],
             b"UIDNEXT": status[b"UIDNEXT"],
             b"HIGHESTMODSEQ": status.get(b"HIGHESTMODSEQ"),
             b"EXISTS": status[b"MESSAGES"],
+            b"SIZE": status.get(b"SIZE"),
         }
+
+    @_guarded("reading the state of folders")
+    def read_states(self, paths: Collection[tuple[str, ...]]) -> None:
+        quoted = {path: internals.quoted_folder(self.client, self.name_of(path)) for path in paths}
+        replies = imap_wire.status_many(internals.session(self.client), list(quoted.values()),
+                                        self._status_items(size=True))  # fmt: skip
+        for path, name in quoted.items():
+            reply = replies.get(imap_wire.unquote(name))
+            if reply and all(k in reply for k in (b"MESSAGES", b"UIDNEXT", b"UIDVALIDITY")):
+                self.folder_states[path] = self._state_of(reply)
+
+    def known_size(self, path: tuple[str, ...]) -> int | None:
+        read = self.folder_states.get(path)
+        return None if read is None or read[b"SIZE"] is None else int(read[b"SIZE"])
+
+    def share_states(self, other: Mailbox) -> None:
+        if isinstance(other, ImapMailbox):
+            self.folder_states = other.folder_states
+
+    def _written(self, path: tuple[str, ...]) -> None:
+        """The folder changed through this session: its read state is stale from now on."""
+        self.folder_states.pop(path, None)
 
     @_guarded("counting messages in")
     def message_count(self, path: tuple[str, ...]) -> int:
         """The number of messages in a folder, from STATUS (no SELECT, no listing)."""
+        read = self.folder_states.get(path)
+        if read is not None:
+            return int(read[b"EXISTS"])
         status = self.client.folder_status(self.name_of(path), [b"MESSAGES"])
         return int(status[b"MESSAGES"])
 
     @_guarded("reading the identity of")
     def folder_marker(self, path: tuple[str, ...]) -> str | None:
         """The folder's UIDVALIDITY, from STATUS (a deleted and re-created folder gets another)."""
+        read = self.folder_states.get(path)
+        if read is not None:
+            return f"uidvalidity {int(read[b'UIDVALIDITY'])}"
         status = self.client.folder_status(self.name_of(path), [b"UIDVALIDITY"])
         return f"uidvalidity {int(status[b'UIDVALIDITY'])}"
 
@@ -738,6 +794,7 @@ class ImapMailbox(Mailbox):
     def append(self, path: tuple[str, ...], messages: Sequence[Message]) -> list[AppendResult]:
         if not messages:
             return []
+        self._written(path)
         self._select(path, writable=True)
         name = self.name_of(path)
         storable = [self._storable(m.info.flags) for m in messages]
@@ -905,6 +962,7 @@ class ImapMailbox(Mailbox):
     ) -> None:
         """Flags the folder cannot store are left out; a server that refuses the STORE for a
         keyword (Courier: keywords of digits) gets the flags one by one, the refused left out."""
+        self._written(path)
         self._select(path, writable=True)
         add_now = self._storable(add)[0]
         remove_now = [flag for flag in sorted(remove) if FLAG.fullmatch(flag)]
@@ -925,6 +983,7 @@ class ImapMailbox(Mailbox):
     def delete(self, path: tuple[str, ...], refs: Collection[Ref]) -> None:
         if not refs:
             return
+        self._written(path)
         self._select(path, writable=True)
         self.client.add_flags(list(refs), ["\\Deleted"], silent=True)
         if self.has("UIDPLUS"):

@@ -21,6 +21,7 @@ from imapclient.exceptions import IMAPClientError, LoginError
 
 from mailmigrate.connections import Endpoint
 from mailmigrate.errors import AuthenticationFailed, ConnectionConfigError, MailboxError
+from mailmigrate.mailbox import imap_compress
 from mailmigrate.mailbox import imapclient_internals as internals
 from mailmigrate.redact import MIN_MASKED_LENGTH
 
@@ -52,6 +53,7 @@ def open_session(endpoint: Endpoint, user: str, password: str | None, label: str
     try:  # settings first: a malformed connection never opens a socket
         security = endpoint.choice("security", SECURITY_MODES, "ssl")
         timeout = endpoint.number("timeout", 120.0, float, above=0)
+        compress = endpoint.flag("compress", True)
         auth = endpoint.choice("auth", AUTH_MODES, "master" if password is None else "login")
     except ConnectionConfigError as exc:
         raise MailboxError(f"{label}: {exc}") from None
@@ -84,6 +86,8 @@ def open_session(endpoint: Endpoint, user: str, password: str | None, label: str
         _login(client, endpoint, auth, user, password, label)
         if client.has_capability("CONDSTORE"):
             client.enable("CONDSTORE")
+        if compress and client.has_capability(imap_compress.CAPABILITY):
+            imap_compress.start(client)
     except MailboxError:
         _quietly_close(client)
         raise

@@ -26,6 +26,8 @@ RELIED_ON: dict[tuple[type, str], tuple[str, ...] | str] = {
     (imaplib.IMAP4, "tagged_commands"): "attribute",
     (imaplib.IMAP4, "sock"): "attribute",
     (imaplib.IMAP4, "file"): "attribute",
+    (imaplib.IMAP4, "untagged_responses"): "attribute",
+    (IMAPClient, "_proc_folder_list"): ("folder_data",),
 }
 
 
@@ -53,3 +55,22 @@ def reset_socket(client: IMAPClient) -> tuple[Any, Any]:
     """The session's socket (``None`` before it connected) and its reader file, to close hard."""
     imap = client._imap
     return getattr(imap, "sock", None), imap.file
+
+
+def take_untagged(imap: imaplib.IMAP4, name: str) -> list[Any]:
+    """The untagged responses of kind ``name`` imaplib has stored, removed from its store."""
+    return imap.untagged_responses.pop(name, [])
+
+
+def folder_list(client: IMAPClient, imap: imaplib.IMAP4, name: str) -> list[tuple]:
+    """imapclient's ``(flags, delimiter, name)`` tuples of the stored ``LIST``/``LSUB``
+    responses (read by :func:`mailmigrate.mailbox.imap_wire.pipelined`), names decoded as
+    imapclient decodes them."""
+    return client._proc_folder_list(take_untagged(imap, name))
+
+
+def compress_session(imap: imaplib.IMAP4, reader: Any, send: Any) -> None:
+    """Read the session through ``reader`` and send through ``send`` from now on (the
+    compression layer of :mod:`mailmigrate.mailbox.imap_compress`)."""
+    imap.file = reader
+    imap.send = send

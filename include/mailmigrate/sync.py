@@ -2,18 +2,20 @@
 
 Read top-down:
 
-1. :func:`copy_account` opens both mailboxes, maps the folders (``folders.map_folders``), creates
-   and subscribes the destination folders, then runs every folder through a
-   :class:`~mailmigrate.folder_pass.FolderPass` on ``parallel_folders`` lanes (a lane is one
-   source and one destination connection).
+1. :func:`copy_account` opens both mailboxes (the other lanes' connections log in meanwhile),
+   lists both sides at once, maps the folders (``folders.map_folders``), creates and subscribes
+   the destination folders, reads every folder's state on both sides in one round trip each,
+   then runs every folder through a :class:`~mailmigrate.folder_pass.FolderPass` on
+   ``parallel_folders`` lanes (:mod:`mailmigrate.lanes`; a lane is one source and one
+   destination connection). An unchanged folder costs no command of its own.
 2. The :class:`~mailmigrate.folder_pass.FolderPass` decides what to copy. With a sync token from
    the previous pass it asks the source only for what changed (new messages, flag changes,
    removals). Without one (first pass, lost state, UIDVALIDITY changed) it compares both folders
    by message identity as multisets, so whatever is already on the destination is never copied
    twice.
-3. :class:`~mailmigrate.pipeline.CopyPipeline` copies: a reader thread fetches batches (bounded by
-   bytes) while the caller appends the previous batch; each appended batch is recorded in the
-   state in one transaction.
+3. :class:`~mailmigrate.pipeline.CopyPipeline` copies: a reader thread fetches growing batches
+   ahead (bounded by bytes) while the caller appends the batches fetched; each appended batch
+   is recorded in the state in one transaction.
 4. :func:`~mailmigrate.verify.settle` checks, once every folder is done, that every source
    message the pass selected is on the destination (by identity, from listings); a folder that
    lacks any fails the account and loses its sync state.
@@ -34,23 +36,27 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TypeVar
 
 from mailmigrate import labels
 from mailmigrate.connections import Endpoint
 from mailmigrate.errors import AuthenticationFailed, MailboxError
 from mailmigrate.folders import FolderMapping, FolderPlan, folder_name, map_folders
+from mailmigrate.lanes import (
+    Connecting,
+    Lane,
+    both,
+    close_all,
+    connect_pair,
+    run_lanes,
+    with_reconnects,
+)
 from mailmigrate.mailbox import open_mailbox
 from mailmigrate.mailbox.base import Folder, Mailbox
 from mailmigrate.plan import Account, Plan
 from mailmigrate.results import AccountResult, FolderResult, PreflightResult, human_bytes
 from mailmigrate.state import AccountState, default_state_dir, mailbox_identity
-from mailmigrate.verify import Expectation, settle
 
 log = logging.getLogger("mailmigrate.sync")
-A = TypeVar("A")
-B = TypeVar("B")
 
 RETRY_DELAYS = (1, 2, 4, 8, 16, 30, 60)
 
@@ -91,28 +97,6 @@ def plan_folders(
     )
     folder_plan.label_layout = layout
     return folder_plan
-
-
-def both(first: Callable[[], A], second: Callable[[], B]) -> tuple[A, B]:
-    """``(first(), second())``, the second on another thread (each on its own connection, so
-    their round trips overlap). The first error is raised, after both have ended."""
-    outcome: list = []
-
-    def run_second() -> None:
-        try:
-            outcome.append(second())
-        except BaseException as exc:  # raised below, in the caller's thread
-            outcome.append(exc)
-
-    thread = threading.Thread(target=run_second, daemon=True)
-    thread.start()
-    try:
-        result = first()
-    finally:
-        thread.join()
-    if isinstance(outcome[0], BaseException):
-        raise outcome[0]
-    return result, outcome[0]
 
 
 # -- preflight -------------------------------------------------------------------------------
@@ -220,11 +204,11 @@ def copy_account(
         # refused password is tried once, not once per lane).
         logged_in = threading.Event()
         ahead = [
-            _Connecting(open_pair(account, source, destination), say, retry_delays, logged_in)
+            Connecting(open_pair(account, source, destination), say, retry_delays, logged_in)
             for _ in range(plan.copy.parallel_folders - 1)
         ]
         try:
-            _with_reconnects(lambda: _connect_pair(src, dst), say, "connecting", retry_delays)
+            with_reconnects(lambda: connect_pair(src, dst), say, "connecting", retry_delays)
             logged_in.set()
             folder_plan, refused, pending = _plan_pass(plan, src, dst, state, say)
             result.folders.extend(refused.values())
@@ -234,14 +218,14 @@ def copy_account(
             say(f"{phase} pass over {work.qsize()} folders")
             lanes = max(1, min(plan.copy.parallel_folders, work.qsize()))
             lane = Lane(plan, state, result, say, retry_delays, folder_plan)
-            _run_lanes(lane, (src, dst), ahead[: lanes - 1], work)
+            run_lanes(lane, (src, dst), ahead[: lanes - 1], work)
             result.verify_seconds = time.monotonic() - lane.checks_started
             result.notes += labels.owner_notes(folder_plan, result)
         finally:
             for pair in ahead:
                 pair.cancel()  # unless it has started
             logged_in.set()
-            _close_all([src, dst, *(m for pair in ahead for m in pair.close_later())])
+            close_all([src, dst, *(m for pair in ahead for m in pair.close_later())])
     order = {folder_name(m.source.path): i for i, m in enumerate(folder_plan.mappings)}
     result.folders.sort(key=lambda f: order.get(f.source, 0))
     result.seconds = time.monotonic() - started
@@ -323,203 +307,3 @@ def _prepare_destination(
             say(f"folder {folder.source} failed: {exc}")
             refused[mapping.source.path] = folder
     return refused
-
-
-@dataclass
-class Lane:
-    """What every folder pass of one account shares."""
-
-    plan: Plan
-    state: AccountState
-    result: AccountResult
-    say: Callable[[str], None]
-    retry_delays: Sequence[float]
-    folder_plan: FolderPlan | None = None
-    expected: queue.Queue[Expectation] = field(default_factory=queue.Queue)  # one per folder
-    checks_started: float = 0.0
-
-
-class _Connecting:
-    """A lane's connection pair, logging in on a thread of its own as soon as ``start`` is set
-    (unless cancelled before); :meth:`ready` waits for it."""
-
-    def __init__(self, pair: tuple[Mailbox, Mailbox], say, retry_delays: Sequence[float],
-                 start: threading.Event) -> None:  # fmt: skip
-        self.pair = pair
-        self._failed: list[BaseException] = []
-        self._lock = threading.Lock()
-        self._cancelled = self._started = False
-        self._thread = threading.Thread(target=self._connect, args=(say, retry_delays, start),
-                                        daemon=True)  # fmt: skip
-        self._thread.start()
-
-    def _connect(self, say, retry_delays: Sequence[float], start: threading.Event) -> None:
-        start.wait()
-        with self._lock:
-            if self._cancelled:
-                return
-            self._started = True
-        try:
-            _with_reconnects(lambda: _connect_pair(*self.pair), say, "connecting", retry_delays)
-        except BaseException as exc:  # raised by ready(), in the lane's thread
-            self._failed.append(exc)
-
-    def cancel(self) -> None:
-        """Never log in, unless the login has started already."""
-        with self._lock:
-            self._cancelled = not self._started
-
-    def ready(self) -> tuple[Mailbox, Mailbox]:
-        self._thread.join()
-        if self._failed:
-            raise self._failed[0]
-        return self.pair
-
-    def close_later(self) -> tuple[Mailbox, Mailbox]:
-        """The pair, once no login is under way any more (for :func:`_close_all`)."""
-        self._thread.join()
-        return self.pair
-
-
-def _close_all(mailboxes: Sequence[Mailbox]) -> None:
-    """Log out of every mailbox at once (each logout waits a round trip for the server)."""
-    threads = [threading.Thread(target=m.close, daemon=True) for m in mailboxes]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-
-def _run_lanes(lane_ctx: Lane, first_pair, ahead: list[_Connecting], work):
-    """The folder passes on the first pair and the pairs connected ahead (one lane each); then,
-    once every lane's copies are done (so that a destination dropping earlier mail while later
-    mail arrives is caught), the checks of :mod:`mailmigrate.verify` on the same lanes.
-    The pairs are closed by the caller."""
-    errors: list[BaseException] = []
-
-    def start_checks() -> None:
-        lane_ctx.checks_started = time.monotonic()
-
-    copied = threading.Barrier(len(ahead) + 1, action=start_checks)
-
-    def lane(connecting: _Connecting | None) -> None:
-        try:
-            if connecting is None:
-                src, dst = first_pair
-            else:
-                src, dst = connecting.ready()
-                src.share_states(first_pair[0])
-                dst.share_states(first_pair[1])
-            while not errors:
-                try:
-                    mapping = work.get_nowait()
-                except queue.Empty:
-                    break
-                lane_ctx.result.folders.append(_folder_with_retries(lane_ctx, src, dst, mapping))
-            copied.wait()
-            while not errors:
-                try:
-                    expectation = lane_ctx.expected.get_nowait()
-                except queue.Empty:
-                    return
-                _check_with_retries(lane_ctx, src, dst, expectation)
-        except BaseException as exc:  # surfaced to the caller below
-            errors.append(exc)
-            copied.abort()  # no lane waits for this one
-
-    threads = [threading.Thread(target=lane, args=(c,), daemon=True) for c in ahead]
-    for thread in threads:
-        thread.start()
-    lane(None)
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
-
-
-def _connect_pair(src: Mailbox, dst: Mailbox) -> None:
-    """Log in on both sides at once (each login is a few round trips); when one side fails,
-    the other is logged out again and the failure raised."""
-    failed: list[BaseException] = []
-
-    def destination() -> None:
-        try:
-            dst.connect()
-        except BaseException as exc:  # raised below, in the caller's thread
-            failed.append(exc)
-
-    thread = threading.Thread(target=destination, daemon=True)
-    thread.start()
-    try:
-        src.connect()
-    except BaseException:
-        thread.join()
-        dst.close()
-        raise
-    thread.join()
-    if failed:
-        src.close()
-        raise failed[0]
-
-
-def _with_reconnects(action, say, what: str, delays: Sequence[float], reconnect=None):
-    """Run ``action``; on a retryable error wait with back-off, reconnect and run it again."""
-    for attempt, delay in enumerate((*delays, None), start=1):
-        try:
-            return action()
-        except AuthenticationFailed:
-            raise
-        except MailboxError as exc:
-            if not exc.retryable or delay is None:
-                raise
-            say(f"{what}: {exc}; attempt {attempt} failed, retrying in {delay} s")
-            time.sleep(delay)
-            if reconnect:
-                try:
-                    reconnect()
-                except MailboxError as again:
-                    if not again.retryable:
-                        raise
-                    say(f"reconnect failed: {again}")
-
-
-def _check_with_retries(lane: Lane, src, dst, expectation: Expectation) -> None:
-    def attempt(check, what):
-        return _with_reconnects(check, lane.say, what, lane.retry_delays, _reconnect(src, dst))
-
-    settle(src, dst, expectation, lane.state, lane.say, attempt)
-
-
-def _reconnect(src: Mailbox, dst: Mailbox) -> Callable[[], None]:
-    def reconnect() -> None:
-        src.reconnect()
-        dst.reconnect()
-
-    return reconnect
-
-
-def _folder_with_retries(lane: Lane, src, dst, mapping) -> FolderResult:
-    say = lane.say
-
-    def attempt():
-        folder_pass = labels.pass_for(lane.folder_plan, mapping)(
-            lane.plan, src, dst, mapping, lane.state, lane.result, say
-        )
-        result = folder_pass.run()
-        lane.expected.put(folder_pass.expected)
-        return result
-
-    try:
-        what = f"folder {folder_name(mapping.source.path)}"
-        return _with_reconnects(attempt, say, what, lane.retry_delays, _reconnect(src, dst))
-    except AuthenticationFailed:
-        raise
-    except MailboxError as exc:
-        if exc.retryable:
-            raise  # the servers are gone: let the task retry the account later
-        folder = FolderResult(
-            source=folder_name(mapping.source.path), destination=folder_name(mapping.destination)
-        )
-        folder.error = str(exc)
-        say(f"folder {folder.source} failed: {exc}")
-        return folder

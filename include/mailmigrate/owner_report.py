@@ -75,6 +75,7 @@ class OwnerReport:
     comparison_error: str | None = None
     servers: list[ClientServer] = field(default_factory=list)
     autoconfig: str | None = None
+    groupware: dict[str, Any] | None = None  # calendars, contacts, tasks (AccountResult.groupware)
 
     @property
     def ok(self) -> bool:
@@ -83,6 +84,7 @@ class OwnerReport:
             and not self.failures
             and not self.changed
             and all(f.error is None and f.refused == 0 and not f.missing for f in self.folders)
+            and not (self.groupware or {}).get("problem_count")
         )
 
     def totals(self) -> dict[str, int | None]:
@@ -112,7 +114,10 @@ class OwnerReport:
             "error": self.error,
             "comparison_error": self.comparison_error,
             "generated_at": self.generated_at.isoformat(),
-        }
+            **({"groupware": {k: self.groupware[k] for k in ("source", "destination",
+                                                               "problem_count")}}
+               if self.groupware else {}),
+        }  # fmt: skip
 
 
 def client_servers(
@@ -173,6 +178,7 @@ def build_owner_report(
         comparison_error=comparison_error,
         servers=client_servers(settings, destination),
         autoconfig=settings.autoconfig if settings else None,
+        groupware=result.groupware,
     )
     passes = {f.source: f for f in result.folders}
     refused: dict[str, int] = {}

@@ -42,11 +42,37 @@ def _size(value: int | None) -> str:
     return "?" if value is None else human_bytes(value)
 
 
+GROUPWARE_ROWS = (("calendars", "Calendars"), ("events", "Events"), ("task_lists", "Task lists"),
+                  ("tasks", "Tasks"), ("address_books", "Address books"),
+                  ("contacts", "Contacts"))  # fmt: skip
+
+
+def _groupware_rows(report: OwnerReport) -> list[tuple[str, int, int]]:
+    """(label, old, new) of the kinds either side holds, from the pass's groupware summary."""
+    g = report.groupware
+    if not g:
+        return []
+    rows = [(label, g["source"][key], g["destination"][key]) for key, label in GROUPWARE_ROWS]
+    return [row for row in rows if row[1] or row[2]]
+
+
+def _groupware_problems(report: OwnerReport) -> list[str]:
+    g = report.groupware or {}
+    more = g.get("problem_count", 0) - len(g.get("problems", []))
+    return [f"Calendar or address book {text}" for text in g.get("problems", [])] + (
+        [f"... and {more} more calendar or contact items (your IT team has the list)"]
+        if more > 0 else []
+    )  # fmt: skip
+
+
 def _headline(report: OwnerReport) -> str:
     totals = report.totals()
     if report.error:
         return f"The copy of your mailbox did not finish: {report.error}"
     problems = []
+    if (report.groupware or {}).get("problem_count"):
+        count = report.groupware["problem_count"]  # type: ignore[index]
+        problems.append(f"{_n(count, 'calendar or contact item')} not copied as it is")
     if totals["missing"]:
         problems.append(f"{_n(totals['missing'], 'message')} not on the new server yet")
     refused = sum(1 for x in report.failures if x.kind == "refused")
@@ -98,6 +124,10 @@ def render_text(report: OwnerReport) -> str:
             f"({human_bytes(failure.size)}): {failure.reason}"
         )
     lines += [f"{name}: not copied (excluded by the migration plan)" for name in report.excluded]
+    if report.groupware:
+        lines += ["", "Calendars, contacts and tasks (old server -> new server):"]
+        lines += [f"  {label}: {old:,} -> {new:,}" for label, old, new in _groupware_rows(report)]
+        lines += _groupware_problems(report)
     if report.servers:
         lines += ["", "Your mail client settings on the new server:"]
         lines += [
@@ -199,6 +229,19 @@ def render_html(report: OwnerReport, *, standalone: bool = True) -> str:
             for x in report.changed
         ]
         parts.append("</ul>")
+    if report.groupware:
+        parts.append(
+            "<h2>Calendars, contacts and tasks</h2><table><thead><tr><th></th>"
+            "<th class=n>Old server</th><th class=n>New server</th></tr></thead><tbody>"
+        )
+        parts += [
+            f"<tr>{_cell(e(label))}{_cell(f'{old:,}', True)}{_cell(f'{new:,}', True)}</tr>"
+            for label, old, new in _groupware_rows(report)
+        ]
+        parts.append("</tbody></table>")
+        problems = _groupware_problems(report)
+        if problems:
+            parts.append("<ul>" + "".join(f"<li>{e(p)}</li>" for p in problems) + "</ul>")
     if report.excluded:
         parts.append("<h2>Not copied (excluded by the migration plan)</h2><ul>")
         parts += [f"<li>{e(name)}</li>" for name in report.excluded]
@@ -259,6 +302,10 @@ def render_csv(report: OwnerReport) -> str:
     for x in report.failures:
         writer.writerow([_safe(v) for v in ("message", x.folder, "", "", x.size, "", "", "", "",
                          "", "", 1, "", f"message {x.ref}: {x.reason}")])  # fmt: skip
+    for label, old, new in _groupware_rows(report):
+        writer.writerow([_safe(v) for v in ("groupware", label, label, old, "", new, *[""] * 8)])
+    for problem in (report.groupware or {}).get("problems", []):
+        writer.writerow([_safe(v) for v in ("groupware item", *[""] * 12, problem)])
     if report.error:
         writer.writerow([_safe(v) for v in ("account", *[""] * 12, report.error)])
     t = report.totals()

@@ -74,6 +74,8 @@ class AccountResult:
     seconds: float = 0.0
     verify_seconds: float = 0.0  # of ``seconds``: the check that the destination holds it all
     error: str | None = None
+    # the same pass's calendars, contacts and tasks (mailmigrate.groupware.account.pass_summary)
+    groupware: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -112,6 +114,7 @@ class AccountResult:
             "failures_omitted": max(0, len(self.failures) - max_failures),
             "notices": [asdict(x) for x in self.notices[:max_failures]],
             "notices_omitted": max(0, len(self.notices) - max_failures),
+            **({"groupware": self.groupware} if self.groupware is not None else {}),
         }
 
     def summary_lines(self) -> list[str]:

@@ -29,6 +29,7 @@ from airflow.sdk.exceptions import (
     DownstreamTasksSkipped,
 )
 
+from mailmigrate_airflow.groupware import copy_groupware, test_groupware
 from mailmigrate_airflow.hooks import get_endpoint
 from mailmigrate_airflow.notifiers import cutover_announcement, notify_cutover
 from mailmigrate_airflow.reports import OwnerReportLink, publish_owner_report
@@ -192,6 +193,11 @@ class MailboxTestOperator(AccountOperator):
             "preflight", lambda: sync.preflight(plan, account, source, destination)
         )
         summary = self.report(result)
+        groupware = self.run_engine(
+            "groupware test", lambda: test_groupware(plan, account, self.log)
+        )
+        if groupware is not None:
+            summary["groupware"] = groupware
         if not result.ok:
             problems = "; ".join(summary.get("problems") or []) or "see the log"
             message = f"{self.source_user} cannot be migrated: {problems}"
@@ -240,10 +246,13 @@ class MailboxCopyOperator(AccountOperator):
         plan, account, source, destination = self.prepare(context)
 
         def copy() -> Any:
-            return sync.copy_account(
+            result = sync.copy_account(
                 plan, account, source, destination, self.phase,
                 progress=lambda text: self.log.info("%s", text),
             )  # fmt: skip
+            # calendars, contacts, tasks: after the mail, in the same task (README: Groupware)
+            result.groupware = copy_groupware(plan, account, self.phase, self.log)
+            return result
 
         result = self.run_engine(f"{self.phase} copy", copy)
         totals = result.totals()
@@ -258,6 +267,13 @@ class MailboxCopyOperator(AccountOperator):
         )
         summary = self.report(result)
         publish_owner_report(context, plan, account, source, destination, result, self.log)
+        if result.ok and (result.groupware or {}).get("problem_count"):
+            text = (
+                f"{self.source_user}: {self.phase} copy: {result.groupware['problem_count']} "
+                "calendar, contact or task items not copied as they are (see the groupware "
+                "section of the log; the next pass tries them again)"
+            )
+            self.fail_with(context, summary, AirflowFailException(text))
         if result.ok:
             return self.succeed(context, summary)
         # Folder-level or account-level errors, and messages missing on the destination after

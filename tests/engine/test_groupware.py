@@ -12,12 +12,13 @@ import pytest
 import recurring_ical_events
 import vobject
 from harness import groupware_corpus as corpus
+from harness.groupware_corpus import snapshot
 from harness.radicale import RadicaleServer
 from harness.xandikos import XandikosServer
 
 from mailmigrate.connections import Endpoint
 from mailmigrate.errors import DavError
-from mailmigrate.groupware.content import canonical, unfolded_lines
+from mailmigrate.groupware.content import unfolded_lines
 from mailmigrate.groupware.dav import DavAccount, DavEndpoint
 from mailmigrate.groupware.sync import copy_groupware, preflight
 
@@ -35,25 +36,6 @@ def servers():
     finally:
         for server in started.values():
             server.stop()
-
-
-def snapshot(endpoint: DavEndpoint) -> dict[str, tuple[object, dict[str, tuple]]]:
-    """collection name -> ((kind, colour), {uid: canonical form}) of one account."""
-    account = DavAccount(endpoint)
-    try:
-        out = {}
-        for collection in account.collections():
-            listing = account.listing(collection)
-            items = account.fetch(collection, list(listing.etags))
-            texts = [content for content, _ in items.values()]
-            by_uid = {}
-            for text in texts:
-                uid = next(line[4:] for line in unfolded_lines(text) if line.startswith("UID:"))
-                by_uid[uid] = canonical(text)
-            out[collection.name] = ((collection.kind, collection.color), by_uid)
-        return out
-    finally:
-        account.close()
 
 
 def assert_copied(source: DavEndpoint, destination: DavEndpoint, result) -> None:

@@ -79,10 +79,11 @@ class DavServer(LoopbackService):
     def _ready(self) -> bool:
         return True
 
-    def add_user(self, user: str | None = None) -> DavEndpoint:
-        """A new user with a random password; its endpoint."""
+    def add_user(self, user: str | None = None, password: str | None = None) -> DavEndpoint:
+        """A new user (default: a random name) with ``password`` (default: a random one); its
+        endpoint."""
         user = user or f"user{secrets.token_hex(4)}"
-        password = secrets.token_urlsafe(12)
+        password = password or secrets.token_urlsafe(12)
         self.users[user] = password
         self._write_user(user, password)
         return self.endpoint(user)

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import base64
 
-from mailmigrate.groupware.dav import ADDRESSBOOK, CALENDAR, Collection, DavAccount
+from mailmigrate.groupware.content import canonical, unfolded_lines
+from mailmigrate.groupware.dav import ADDRESSBOOK, CALENDAR, Collection, DavAccount, DavEndpoint
 
 # a 1x1 PNG, folded as servers fold it
 PHOTO = base64.b64encode(bytes.fromhex(
@@ -188,3 +189,22 @@ def populate(account: DavAccount) -> dict[str, str]:
                 None,
             )
     return hrefs
+
+
+def snapshot(endpoint: DavEndpoint) -> dict[str, tuple[object, dict[str, tuple]]]:
+    """collection name -> ((kind, colour), {uid: canonical form}) of one account."""
+    account = DavAccount(endpoint)
+    try:
+        out = {}
+        for collection in account.collections():
+            listing = account.listing(collection)
+            items = account.fetch(collection, list(listing.etags))
+            texts = [content for content, _ in items.values()]
+            by_uid = {}
+            for text in texts:
+                uid = next(line[4:] for line in unfolded_lines(text) if line.startswith("UID:"))
+                by_uid[uid] = canonical(text)
+            out[collection.name] = ((collection.kind, collection.color), by_uid)
+        return out
+    finally:
+        account.close()

@@ -194,7 +194,9 @@ class DavAccount:
     def discover(self) -> None:
         """Principal, home sets, calendar user addresses and the server's DAV features."""
         try:
-            principal = str(self.client.principal().url)
+            # unquoted like every href here (a user name such as alice@example.com arrives
+            # as alice%40example.com and would be quoted twice)
+            principal = _path(self.endpoint.url, str(self.client.principal().url))
         except caldav_error.AuthorizationError:
             raise DavError(f"{self._where('')}: login refused", 401) from None
         except (caldav_error.DAVError, OSError) as exc:

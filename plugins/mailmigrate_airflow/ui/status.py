@@ -190,6 +190,8 @@ def _account_row(data: RunData, account: dict[str, str], now: dt.datetime) -> di
         "seconds": sum(c.get("seconds") or 0 for c in copies.values()),
     }
     errors = _errors(test, copies, steps, latest)
+    errors += [f"{phase} copy: {problem}" for phase, c in copies.items()
+               for problem in (c.get("groupware") or {}).get("problems") or []]  # fmt: skip
     failed = sum((c.get("totals") or {}).get("failed", 0) for c in copies.values())
     folders = _first((latest.get("summary") or {}).get("folders"), len(test_folders) or None,
                      copies["initial"].get("folder_count"))  # fmt: skip
@@ -204,6 +206,7 @@ def _account_row(data: RunData, account: dict[str, str], now: dt.datetime) -> di
         "phase": _phase(steps),
         "steps": steps,
         "folders": folders,
+        "groupware": _groupware(test, copies),
         "source": source,
         "destination": destination,
         "copied": copied,
@@ -226,6 +229,15 @@ def _account_row(data: RunData, account: dict[str, str], now: dt.datetime) -> di
             "seconds": copies["initial"].get("seconds") or 0,
         },  # fmt: skip
     }
+
+
+def _groupware(test: dict, copies: dict) -> dict[str, Any] | None:
+    """Calendars, events, task lists, tasks, address books and contacts per side: the latest
+    copy's counts, else the test's (``None``: the plan moves mail only)."""
+    for summary in (copies["delta"], copies["initial"], test):
+        if summary.get("groupware"):
+            return {side: summary["groupware"][side] for side in ("source", "destination")}
+    return None
 
 
 def _first(*values: Any) -> Any:

@@ -56,6 +56,15 @@ def test_quick_benchmark_produces_results_and_an_exact_engine_copy(tmp_path):
     assert scale["variants"] and all(v["ok"] for v in scale["variants"])
     assert results["memory"]["engine"]["exit_code"] == 0
     assert results["memory"]["engine"]["copied"] == results["memory"]["messages"]
+    # The links section: both tools over shaped links (one with COMPRESS offered), the engine's
+    # copies exact, the limit and the delta's round trips beside the figures.
+    rows = results["links"]["links"]
+    assert {row["link"] for row in rows} >= {"loopback", "10 ms, 20 Mbit/s, COMPRESS"}
+    for row in rows:
+        assert row["engine"]["ok"] and row["engine"]["exact"] is True, row["link"]
+        assert row["mbsync"]["ok"], row["link"]
+        assert row["engine"]["unchanged_source_flights"] > 0
+    assert any(row["limit_seconds"] for row in rows)
     assert {row["target"] for row in results["targets"]}
 
     markdown = (out / "results.md").read_text()

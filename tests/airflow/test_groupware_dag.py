@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from harness import groupware_corpus as corpus
-from harness.airflow_env import REPO_ROOT, run_dag_test, run_outcome
+from harness.airflow_env import REPO_ROOT, run_dag_test
 from harness.radicale import RadicaleServer
 from harness.xandikos import XandikosServer
 
@@ -86,7 +86,23 @@ def _run(folder: Path, run_conf: dict) -> dict:
     from mailmigrate_airflow.factory import build_dags
 
     (dag,) = build_dags(str(folder / "migrations.py")).values()
-    return run_outcome(run_dag_test(dag, run_conf=run_conf))
+    run = run_dag_test(dag, run_conf=run_conf)
+    try:  # the harness's, where it keys mapped account groups (issue 18)
+        from harness.airflow_env import run_outcome
+    except ImportError:  # task ids are <account group>.<step>
+        return _outcome(run)
+    return run_outcome(run)
+
+
+def _outcome(run) -> dict:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        query = XComModel.get_many(run_id=run.run_id, dag_ids=run.dag_id, key="return_value")
+        xcoms = {x.task_id: XComModel.deserialize_value(x) for x in session.scalars(query)}
+        states = {ti.task_id: ti.state for ti in run.get_task_instances(session=session)}
+    return {"states": states, "xcoms": xcoms}
 
 
 def test_calendars_and_contacts_move_in_the_mail_tasks(groupware_plan, capfd):

@@ -5,6 +5,10 @@ mailboxes, a new provider with the modern layout and empty accounts), a local DN
 answers the demo domain's MX with the old provider's host, and Airflow (``airflow standalone``,
 SQLite, in ``.demo/airflow``) with a demo plan. Then it prints the UI address.
 
+Calendars and contacts move too: a Radicale CalDAV/CardDAV server on each side, alice's old one
+holding a calendar (a recurring meeting across a DST change, an all-day event, a floating event),
+a second calendar and an address book; the plan's ``kinds: [mail, calendars, contacts]``.
+
 ``make demo-flip-mx`` (in a second terminal) delivers a few new messages to the old provider
 and switches the demo domain's MX to the new provider, so ``wait_for_mx`` releases and
 ``delta_copy`` picks the new mail up. Ctrl-C stops everything.
@@ -32,13 +36,17 @@ sys.path.insert(0, str(ROOT / "tests"))
 from harness.corpus import make_message, seed_folder  # noqa: E402
 from harness.dns import DnsServer  # noqa: E402
 from harness.dovecot import DovecotServer, free_port  # noqa: E402
+from harness.groupware_corpus import populate  # noqa: E402
+from harness.radicale import RadicaleServer  # noqa: E402
+
+from mailmigrate.groupware.dav import DavAccount  # noqa: E402
 
 DOMAIN = "demo.example"
 OLD_MX, NEW_MX = "mx.oldprovider.example", "mx.newprovider.example"
-ACCOUNTS = [  # (address, password or None for admin login, messages)
+ACCOUNTS = [  # (address, password, messages): calendars and contacts log in with their own
     ("alice@demo.example", "alice-demo-pw", 400),
-    ("bob@demo.example", None, 250),
-    ("carol@demo.example", None, 150),
+    ("bob@demo.example", "bob-demo-pw", 250),
+    ("carol@demo.example", "carol-demo-pw", 150),
 ]
 DEMO_MESSAGES_PER_SECOND = 5  # per account: alice's initial copy takes about 80 s
 FOLDERS = [
@@ -73,6 +81,26 @@ def seed_mailboxes(source: DovecotServer, destination: DovecotServer) -> None:
         say(f"seeded {address}: {count} messages in {len(FOLDERS)} folders")
 
 
+def seed_groupware(source: RadicaleServer, destination: RadicaleServer) -> None:
+    """Every account on both DAV servers; alice's old one with calendars and an address book."""
+    for address, password, _ in ACCOUNTS:
+        endpoint = source.add_user(address, password)
+        destination.add_user(address, password)
+        if address.startswith("alice@"):
+            account = DavAccount(endpoint)
+            try:
+                hrefs = populate(account)
+            finally:
+                account.close()
+            say(f"seeded {address}: calendars and an address book ({', '.join(hrefs)})")
+
+
+def dav_connection(server: RadicaleServer) -> str:
+    """A DAV server as an Airflow connection in JSON form (plain HTTP on loopback)."""
+    return json.dumps({"conn_type": "dav", "host": server.host, "port": server.port,
+                       "extra": {"security": "none"}})  # fmt: skip
+
+
 def write_plan(dns: DnsServer) -> Path:
     plans = DEMO / "plans"
     plans.mkdir(parents=True, exist_ok=True)
@@ -86,6 +114,8 @@ def write_plan(dns: DnsServer) -> Path:
         "source: {connection: demo_old}\n"
         "destination: {connection: demo_new}\n"
         "accounts: demo_accounts.csv\n"
+        "kinds: [mail, calendars, contacts]\n"
+        "groupware: {source: {connection: demo_dav_old}, destination: {connection: demo_dav_new}}\n"
         "mx:\n"
         f"  expect: [{NEW_MX}]\n"
         f'  resolvers: ["{dns.address}"]\n'
@@ -103,7 +133,8 @@ def write_plan(dns: DnsServer) -> Path:
     return plan
 
 
-def airflow_environment(source: DovecotServer, destination: DovecotServer, port: int) -> dict:
+def airflow_environment(source: DovecotServer, destination: DovecotServer, port: int,
+                        dav: tuple[RadicaleServer, RadicaleServer]) -> dict:  # fmt: skip
     env = dict(os.environ)
     env.update(
         AIRFLOW_HOME=str(DEMO / "airflow"),
@@ -120,6 +151,8 @@ def airflow_environment(source: DovecotServer, destination: DovecotServer, port:
         MAILMIGRATE_STATE_DIR=str(DEMO / "state"),
         AIRFLOW_CONN_DEMO_OLD=json.dumps(source.connection("demo_old")),
         AIRFLOW_CONN_DEMO_NEW=json.dumps(destination.connection("demo_new")),
+        AIRFLOW_CONN_DEMO_DAV_OLD=dav_connection(dav[0]),
+        AIRFLOW_CONN_DEMO_DAV_NEW=dav_connection(dav[1]),
     )
     return env
 
@@ -188,6 +221,7 @@ def run(port: int) -> None:
         DovecotServer(DEMO / "old-provider", "legacy"),
         DovecotServer(DEMO / "new-provider", "modern"),
     ]
+    dav = (RadicaleServer(DEMO / "old-dav"), RadicaleServer(DEMO / "new-dav"))
     dns = DnsServer(DEMO / "dns")
     airflow = None
     try:
@@ -198,6 +232,10 @@ def run(port: int) -> None:
             f"old provider IMAP on 127.0.0.1:{source.port}, new provider on 127.0.0.1:{destination.port}"
         )
         seed_mailboxes(source, destination)
+        for server in dav:
+            server.start()
+        say(f"old provider CalDAV/CardDAV (Radicale) on {dav[0].url}, new one on {dav[1].url}")
+        seed_groupware(*dav)
         dns.set_mx(DOMAIN, [OLD_MX], ttl=5)
         dns.start()
         say(f"DNS on {dns.address}: MX {DOMAIN} -> {OLD_MX}")
@@ -206,7 +244,7 @@ def run(port: int) -> None:
         log = open(DEMO / "airflow.log", "wb")  # noqa: SIM115 - open for the process's lifetime
         airflow = subprocess.Popen(
             [str(Path(sys.executable).with_name("airflow")), "standalone"],
-            env=airflow_environment(source, destination, port),
+            env=airflow_environment(source, destination, port, dav),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -233,7 +271,7 @@ def run(port: int) -> None:
         if airflow is not None:
             stop_airflow(airflow.pid)
         dns.stop()
-        for server in servers:
+        for server in (*servers, *dav):
             server.stop()
         say("stopped")
 

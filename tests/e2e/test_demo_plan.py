@@ -30,3 +30,8 @@ def test_the_demo_plan_is_valid_and_throttled(tmp_path, monkeypatch):
     smallest = min(count for _, _, count in demo.ACCOUNTS)
     assert rate and largest / rate >= 60  # the longest copy runs for over a minute
     assert plan.parallel_accounts == 2 and smallest / rate < largest / rate / 2
+    # calendars and address books move with the mail, each account logging in with its own
+    assert plan.kinds == ("mail", "calendars", "contacts")
+    assert (plan.groupware.source_connection, plan.groupware.destination_connection) == (
+        "demo_dav_old", "demo_dav_new")  # fmt: skip
+    assert all(a.source_password and a.destination_password for a in plan.accounts)

@@ -5,6 +5,8 @@ only their own collections (``owner_only``). Radicale creates no collection for 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from harness.dav_server import DavServer
 
 
@@ -14,8 +16,8 @@ class RadicaleServer(DavServer):
 
     name = "radicale"
 
-    def __init__(self, max_content_length: int = 100_000_000) -> None:
-        super().__init__()
+    def __init__(self, root: Path | None = None, max_content_length: int = 100_000_000) -> None:
+        super().__init__(root)
         self.max_content_length = max_content_length
 
     def _command(self) -> list[str]:

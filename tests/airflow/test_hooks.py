@@ -216,6 +216,10 @@ def test_dav_connection_type_builds_each_accounts_endpoint(monkeypatch: pytest.M
     nopass = Account("bob@old.example", "bob@new.example", destination_password="x-Pw-3")
     with pytest.raises(ConnectionConfigError, match="'bob@old.example' has no password"):
         endpoints(nopass, old, new)
+    monkeypatch.setenv("AIRFLOW_CONN_MM_IMAP", json.dumps(IMAP))
+    imap = get_endpoint("mm_imap")
+    with pytest.raises(ConnectionConfigError, match="'mm_imap': the plan's groupware needs conn"):
+        endpoints(account, imap, new)
 
 
 def test_reading_the_extras_does_not_feed_them_to_the_secrets_masker(

@@ -18,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mailmigrate.errors import ConnectionConfigError
 from mailmigrate.groupware.dav import CALENDAR, Collection, DavEndpoint
 from mailmigrate.groupware.sync import (
     KINDS,
@@ -43,7 +44,12 @@ def groupware_kinds(plan: Plan) -> tuple[str, ...]:
 
 def endpoints(account: Account, source: Endpoint, destination: Endpoint
               ) -> tuple[DavEndpoint, DavEndpoint]:  # fmt: skip
-    """Both sides' DAV endpoints of ``account`` from the ``groupware`` connections."""
+    """Both sides' DAV endpoints of ``account`` from the ``groupware`` connections (conn type
+    ``dav``; another type is a :class:`ConnectionConfigError` naming it)."""
+    for connection in (source, destination):
+        if connection.kind != "dav":
+            raise ConnectionConfigError(f"connection {connection.conn_id!r}: the plan's "
+                                        f"groupware needs conn type dav, not {connection.kind}")  # fmt: skip
     return (
         DavEndpoint.from_connection(source, account.source_user, account.source_password),
         DavEndpoint.from_connection(destination, account.destination_user,

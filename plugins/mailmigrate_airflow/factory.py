@@ -13,6 +13,10 @@ recorded as an import error of the plan file itself, in the DagBag that is parsi
 
 Parsing stays cheap: plans are read from local files, nothing touches the network or the
 database, and the engine is imported only when a task runs.
+
+Each plan also gets ``migration_<name>_deltas`` (:func:`build_deltas_dag`), the scheduled
+after-hours deltas: ``select >> delta (one per account due) >> wrap_up`` at each opening of the
+delta window, until every old mailbox has gone quiet (:mod:`mailmigrate_airflow.deltas`).
 """
 
 from __future__ import annotations
@@ -27,9 +31,11 @@ from typing import Any
 from airflow.sdk import DAG, Param, TaskGroup, TriggerRule, get_parsing_context
 from airflow.sdk.definitions.param import ParamsDict
 
+from mailmigrate import quiet
 from mailmigrate.errors import PlanError
 from mailmigrate.plan import Account, Plan, Problem, find_plans, load_plan
 from mailmigrate.window import format_window
+from mailmigrate_airflow import deltas
 from mailmigrate_airflow.notifiers import event_callbacks
 from mailmigrate_airflow.operators import (
     CutoverReadyOperator,
@@ -41,6 +47,7 @@ from mailmigrate_airflow.operators import (
     mx_domain_of,
 )
 from mailmigrate_airflow.runs import STOP_POINTS, plans_dir_for
+from mailmigrate_airflow.timetable import AfterHoursTimetable
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +79,15 @@ def build_dags(dag_file: str) -> dict[str, DAG]:
             plan = load_plan(path)
             if plan.name in names:
                 raise PlanError([_duplicate_name(path, plan.name, names[plan.name])])
+            for other, other_path in names.items():
+                if f"{other}_deltas" == plan.name or f"{plan.name}_deltas" == other:
+                    raise PlanError([_duplicate_name(path, plan.name, other_path, scheduled=True)])
             names[plan.name] = path
+            relative = path.relative_to(plans_dir).as_posix()
             if wanted is None or plan.dag_id == wanted:
-                relative = path.relative_to(plans_dir).as_posix()
                 dags[plan.dag_id] = build_dag(plan, relative, dag_file)
+            if wanted is None or plan.deltas_dag_id == wanted:
+                dags[plan.deltas_dag_id] = build_deltas_dag(plan, relative, dag_file)
         except PlanError as exc:
             if wanted is None:  # the dag processor's parse reports; a task's parse need not
                 report_plan_error(path, str(exc))
@@ -139,6 +151,67 @@ def build_dag(plan: Plan, plan_file: str, dag_file: str | None = None) -> DAG:
     if dag_file:
         dag.fileloc = str(dag_file)
     return dag
+
+
+def build_deltas_dag(plan: Plan, plan_file: str, dag_file: str | None = None) -> DAG:
+    """The scheduled after-hours deltas of one plan, ``migration_<name>_deltas`` (see
+    :mod:`mailmigrate_airflow.deltas`): a run at each opening of the delta window."""
+    delta = plan.delta
+    with DAG(
+        dag_id=plan.deltas_dag_id,
+        description=f"after-hours deltas of {plan.dag_id} until every old mailbox is quiet",
+        doc_md=deltas.__doc__,
+        schedule=AfterHoursTimetable(
+            delta.timezone, format_window(delta.window), delta.weekdays, delta.repeat
+        ),
+        catchup=False,
+        max_active_runs=1,  # two runs would copy the same mailboxes at once
+        max_active_tasks=plan.parallel_accounts,
+        # Unpaused: nothing is due until the main DAG hands accounts over.
+        is_paused_upon_creation=False,
+        tags=["mailmigrate-deltas"],  # not "mailmigrate": the Migrations page lists those
+        auto_register=False,
+        **event_callbacks(plan, plan_file, events=("task_failed",)),
+    ) as dag:
+        select = deltas.SelectDeltasOperator(
+            task_id="select", plan=plan_file, state_dir=str(quiet.state_dir_of(plan))
+        )
+        per_account = deltas.ScheduledDeltaOperator.partial(
+            task_id="delta",
+            map_index_template="{{ task.source_user }}",
+            # partial() takes its defaults from every __init__ in the class hierarchy, and the
+            # one Airflow's metaclass gives AccountOperator says inlets/outlets=None, which a
+            # task's context cannot iterate (Airflow 3.3).
+            inlets=[],
+            outlets=[],
+            reports_url=plan.reports.url,
+            reports_conn_id=plan.reports.conn_id,
+            **_server_task(plan, plan_file),
+        ).expand(source_user=select.output)
+        wrap_up = deltas.DeltasWrapUpOperator(
+            task_id="wrap_up", plan=plan_file, trigger_rule=TriggerRule.ALL_DONE
+        )
+        per_account >> wrap_up
+    if dag_file:
+        dag.fileloc = str(dag_file)
+    return dag
+
+
+def _server_task(plan: Plan, plan_file: str) -> dict[str, Any]:
+    """The arguments of the scheduled deltas' copies: those of the main DAG's copies
+    (:func:`_account_tasks`) without the account, which the mapping gives."""
+    server_task: dict[str, Any] = {
+        "plan": plan_file,
+        "source_conn_id": plan.source_connection,
+        "destination_conn_id": plan.destination_connection,
+        "retries": plan.retries,
+        "retry_delay": RETRY_DELAY,
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": MAX_RETRY_DELAY,
+    }
+    if plan.pool:
+        server_task["pool"] = plan.pool
+    return server_task
 
 
 def _account_tasks(plan: Plan, plan_file: str, account: Account) -> MailboxCopyOperator:
@@ -238,15 +311,18 @@ def _doc(plan: Plan, plan_file: str) -> str:
     )
 
 
-def _duplicate_name(path: Path, name: str, first: Path) -> Any:
+def _duplicate_name(path: Path, name: str, first: Path, scheduled: bool = False) -> Any:
     line = 1
     for number, text in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
         if re.match(r"name\s*:", text):
             line = number
             break
-    return Problem(
-        str(path), line, f'name: "{name}" is already the name of {first}; DAG ids must be unique'
+    what = (
+        "would share a DAG id (migration_<name>_deltas) with"
+        if scheduled
+        else ("is already the name of")
     )
+    return Problem(str(path), line, f'name: "{name}" {what} {first}; DAG ids must be unique')
 
 
 def report_plan_error(path: Path, message: str) -> bool:

@@ -7,6 +7,9 @@ Events (``on`` of a ``notify`` entry; ``cutover_ready`` when not given):
 * ``task_failed``: a task failed after its last retry (``on_failure_callback`` of every task).
 * ``finished``: the DAG run ended, successfully or not (the DAG's success/failure callbacks).
 * ``approval_requested``: the approval task waits for a human (see :mod:`.approval`).
+* ``account_finished``: the scheduled deltas found an account's old mailbox quiet, or reached
+  the maximum time after the MX change (see :mod:`.deltas`).
+* ``migration_finished``: every account of the plan is finished (sent once).
 
 Each entry of the plan's ``notify`` list names any Airflow notifier
 (:class:`airflow.sdk.BaseNotifier`) with its arguments, e.g. the SMTP or Slack provider's, or
@@ -275,16 +278,22 @@ class MigrationMailNotifier(BaseNotifier):
         )
 
 
-def event_callbacks(plan: Plan, plan_file: str) -> dict[str, Any]:
+def event_callbacks(
+    plan: Plan, plan_file: str, events: tuple[str, ...] = ("task_failed", "finished")
+) -> dict[str, Any]:
     """The DAG's keyword arguments for the plan's ``task_failed`` and ``finished`` notifiers:
     every task's ``on_failure_callback`` (through ``default_args``) and the DAG's own success
-    and failure callbacks; nothing when no notifier listens to them."""
+    and failure callbacks; nothing when no notifier listens to them.
+
+    :param events: the ones this DAG sends (the scheduled deltas: ``task_failed`` only, a
+        ``finished`` every night would say nothing).
+    """
     kwargs: dict[str, Any] = {}
-    if wants(plan, "task_failed"):
+    if "task_failed" in events and wants(plan, "task_failed"):
         kwargs["default_args"] = {
             "on_failure_callback": [PlanEventNotifier(plan=plan_file, event="task_failed")]
         }
-    if wants(plan, "finished"):
+    if "finished" in events and wants(plan, "finished"):
         finished = PlanEventNotifier(plan=plan_file, event="finished")
         kwargs["on_success_callback"] = [finished]
         kwargs["on_failure_callback"] = [finished]

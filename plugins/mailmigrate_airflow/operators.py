@@ -15,6 +15,7 @@ timeouts, throttling) fails the try and lets Airflow retry with back-off.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Callable
 from types import ModuleType
@@ -29,6 +30,7 @@ from airflow.sdk.exceptions import (
     DownstreamTasksSkipped,
 )
 
+from mailmigrate import quiet
 from mailmigrate_airflow.groupware import copy_groupware, test_groupware
 from mailmigrate_airflow.hooks import get_endpoint
 from mailmigrate_airflow.notifiers import cutover_announcement, notify_cutover
@@ -242,8 +244,26 @@ class MailboxCopyOperator(AccountOperator):
         self._refer(plan, source_user, source_conn_id, destination_conn_id)
 
     def execute(self, context: Context) -> dict[str, Any]:
-        sync = _engine()
         plan, account, source, destination = self.prepare(context)
+        # One pass over an account at a time: a scheduled delta (migration_<name>_deltas) may
+        # be copying this account right now; this pass waits for it.
+        with quiet.exclusive_pass(quiet.state_dir_of(plan), plan.name, self.source_user, wait=True):
+            return self.run_pass(context, plan, account, source, destination, self.hand_over)
+
+    def run_pass(
+        self,
+        context: Context,
+        plan: Plan,
+        account: Account,
+        source: Any,
+        destination: Any,
+        note: Callable[[Context, Plan, dt.datetime, Any], dict[str, Any] | None],
+    ) -> dict[str, Any]:
+        """One pass of the engine: ``note(context, plan, started, result)`` right after it
+        (whatever its outcome; what it returns joins the summary), then its summary is logged,
+        its owner report published, and the task fails unless the pass is ok."""
+        sync = _engine()
+        started = quiet.utcnow()
 
         def copy() -> Any:
             result = sync.copy_account(
@@ -255,6 +275,7 @@ class MailboxCopyOperator(AccountOperator):
             return result
 
         result = self.run_engine(f"{self.phase} copy", copy)
+        extra = note(context, plan, started, result)
         totals = result.totals()
         self.log.info(  # the one line to read first; the details follow
             "%s: %s copy %s: %d copied, %d failed, %d messages on the source",
@@ -265,7 +286,7 @@ class MailboxCopyOperator(AccountOperator):
             totals["failed"],
             totals["source_messages"],
         )
-        summary = self.report(result)
+        summary = {**self.report(result), **(extra or {})}
         publish_owner_report(context, plan, account, source, destination, result, self.log)
         if result.ok and (result.groupware or {}).get("problem_count"):
             text = (
@@ -295,6 +316,51 @@ class MailboxCopyOperator(AccountOperator):
             self.fail_with(context, summary, AirflowException(text))
         refused = AirflowFailException(text + " (refusals are not retried; see the log)")
         self.fail_with(context, summary, refused)
+
+    def hand_over(self, context: Context, plan: Plan, started: dt.datetime, result: Any) -> None:
+        """Note the pass in the account's delta record (:mod:`mailmigrate.quiet`): a verified
+        initial copy; for the delta, the MX release (when ``wait_for_mx`` saw the change
+        propagate) and, once verified, that the scheduled deltas take the account over."""
+        directory, ok = quiet.state_dir_of(plan), passed(result)
+        if self.phase == "initial":
+            if ok:
+                quiet.update(directory, plan.name, self.source_user,
+                             lambda record: _first(record, "initial_done_at", started))  # fmt: skip
+            return None
+        mx = context["ti"].xcom_pull(
+            task_ids=f"{self.task_id.rpartition('.')[0]}.wait_for_mx",
+            map_indexes=context["ti"].map_index,
+        )
+        released = _moment((mx or {}).get("propagated_at")) or started
+        ended = quiet.utcnow()
+
+        def note(record: quiet.DeltaRecord) -> None:
+            _first(record, "released_at", min(released, started))
+            copied = result.totals()["copied"]
+            quiet.after_pass(record, started=started, ended=ended, copied=copied, ok=ok,
+                             decide=False)  # fmt: skip
+            if ok:
+                _first(record, "handed_over_at", ended)
+
+        quiet.update(directory, plan.name, self.source_user, note)
+        return None
+
+
+def passed(result: Any) -> bool:
+    """A pass that copied everything, checked it on the destination, groupware included."""
+    return bool(result.ok and not (getattr(result, "groupware", None) or {}).get("problem_count"))
+
+
+def _first(record: quiet.DeltaRecord, field: str, moment: dt.datetime) -> None:
+    if getattr(record, field) is None:
+        setattr(record, field, moment)
+
+
+def _moment(text: Any) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(str(text)) if text else None
+    except ValueError:
+        return None
 
 
 class NoMxCheckOperator(AccountStep, BaseOperator):

@@ -81,7 +81,7 @@ def test_one_dag_per_plan_with_a_group_of_five_tasks_per_account(dag_folder: Pat
     bag = load_dag_folder(dag_folder)
 
     assert bag.import_errors == {}
-    assert set(bag.dags) == {"migration_acme"}
+    assert set(bag.dags) == {"migration_acme", "migration_acme_deltas"}
     dag = bag.dags["migration_acme"]
     groups = dag.task_group.children
     assert set(groups) == {"alice_example_com", "bob_example_com", "carol", "cutover_ready"}
@@ -160,7 +160,7 @@ def test_invalid_plan_is_an_import_error_of_its_file_and_the_other_plan_still_lo
 
     bag = load_dag_folder(dag_folder)
 
-    assert set(bag.dags) == {"migration_good"}
+    assert set(bag.dags) == {"migration_good", "migration_good_deltas"}
     assert set(bag.import_errors) == {
         "plans/bad.yaml",
         "plans/worse.yaml",
@@ -197,7 +197,10 @@ def test_dag_processor_stores_the_plan_error_and_keeps_the_other_dag_active(
     )
     result = _parse_file(request, structlog.get_logger())
 
-    assert [d.dag_id for d in result.serialized_dags] == ["migration_dagproc_good"]
+    assert sorted(d.dag_id for d in result.serialized_dags) == [
+        "migration_dagproc_good",
+        "migration_dagproc_good_deltas",
+    ]
     assert set(result.import_errors) == {"plans/dagproc_bad.yaml"}
 
     errors = {(HARNESS_BUNDLE, path): text for path, text in result.import_errors.items()}
@@ -242,8 +245,9 @@ def test_twenty_plans_of_two_hundred_accounts_parse(dag_folder: Path) -> None:
 
     print(f"\n20 plans x 200 accounts parsed in {elapsed:.2f} s")
     assert bag.import_errors == {}
-    assert len(bag.dags) == 20
-    assert all(len(dag.tasks) == 200 * 5 + 1 for dag in bag.dags.values())
+    assert len(bag.dags) == 40  # each plan's migration and its scheduled deltas
+    mains = [dag for dag_id, dag in bag.dags.items() if not dag_id.endswith("_deltas")]
+    assert len(mains) == 20 and all(len(dag.tasks) == 200 * 5 + 1 for dag in mains)
 
 
 def test_no_password_in_the_serialized_dag_or_any_operator_field(dag_folder: Path) -> None:
@@ -278,7 +282,7 @@ def _run(dag_folder: Path, run_conf: dict) -> tuple[dict, dict]:
 
     from mailmigrate_airflow.factory import build_dags
 
-    (dag,) = build_dags(str(dag_folder / "migrations.py")).values()
+    dag, _deltas = build_dags(str(dag_folder / "migrations.py")).values()
     run = run_dag_test(dag, run_conf=run_conf)
     with create_session() as session:
         states = {ti.task_id: ti.state for ti in run.get_task_instances(session=session)}
@@ -377,11 +381,17 @@ def test_refused_credentials_fail_the_task_at_once_and_block_cutover(dag_folder,
 def test_plans_dir_from_the_environment(dag_folder: Path, tmp_path: Path, monkeypatch) -> None:
     write_plan(tmp_path / "elsewhere", "absolute")
     monkeypatch.setenv("MAILMIGRATE_PLANS_DIR", str(tmp_path / "elsewhere"))
-    assert set(load_dag_folder(dag_folder).dags) == {"migration_absolute"}
+    assert set(load_dag_folder(dag_folder).dags) == {
+        "migration_absolute",
+        "migration_absolute_deltas",
+    }
 
     write_plan(dag_folder / "prod_plans", "relative")
     monkeypatch.setenv("MAILMIGRATE_PLANS_DIR", "prod_plans")  # next to migrations.py
-    assert set(load_dag_folder(dag_folder).dags) == {"migration_relative"}
+    assert set(load_dag_folder(dag_folder).dags) == {
+        "migration_relative",
+        "migration_relative_deltas",
+    }
 
 
 def test_a_task_parse_builds_only_its_own_dag(dag_folder: Path, monkeypatch) -> None:
@@ -394,6 +404,8 @@ def test_a_task_parse_builds_only_its_own_dag(dag_folder: Path, monkeypatch) -> 
 
     assert set(bag.dags) == {"migration_second"}
     assert bag.import_errors == {}
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "migration_second_deltas")
+    assert set(load_dag_folder(dag_folder).dags) == {"migration_second_deltas"}
 
 
 def test_account_selection_and_stop_point() -> None:
@@ -424,7 +436,7 @@ def test_a_task_loading_the_plan_masks_every_account_password(dag_folder: Path) 
     from mailmigrate_airflow.factory import build_dags
 
     write_plan(dag_folder / "plans", "masked")
-    (dag,) = build_dags(str(dag_folder / "migrations.py")).values()
+    dag, _deltas = build_dags(str(dag_folder / "migrations.py")).values()
     line = "passwords: " + " | ".join(SECRETS)
     assert redact(line) == line  # nothing known yet
 

@@ -85,7 +85,7 @@ def groupware_plan(tmp_path: Path, monkeypatch, legacy_imap, modern_imap, new_ac
 def _run(folder: Path, run_conf: dict) -> dict:
     from mailmigrate_airflow.factory import build_dags
 
-    (dag,) = build_dags(str(folder / "migrations.py")).values()
+    dag, _deltas = build_dags(str(folder / "migrations.py")).values()
     run = run_dag_test(dag, run_conf=run_conf)
     try:  # the harness's, where it keys mapped account groups (issue 18)
         from harness.airflow_env import run_outcome

@@ -142,7 +142,7 @@ def test_no_secret_in_the_dag_logs_xcom_database_reports_or_exceptions(
     monkeypatch.setenv("MAILMIGRATE_REPORTS_URL", str(reports))
 
     # -- the DAG run ----------------------------------------------------------------------
-    (dag,) = build_dags(str(dag_folder / "migrations.py")).values()
+    dag, _deltas = build_dags(str(dag_folder / "migrations.py")).values()
     run = run_dag_test(dag)
     with create_session() as session:
         instances = run.get_task_instances(session=session)

@@ -134,7 +134,7 @@ def test_a_plan_runs_the_whole_way_through_the_dag(
     monkeypatch.setenv("AIRFLOW_CONN_E2E_OLD", json.dumps(legacy_imap.connection("e2e_old")))
     monkeypatch.setenv("AIRFLOW_CONN_E2E_NEW", json.dumps(modern_imap.connection("e2e_new")))
 
-    (dag,) = build_dags(str(dag_folder / "migrations.py")).values()
+    dag, _deltas = build_dags(str(dag_folder / "migrations.py")).values()
     ops = Operator(accounts, dns, legacy_imap, modern_imap)
     ops.start()
     run = run_dag_test(dag)

@@ -57,7 +57,7 @@ def test_imap_to_exchange_plan_runs_through_the_dag(
             json.dumps({"conn_type": "ews", "host": simulator.url, "login": ADMIN,
                         "password": ADMIN_PASSWORD, "extra": {"auth": "basic"}}),
         )  # fmt: skip
-        (dag,) = build_dags(str(folder / "migrations.py")).values()
+        dag, _deltas = build_dags(str(folder / "migrations.py")).values()
         run = run_dag_test(dag)
     close_connections()
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}

@@ -208,7 +208,7 @@ def _try(dag_folder: Path, plan_text: str, csv_text: str, counts: dict[str, int]
         return
     counts["accepted"] += 1
     dags = _build_all(dag_folder)
-    assert list(dags) == [plan.dag_id]
+    assert list(dags) == [plan.dag_id, plan.deltas_dag_id]
     check_dag(plan, dags[plan.dag_id])
 
 

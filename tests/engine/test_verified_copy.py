@@ -92,7 +92,7 @@ def test_a_short_account_fails_its_initial_copy_and_blocks_cutover_ready(
     for var in ("AIRFLOW_CONN_CLI_SRC", "AIRFLOW_CONN_CLI_DST"):
         monkeypatch.setenv(var, cli.env[var])
 
-    (dag,) = build_dags(str(dags / "migrations.py")).values()
+    dag, _deltas = build_dags(str(dags / "migrations.py")).values()
     run = run_dag_test(dag, run_conf={"stop": "initial_copy"})
     logs = "".join(capfd.readouterr())
     with create_session() as session:

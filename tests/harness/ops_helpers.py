@@ -183,7 +183,7 @@ def run_migration(folder: Path, run_conf: dict | None = None, accounts=None) -> 
 
     from mailmigrate_airflow.factory import build_dags
 
-    (dag,) = build_dags(str(folder / "migrations.py")).values()
+    dag, _deltas = build_dags(str(folder / "migrations.py")).values()
     run = run_dag_test(dag, run_conf=run_conf or {})
     with create_session() as session:
         states = {ti.task_id: str(ti.state) for ti in run.get_task_instances(session=session)}

@@ -26,6 +26,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from mailmigrate_airflow.reports import PHASE_STEPS, stored_report
 from mailmigrate_airflow.runs import URL_PREFIX
+from mailmigrate_airflow.ui.deltas import add_delta_records, state_dir_of
 from mailmigrate_airflow.ui.loading import list_migrations, runs_of
 from mailmigrate_airflow.ui.page import render_page
 from mailmigrate_airflow.ui.status import run_status
@@ -89,6 +90,17 @@ def status_of(user: Any, dag_id: str, run_id: str | None) -> dict[str, Any]:
     return result
 
 
+def page_of(
+    user: Any, dag_id: str, run_id: str | None, state: str | None, q: str | None, page: int
+) -> dict[str, Any]:
+    """One page of a migration's status (:func:`select_rows`), its rows with their scheduled
+    deltas' records (:mod:`mailmigrate_airflow.ui.deltas`)."""
+    chosen = select_rows(status_of(user, dag_id, run_id), state, q, page)
+    with _session() as session:
+        directory = state_dir_of(session, dag_id)
+    return add_delta_records(chosen, directory)
+
+
 def create_app() -> FastAPI:
     """The app (see the module docstring)."""
     app = FastAPI(
@@ -112,7 +124,7 @@ def create_app() -> FastAPI:
         page: int = 1,
         user: Any = Depends(current_user),
     ):
-        return select_rows(status_of(user, dag_id, run_id), state, q, page)
+        return page_of(user, dag_id, run_id, state, q, page)
 
     @app.get("/", response_class=HTMLResponse)
     def index(
@@ -128,7 +140,7 @@ def create_app() -> FastAPI:
             migrations = list_migrations(session, _allowed(user))
         if dag_id is None and len(migrations) == 1:
             dag_id = migrations[0]["dag_id"]
-        chosen = select_rows(status_of(user, dag_id, run_id), state, q, page) if dag_id else None
+        chosen = page_of(user, dag_id, run_id, state, q, page) if dag_id else None
         return HTMLResponse(render_page(migrations, chosen, _root(request)))
 
     @app.get("/migrations/{dag_id}", response_class=HTMLResponse)
@@ -143,7 +155,7 @@ def create_app() -> FastAPI:
     ):
         with _session() as session:
             migrations = list_migrations(session, _allowed(user))
-        chosen = select_rows(status_of(user, dag_id, run_id), state, q, page)
+        chosen = page_of(user, dag_id, run_id, state, q, page)
         return HTMLResponse(render_page(migrations, chosen, _root(request)))
 
     @app.get("/reports/{dag_id}/{run_id}/{task_file}")

@@ -167,6 +167,11 @@ def _xcom_value(xcom: Any, model: Any) -> Any:
     return model.deserialize_value(xcom)
 
 
+def latest_dag(session: Any, dag_id: str) -> Any:
+    """The latest serialized version of a DAG (None when unknown), from the shared bag."""
+    return _dag_bag().get_latest_version_of_dag(dag_id, session=session)
+
+
 @cache
 def _dag_bag() -> Any:
     """One DAG bag for every request, as the api-server's own routes share theirs (LRU and TTL

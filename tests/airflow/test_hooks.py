@@ -156,7 +156,9 @@ def test_the_connection_form_offers_both_types_with_their_fields() -> None:
 
     imap, ews = forms["imap"], forms["ews"]
     assert (imap.hook_name, ews.hook_name) == ("IMAP mailbox server", "Exchange Web Services (EWS)")
-    assert set(imap.extra_fields) == {"security", "ca_file", "auth", "master_separator", "timeout"}
+    assert set(imap.extra_fields) == {
+        "security", "ca_file", "auth", "master_separator", "timeout", "compress"
+    }  # fmt: skip
     assert imap.extra_fields["security"]["schema"]["enum"] == ["ssl", "starttls", "none"]
     assert imap.extra_fields["auth"]["schema"]["enum"] == ["login", "master", "authzid", "xoauth2"]
     assert set(ews.extra_fields) == {

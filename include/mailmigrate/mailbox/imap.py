@@ -316,9 +316,7 @@ class ImapMailbox(Mailbox):
         replies = imap_wire.pipelined(imap, [b'LSUB "" "*"', b'LIST "" "*"'])
         for kind, (typ, text) in zip(("LSUB", "LIST"), replies, strict=True):
             if typ != "OK":
-                raise IMAPClientError(
-                    f"{kind} command error: {typ} {text.decode(errors='replace')}"
-                )
+                raise ServerRefused(f"{kind} failed: {typ} {text.decode(errors='replace')}")
         subscribed = {name for _, _, name in internals.folder_list(self.client, imap, "LSUB")}
         folders = []
         for flags, _, name in internals.folder_list(self.client, imap, "LIST"):

@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 DEBIAN_PACKAGES := dovecot-imapd dnsmasq-base isync postgresql redis-server chromium
 PYTEST_ARGS ?=
 
-.PHONY: install servers test lint format demo demo-flip-mx bench bench-quick clean
+.PHONY: install servers test lint format demo demo-flip-mx demo-late-mail bench bench-quick clean
 
 install: $(STAMP) debian-packages servers
 
@@ -51,6 +51,9 @@ demo: install
 
 demo-flip-mx: install
 	$(BIN)/python -m demo.run flip-mx
+
+demo-late-mail: install
+	$(BIN)/python -m demo.run late-mail
 
 bench: install
 	$(BIN)/python -m bench.run

@@ -11,7 +11,10 @@ a second calendar and an address book; the plan's ``kinds: [mail, calendars, con
 
 ``make demo-flip-mx`` (in a second terminal) delivers a few new messages to the old provider
 and switches the demo domain's MX to the new provider, so ``wait_for_mx`` releases and
-``delta_copy`` picks the new mail up. Ctrl-C stops everything.
+``delta_copy`` picks the new mail up. ``make demo-late-mail`` then delivers mail to the old
+provider after the flip, as senders retrying an old MX do: ``migration_demo_deltas`` copies it in
+its next run (every minute in the demo), and each mailbox turns "done" once no new mail has come
+for three minutes. Ctrl-C stops everything.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / ".demo"
 FLIP_REQUEST = DEMO / "flip-mx.request"
+LATE_REQUEST = DEMO / "late-mail.request"
 sys.path.insert(0, str(ROOT / "tests"))
 
 from harness.corpus import make_message, seed_folder  # noqa: E402
@@ -125,6 +129,10 @@ def write_plan(dns: DnsServer) -> Path:
         "delta:\n"
         "  timezone: Europe/Berlin\n"
         '  window: "any"\n'
+        "  # Compressed for the demo (real plans: the defaults, 48h and 7d, once per window).\n"
+        "  repeat: 1m\n"
+        "  quiet_period: 3m\n"
+        "  max_after_mx: 30m\n"
         "parallel_accounts: 2\n"
         "retries: 2\n"
         "# Slow on purpose: long enough to watch a copy run and the time-left estimate move.\n"
@@ -184,6 +192,18 @@ def flip(source: DovecotServer, dns: DnsServer) -> None:
     say("delivered 5 new messages to every old mailbox")
     dns.set_mx(DOMAIN, [NEW_MX], ttl=5)
     say(f"MX of {DOMAIN} now points to {NEW_MX}: wait_for_mx releases within a poke or two")
+
+
+def late_mail(source: DovecotServer) -> None:
+    """Mail reaching the old provider after the MX flip (a sender retrying the old MX)."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    for n, (address, _, _) in enumerate(ACCOUNTS[:2]):
+        client = source.master_client(address)
+        seed_folder(
+            client, "INBOX", [(make_message(950_000 + n * 100 + i), (), now) for i in range(3)]
+        )
+        client.logout()
+    say(f"delivered 3 late messages to {ACCOUNTS[0][0]} and {ACCOUNTS[1][0]} on the old provider")
 
 
 def stop_airflow(pid: int) -> None:
@@ -262,6 +282,9 @@ def run(port: int) -> None:
             if FLIP_REQUEST.exists():
                 flip(source, dns)
                 FLIP_REQUEST.unlink()
+            if LATE_REQUEST.exists():
+                late_mail(source)
+                LATE_REQUEST.unlink()
             time.sleep(1)
         say(f"Airflow stopped; see {DEMO / 'airflow.log'}")
     except KeyboardInterrupt:
@@ -276,15 +299,14 @@ def run(port: int) -> None:
         say("stopped")
 
 
-def request_flip() -> None:
+def request(path: Path, done: str) -> None:
+    """Ask the running demo to do something (it polls for ``path``), then print ``done``."""
     if not (DEMO / "airflow.log").exists():
         raise SystemExit("no demo is running: start it with `make demo`")
-    FLIP_REQUEST.touch()
+    path.touch()
     for _ in range(60):
-        if not FLIP_REQUEST.exists():
-            print(
-                "[demo] MX flipped and new mail delivered; watch wait_for_mx and delta_copy in the UI"
-            )
+        if not path.exists():
+            print(f"[demo] {done}")
             return
         time.sleep(1)
     raise SystemExit("the demo did not answer; is `make demo` still running?")
@@ -292,11 +314,13 @@ def request_flip() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="demo", description=__doc__.split("\n")[0])
-    parser.add_argument("command", choices=["run", "flip-mx"])
+    parser.add_argument("command", choices=["run", "flip-mx", "late-mail"])
     parser.add_argument("--port", type=int, default=int(os.environ.get("DEMO_PORT", 8080)))
     args = parser.parse_args(argv)
     if args.command == "flip-mx":
-        request_flip()
+        request(FLIP_REQUEST, "MX flipped and new mail delivered; watch wait_for_mx and delta_copy")
+    elif args.command == "late-mail":
+        request(LATE_REQUEST, "late mail delivered; watch migration_demo_deltas copy it")
     else:
         run(args.port if args.port else free_port())
 

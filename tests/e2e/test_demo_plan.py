@@ -35,3 +35,6 @@ def test_the_demo_plan_is_valid_and_throttled(tmp_path, monkeypatch):
     assert (plan.groupware.source_connection, plan.groupware.destination_connection) == (
         "demo_dav_old", "demo_dav_new")  # fmt: skip
     assert all(a.source_password and a.destination_password for a in plan.accounts)
+    # late mail (make demo-late-mail) is copied by the scheduled deltas within a minute, and a
+    # mailbox turns done after three quiet minutes: the demo's compressed after-hours deltas
+    assert (plan.delta.repeat, plan.delta.quiet_period, plan.delta.max_after_mx) == (60, 180, 1800)

@@ -5,10 +5,10 @@ With ``approval: {accounts: [...], after: initial_copy}`` in the plan, the DAG g
 task, ``approve_full_run`` (the standard provider's human-in-the-loop
 :class:`~airflow.providers.standard.operators.hitl.ApprovalOperator`)::
 
-    <pilot>.<after>  ──>  approve_full_run  ──>  <every other account>.initial_copy
-                                           └──>  cutover_ready
+    pilot.<after> (every pilot)  ──>  approve_full_run  ──>  account.initial_copy (every other)
+                                                    └──>  cutover_ready
 
-The pilots run their steps as usual; every other account is tested at once but copies only after
+The pilots run their steps in their own mapped group, ``pilot`` (listed by ``pilot_accounts``); every other account is tested at once but copies only after
 "Approve". "Reject" skips the other accounts' copies and the cutover announcement. A run that
 selects only pilot accounts, or stops after ``test``, has nothing to approve: the task skips.
 """
@@ -24,7 +24,15 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from mailmigrate_airflow.notifiers import send_event, wants
 from mailmigrate_airflow.reports import XCOM_KEY
-from mailmigrate_airflow.runs import load_plan, report_url, runs_step, selected_accounts
+from mailmigrate_airflow.runs import (
+    ACCOUNT_GROUP,
+    PILOT_GROUP,
+    SELECT_TASKS,
+    load_plan,
+    report_url,
+    runs_step,
+    selected_accounts,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG, BaseOperator, Context
@@ -71,11 +79,16 @@ class MigrationApprovalOperator(ApprovalOperator):
 
     def _pilot_results(self, plan: Plan, context: Context) -> list[dict[str, Any]]:
         ti = context["ti"]
+        task_id = f"{PILOT_GROUP}.{self.after}"
+        rows = ti.xcom_pull(task_ids=SELECT_TASKS[PILOT_GROUP]) or []
         results = []
-        for user in self.pilots:
-            task_id = f"{plan.account(user).group_id}.{self.after}"
-            summary = ti.xcom_pull(task_ids=task_id) or {}
-            report = ti.xcom_pull(task_ids=task_id, key=XCOM_KEY) if self.after != "test" else None
+        for map_index, row in enumerate(rows):  # map index i is the pilot of row i
+            user = row["source_user"]
+            summary = ti.xcom_pull(task_ids=task_id, map_indexes=map_index) or {}
+            report = None
+            if self.after != "test":
+                report = ti.xcom_pull(task_ids=task_id, key=XCOM_KEY, map_indexes=map_index)
+            url = report_url(ti.dag_id, ti.run_id, task_id, map_index=map_index) if report else ""
             results.append(
                 {
                     "account": user,
@@ -83,7 +96,7 @@ class MigrationApprovalOperator(ApprovalOperator):
                     "copied": (summary.get("totals") or {}).get("copied"),
                     "problems": summary.get("problems") or [],
                     "error": summary.get("error"),
-                    "report": report_url(ti.dag_id, ti.run_id, task_id) if report else "",
+                    "report": url,
                 }
             )
         return results
@@ -153,11 +166,9 @@ def add_approval(
         # Skipped pilots (a run without them) do not block it; a failed pilot does.
         trigger_rule=TriggerRule.NONE_FAILED,
     )
-    pilots = set(approval.accounts)
-    for account in plan.accounts:
-        if account.source_user in pilots:
-            dag.get_task(f"{account.group_id}.{approval.after}") >> task
-        else:
-            task >> dag.get_task(f"{account.group_id}.initial_copy")
+    # The pilots run in the mapped group ``pilot``, every other account in ``account``: the
+    # approval waits for every pilot's ``after`` step and gates every other initial copy.
+    dag.get_task(f"{PILOT_GROUP}.{approval.after}") >> task
+    task >> dag.get_task(f"{ACCOUNT_GROUP}.initial_copy")
     task >> cutover
     return task

@@ -4,8 +4,17 @@
 directory (``plans/`` next to that file, or ``$MAILMIGRATE_PLANS_DIR``) becomes a DAG::
 
     migration_acme
-      ├─ <account group>  test >> initial_copy >> wait_for_mx >> wait_for_delta_window >> delta_copy
-      └─ cutover_ready    (after every initial_copy)
+      accounts >> account[mapped, one instance per account of the run, shown as its mailbox]
+                    test >> initial_copy >> wait_for_mx >> wait_for_delta_window >> delta_copy
+               account.initial_copy (every instance) >> cutover_ready
+
+The DAG has the same seven tasks for 3 accounts or 20,000: ``accounts`` lists the run's
+accounts (the trigger parameter ``accounts``, else all) and the group ``account`` is mapped
+over that list, so a test migration of three accounts creates three instances of each step, and
+parsing and serializing a plan do not grow with its accounts (a static group per account made
+a 10,000-account plan take minutes to parse and 36 MB serialized; ``bench/plan_scale.py``).
+A plan with an ``approval`` gets a second mapped group, ``pilot``, over its pilot accounts (see
+:func:`mailmigrate_airflow.approval.add_approval`).
 
 An invalid plan never costs the other plans their DAGs: its problems (``file:line: message``) are
 recorded as an import error of the plan file itself, in the DagBag that is parsing
@@ -28,12 +37,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG, Param, TaskGroup, TriggerRule, get_parsing_context
+from airflow.sdk import DAG, Param, TriggerRule, get_parsing_context, task_group
 from airflow.sdk.definitions.param import ParamsDict
 
 from mailmigrate import quiet
 from mailmigrate.errors import PlanError
-from mailmigrate.plan import Account, Plan, Problem, find_plans, load_plan
+from mailmigrate.plan import Plan, Problem, find_plans, load_plan
 from mailmigrate.window import format_window
 from mailmigrate_airflow import deltas
 from mailmigrate_airflow.notifiers import event_callbacks
@@ -42,11 +51,18 @@ from mailmigrate_airflow.operators import (
     MailboxCopyOperator,
     MailboxTestOperator,
     NoMxCheckOperator,
+    SelectAccountsOperator,
     WaitForDeltaWindowSensor,
     WaitForMxSensor,
-    mx_domain_of,
 )
-from mailmigrate_airflow.runs import STOP_POINTS, plans_dir_for
+from mailmigrate_airflow.runs import (
+    ACCOUNT_GROUP,
+    MAP_INDEX_TEMPLATE,
+    PILOT_GROUP,
+    SELECT_TASKS,
+    STOP_POINTS,
+    plans_dir_for,
+)
 from mailmigrate_airflow.timetable import AfterHoursTimetable
 
 log = logging.getLogger(__name__)
@@ -116,34 +132,30 @@ def build_dag(plan: Plan, plan_file: str, dag_file: str | None = None) -> DAG:
         max_active_tasks=plan.parallel_accounts,  # per run; each account runs one task at a time
         tags=TAGS,
         # The DAG file publishes what build_dags returns. Auto-registration would also publish
-        # a DAG whose with-block raised half-way, with only some of its accounts.
+        # a DAG whose with-block raised half-way.
         auto_register=False,
         **event_callbacks(plan, plan_file),  # notify: task_failed, finished
     ) as dag:
-        initial_copies = []
-        for account in plan.accounts:
-            with TaskGroup(
-                group_id=account.group_id,
-                group_display_name=account.source_user,
-                tooltip=f"{account.source_user} -> {account.destination_user}",
-            ):
-                initial_copies.append(_account_tasks(plan, plan_file, account))
+        pilots = list(plan.approval.accounts) if plan.approval else []
+        initial_copies = [account_group(plan, plan_file, ACCOUNT_GROUP, pilots)]
         cutover = CutoverReadyOperator(
             task_id="cutover_ready",
             plan=plan_file,
-            # Skipped (unselected) accounts do not block it; a failed initial copy does, and a
+            # Accounts outside the run are not mapped; a failed initial copy blocks it, and a
             # run with every initial copy skipped (stop = test) skips it.
             trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS,
             retries=2,  # a notifier's server may be briefly away
             retry_delay=dt.timedelta(minutes=1),
         )
-        cutover.set_upstream(initial_copies)
         if plan.approval:
             # Only plans with an approval step import the standard provider's human-in-the-loop
             # operator: measured 8-23 ms of every parse of every other plan's DAG.
             from mailmigrate_airflow.approval import add_approval
 
+            pilot_copy = account_group(plan, plan_file, PILOT_GROUP, pilots)
+            initial_copies.append(pilot_copy)
             add_approval(plan, plan_file, dag, cutover)
+        cutover.set_upstream(initial_copies)
     # Set after the tasks exist: Airflow copies DAG params into every task created later, and the
     # serialized DAG would carry the account list once per task. Tasks read the run's params
     # through the DAG (process_params) all the same.
@@ -214,11 +226,29 @@ def _server_task(plan: Plan, plan_file: str) -> dict[str, Any]:
     return server_task
 
 
-def _account_tasks(plan: Plan, plan_file: str, account: Account) -> MailboxCopyOperator:
-    """The five tasks of one account, chained; returns ``initial_copy``."""
+def account_group(plan: Plan, plan_file: str, group: str, pilots: list[str]) -> Any:
+    """The ``accounts`` task and the group ``group`` mapped over its list; returns the group's
+    ``initial_copy`` (every instance)."""
+    select = SelectAccountsOperator(
+        task_id=SELECT_TASKS[group], plan=plan_file, pilots=pilots, pilot_group=group == PILOT_GROUP
+    )
+    tasks: dict[str, Any] = {}
+
+    @task_group(group_id=group, tooltip="one instance per account, shown as its mailbox")
+    def steps(source_user: str, domain: str) -> None:
+        tasks.update(_account_tasks(plan, plan_file, source_user, domain))
+
+    steps.expand_kwargs(select.output)
+    return tasks["initial_copy"]
+
+
+def _account_tasks(plan: Plan, plan_file: str, source_user: Any, domain: Any) -> dict[str, Any]:
+    """The five tasks of one account, chained, by step; ``source_user`` and ``domain`` are the
+    group's mapped arguments."""
+    each: dict[str, Any] = {"source_user": source_user, "map_index_template": MAP_INDEX_TEMPLATE}
     server_task: dict[str, Any] = {
+        **each,
         "plan": plan_file,
-        "source_user": account.source_user,
         "source_conn_id": plan.source_connection,
         "destination_conn_id": plan.destination_connection,
         "retries": plan.retries,
@@ -228,23 +258,22 @@ def _account_tasks(plan: Plan, plan_file: str, account: Account) -> MailboxCopyO
     }
     if plan.pool:
         server_task["pool"] = plan.pool
-    # Every task skips itself when its account is not selected or the run stops before it
-    # (operators.AccountStep).
+    # Every task skips itself when the run stops before it (operators.AccountStep).
     test = MailboxTestOperator(task_id="test", **server_task)
     # Where the owner reports go, serialized with the copy tasks for the status page to read.
     reports = {"reports_url": plan.reports.url, "reports_conn_id": plan.reports.conn_id}
     initial = MailboxCopyOperator(task_id="initial_copy", phase="initial", **server_task, **reports)
     # A sensor's own timeout fails it for good; retries only cover the rest, e.g. a trigger that
     # fires before the scheduler has recorded the deferral (apache/airflow#72716).
-    waiting: dict[str, Any] = {"retries": 2, "retry_delay": SENSOR_RETRY_DELAY}
+    waiting: dict[str, Any] = {**each, "retries": 2, "retry_delay": SENSOR_RETRY_DELAY}
     wait_for_mx: Any
     if plan.mx is None:
-        wait_for_mx = NoMxCheckOperator(task_id="wait_for_mx")
+        wait_for_mx = NoMxCheckOperator(task_id="wait_for_mx", **each)
     else:
         wait_for_mx = WaitForMxSensor(
             **waiting,
             task_id="wait_for_mx",
-            domain=mx_domain_of(account),
+            domain=domain,
             expect=list(plan.mx.expect),
             resolvers=list(plan.mx.resolvers),
             authoritative=list(plan.mx.authoritative),
@@ -260,7 +289,13 @@ def _account_tasks(plan: Plan, plan_file: str, account: Account) -> MailboxCopyO
     )
     delta = MailboxCopyOperator(task_id="delta_copy", phase="delta", **server_task, **reports)
     test >> initial >> wait_for_mx >> wait_for_window >> delta
-    return initial
+    return {
+        "test": test,
+        "initial_copy": initial,
+        "wait_for_mx": wait_for_mx,
+        "wait_for_delta_window": wait_for_window,
+        "delta_copy": delta,
+    }
 
 
 def _params(users: list[str]) -> dict[str, Param]:

@@ -189,12 +189,14 @@ class PlanEventNotifier(BaseNotifier):
 
 
 def failure_facts(context: Context) -> dict[str, Any]:
-    """What failed: the account (the task group's address), the step, the error and the log."""
+    """What failed: the account (the task's ``source_user``), the step, the error and the log."""
     ti = context.get("ti")
     task = context.get("task") or getattr(ti, "task", None)
     task_id = getattr(ti, "task_id", None) or getattr(task, "task_id", "?")
-    group = getattr(task, "task_group", None)
-    account = getattr(group, "group_display_name", "") or task_id.rpartition(".")[0]
+    account = getattr(task, "source_user", None)  # rendered: the mapped instance's account
+    if not isinstance(account, str):
+        group = getattr(task, "task_group", None)
+        account = getattr(group, "group_display_name", "") or task_id.rpartition(".")[0]
     step = task_id.rpartition(".")[2]
     error = context.get("exception")
     error_text = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error or "")  # fmt: skip

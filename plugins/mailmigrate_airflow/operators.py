@@ -17,17 +17,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.sdk import BaseOperator
+from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import (
     AirflowException,
     AirflowFailException,
     AirflowNotFoundException,
     AirflowSkipException,
-    DownstreamTasksSkipped,
 )
 
 from mailmigrate import quiet
@@ -42,7 +42,6 @@ from mailmigrate_airflow.runs import (
     run_engine,
     runs_step,
     selected_accounts,
-    stop_point,
 )
 from mailmigrate_airflow.sensors import DeltaWindowSensor, MxPropagationSensor
 
@@ -55,25 +54,26 @@ XCOM_LIMIT = 64 * 1024  # bytes of JSON; an XCom summary is counts and watermark
 
 
 class AccountStep:
-    """Mixin of the five tasks of an account's group: before running, skip the task when its
-    account is not selected or its step lies beyond the run's stop point.
+    """Mixin of the five tasks of the mapped ``account`` group: before running, skip the task
+    when its account is not selected or its step lies beyond the run's stop point.
 
-    The account and the step come from the task id, ``<group_id>.<step>``, so every kind of
-    task (operators and sensors alike) is gated the same way, with nothing extra serialized.
+    The account is the task's ``source_user`` (the group's mapped argument, rendered before the
+    task runs), the step the last part of its task id, so every kind of task (operators and
+    sensors alike) is gated the same way. The first step after the stop point is started only to
+    skip itself (the scheduler creates an account's instance of a step only once the step
+    before it is done, so nothing can skip it earlier); the scheduler skips the steps after it.
     """
 
     task_id: str
+    source_user: str
 
     @property
-    def account_step(self) -> tuple[str, str]:
-        """``(group_id, step)`` from the task id ``<group_id>.<step>``."""
-        group_id, _, step = self.task_id.rpartition(".")
-        return group_id, step
+    def step(self) -> str:
+        """The step, from the task id ``<group>.<step>``."""
+        return self.task_id.rpartition(".")[2]
 
     def pre_execute(self, context: Context) -> None:
-        group_id, step = self.account_step
-        group = getattr(self, "task_group", None)
-        check_selected(context, group_id, step, getattr(group, "group_display_name", ""))
+        check_selected(context, self.source_user, self.step)
         super().pre_execute(context)  # type: ignore[misc]
 
 
@@ -104,7 +104,7 @@ class PlanOperator(BaseOperator):
 class AccountOperator(AccountStep, PlanOperator):
     """Base of the operators that work on one account with both connections."""
 
-    template_fields = ("source_conn_id", "destination_conn_id")
+    template_fields = ("source_user", "source_conn_id", "destination_conn_id")
     source_user: str
     source_conn_id: str
     destination_conn_id: str
@@ -147,17 +147,6 @@ class AccountOperator(AccountStep, PlanOperator):
         for line in result.summary_lines():
             self.log.info("%s", line)
         return small_summary(result.to_dict())
-
-    def succeed(self, context: Context, summary: dict[str, Any]) -> dict[str, Any]:
-        """Return ``summary`` (the XCom). When the run stops after this step, skip the account's
-        next step right away rather than have a worker start it only for it to skip itself; the
-        scheduler then skips the rest of the chain."""
-        group_id, step = self.account_step
-        later = [task for task in self.downstream_task_ids if task.startswith(f"{group_id}.")]
-        if stop_point(context.get("params")) != step or not later:
-            return summary
-        context["ti"].xcom_push(key="return_value", value=summary)
-        raise DownstreamTasksSkipped(tasks=later)
 
     @staticmethod
     def fail_with(context: Context, summary: dict[str, Any], error: AirflowException) -> NoReturn:
@@ -204,7 +193,7 @@ class MailboxTestOperator(AccountOperator):
             problems = "; ".join(summary.get("problems") or []) or "see the log"
             message = f"{self.source_user} cannot be migrated: {problems}"
             self.fail_with(context, summary, AirflowFailException(message))
-        return self.succeed(context, summary)
+        return summary
 
 
 class MailboxCopyOperator(AccountOperator):
@@ -296,7 +285,7 @@ class MailboxCopyOperator(AccountOperator):
             )
             self.fail_with(context, summary, AirflowFailException(text))
         if result.ok:
-            return self.succeed(context, summary)
+            return summary
         # Folder-level or account-level errors, and messages missing on the destination after
         # the pass (their folder is compared again), may pass on a retry (the pass is
         # retry-safe); messages the destination refused (too big, over quota) will be refused
@@ -367,6 +356,11 @@ class NoMxCheckOperator(AccountStep, BaseOperator):
     """``wait_for_mx`` of a plan without an ``mx`` section: nothing to wait for in DNS."""
 
     ui_color = "#f0f0f0"
+    template_fields = ("source_user",)
+
+    def __init__(self, *, source_user: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.source_user = source_user
 
     def execute(self, context: Context) -> None:
         self.log.info(
@@ -415,14 +409,86 @@ def mx_domain_of(account: Account) -> str:
 
 
 class WaitForMxSensor(AccountStep, MxPropagationSensor):
-    """``wait_for_mx``: the MX propagation sensor, gated like the other account tasks."""
+    """``wait_for_mx``: the MX propagation sensor, gated like the other account tasks.
+
+    :param source_user: the account (the group's mapped argument), for the gate and the grid.
+    """
+
+    template_fields = ("source_user", *MxPropagationSensor.template_fields)
+
+    def __init__(self, *, source_user: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.source_user = source_user
 
 
 class WaitForDeltaWindowSensor(AccountStep, DeltaWindowSensor):
-    """``wait_for_delta_window``: the delta window sensor, gated like the other account tasks."""
+    """``wait_for_delta_window``: the delta window sensor, gated like the other account tasks.
+
+    :param source_user: the account (the group's mapped argument), for the gate and the grid.
+    """
 
     # Templated so that they are serialized: the status page shows when the window opens next.
-    template_fields = ("timezone", "window", "weekdays")
+    template_fields = ("source_user", "timezone", "window", "weekdays")
+
+    def __init__(self, *, source_user: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.source_user = source_user
+
+
+class SelectAccountsOperator(PlanOperator):
+    """``accounts`` (``pilot_accounts``): the accounts of this run, the map of one group.
+
+    Returns one row per account, ``{"source_user", "domain", "destination_user"}`` (``domain``:
+    its MX domain), in plan order:
+    the trigger parameter ``accounts`` when given, else every account of the plan, and of those
+    the approval pilots only (``pilots`` of a plan with an approval, ``pilot_group``) or all
+    others. A test migration of three accounts thus creates three instances of each step, not
+    one per account of the plan.
+
+    :param plan: the plan file, relative to the plans directory.
+    :param pilots: the plan's approval pilots (source users); empty without an approval.
+    :param pilot_group: list the pilots (True) or every other account (False).
+    """
+
+    ui_color = "#f5f5f5"
+
+    def __init__(
+        self, *, plan: str, pilots: Sequence[str] = (), pilot_group: bool = False, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.plan = plan
+        self.pilots = list(pilots)
+        self.pilot_group = pilot_group
+
+    def execute(self, context: Context) -> list[dict[str, str]]:
+        plan = self.load_plan(context)
+        selected = selected_accounts(context.get("params"))
+        everyone = {account.source_user for account in plan.accounts}
+        unknown = [user for user in selected if user not in everyone]
+        if unknown:
+            raise AirflowFailException(
+                f"accounts not in the plan {plan.path.name}: {', '.join(unknown)}"
+            )
+        chosen = set(selected or everyone)
+        pilots = set(self.pilots)
+        rows = [
+            {
+                "source_user": account.source_user,
+                "domain": mx_domain_of(account),
+                "destination_user": account.destination_user,  # for the status page
+            }
+            for account in plan.accounts
+            if account.source_user in chosen and (account.source_user in pilots) == self.pilot_group
+        ]
+        limit = conf.getint("core", "max_map_length", fallback=1024)
+        if len(rows) > limit:
+            raise AirflowFailException(
+                f"{len(rows)} accounts in this run, more than Airflow maps in one group "
+                f"([core] max_map_length = {limit}): raise it (AIRFLOW__CORE__MAX_MAP_LENGTH) "
+                "or run the plan in parts with the accounts parameter"
+            )
+        self.log.info("%d of the plan's %d accounts in this run", len(rows), len(everyone))
+        return rows
 
 
 def small_summary(summary: dict[str, Any], limit: int = XCOM_LIMIT) -> dict[str, Any]:

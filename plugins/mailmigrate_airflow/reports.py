@@ -92,12 +92,17 @@ def report_paths(root: Any, dag_id: str, run_id: str, group_id: str, phase: str)
     return {"html": folder / f"{phase}.html", "csv": folder / f"{phase}.csv"}
 
 
-def stored_report(task: Any, run_id: str, kind: str) -> Any:
-    """Where a copy task (``<group>.initial_copy`` or ``<group>.delta_copy``, as serialized)
+def stored_report(task: Any, run_id: str, kind: str, group: str | None = None) -> Any:
+    """Where a copy task (``account.initial_copy`` or ``account.delta_copy``, as serialized)
     stored its report of a run: the ``reports_url``/``reports_conn_id`` it was parsed with
-    (else this process's default root), the DAG, run and group ids and the phase. Nothing else
-    goes in, so no caller can make this name another place or scheme."""
-    group, _, step = task.task_id.rpartition(".")
+    (else this process's default root), the DAG, run and account's group ids and the phase.
+    Nothing else goes in, so no caller can make this name another place or scheme.
+
+    :param group: the account's group id (``Account.group_id``); by default the task's group
+        (DAGs before mapped groups had one static group per account).
+    """
+    task_group, _, step = task.task_id.rpartition(".")
+    group = group or task_group
     (phase,) = [phase for phase, name in PHASE_STEPS.items() if name == step]
     root = storage_root(getattr(task, "reports_url", None), getattr(task, "reports_conn_id", None))
     return report_paths(root, task.dag_id, run_id, group, phase)[kind]
@@ -141,8 +146,8 @@ def publish_owner_report(
         record.update({"html": str(paths["html"]), "csv": str(paths["csv"])})
         log.info(
             "Owner report: %s (CSV: %s)",
-            report_url(ti.dag_id, ti.run_id, ti.task_id),
-            report_url(ti.dag_id, ti.run_id, ti.task_id, "csv"),
+            report_url(ti.dag_id, ti.run_id, ti.task_id, map_index=ti.map_index),
+            report_url(ti.dag_id, ti.run_id, ti.task_id, "csv", map_index=ti.map_index),
         )
     except Exception as exc:
         record["storage_error"] = f"{type(exc).__name__}: {exc}"
@@ -235,4 +240,4 @@ class OwnerReportLink(BaseOperatorLink):
     name = "Owner report"
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
-        return report_url(ti_key.dag_id, ti_key.run_id, ti_key.task_id)
+        return report_url(ti_key.dag_id, ti_key.run_id, ti_key.task_id, map_index=ti_key.map_index)

@@ -35,7 +35,8 @@ T = TypeVar("T")
 PLANS_DIR_ENV = "MAILMIGRATE_PLANS_DIR"
 
 STEPS = ("test", "initial_copy", "wait_for_mx", "wait_for_delta_window", "delta_copy")
-"""The task ids inside every account's group, in order (contract)."""
+"""The steps of every account, in order: the tasks of the mapped group ``account``
+(``account.test``, ...; contract)."""
 
 STOP_POINTS = {"test": 0, "initial_copy": 1, "all": len(STEPS) - 1}
 """Values of the ``stop`` trigger parameter: the last step index that runs."""
@@ -106,18 +107,54 @@ def group_id_of(source_user: str) -> str:
     return group_id(source_user)
 
 
-def check_selected(context: Context, group_id: str, step: str, who: str = "") -> None:
-    """Raise AirflowSkipException unless ``step`` of the account with ``group_id`` runs in this
-    DAG run (trigger parameters ``accounts`` and ``stop``)."""
+def check_selected(context: Context, source_user: str, step: str) -> None:
+    """Raise AirflowSkipException unless ``step`` of ``source_user`` runs in this DAG run
+    (trigger parameters ``accounts`` and ``stop``). The ``accounts`` task maps only the
+    selected accounts; this check keeps a task run by hand (``airflow tasks test``) honest."""
     params = context.get("params")
     selected = selected_accounts(params)
-    if selected and group_id not in {group_id_of(user) for user in selected}:
+    if selected and source_user not in selected:
         raise AirflowSkipException(
-            f"{who or group_id} is not one of the {len(selected)} accounts selected for this run"
+            f"{source_user} is not one of the {len(selected)} accounts selected for this run"
         )
     stop = stop_point(params)
     if step in STEPS and not runs_step(params, step):
         raise AirflowSkipException(f"this run stops after {stop}; {step} is not run")
+
+
+# -- the mapped groups ---------------------------------------------------------------------
+
+ACCOUNT_GROUP = "account"
+"""The mapped task group of the accounts' five steps; one instance per account of the run."""
+PILOT_GROUP = "pilot"
+"""The same group over a plan's approval pilots (only plans with an ``approval`` section)."""
+SELECT_TASKS = {ACCOUNT_GROUP: "accounts", PILOT_GROUP: "pilot_accounts"}
+"""The task that lists each group's accounts of a run: its XCom is the group's map (map index
+``i`` is the account of row ``i``)."""
+MAP_INDEX_TEMPLATE = "{{ task.source_user }}"
+"""Every mapped instance shows its mailbox in the grid and in its log (rendered per try)."""
+
+
+def account_maps(select_xcoms: dict[str, Any]) -> dict[str, list[str]]:
+    """Each mapped group's accounts by map index, from its select task's XCom (task id ->
+    value, e.g. ``{"accounts": [{"source_user": ...}, ...]}``)."""
+    return {
+        group: [row["source_user"] for row in select_xcoms.get(task) or []]
+        for group, task in SELECT_TASKS.items()
+    }
+
+
+def step_key(task_id: str, map_index: int | None, maps: dict[str, list[str]]) -> str:
+    """``<account group id>.<step>`` of a task instance (``alice_example_com.initial_copy``):
+    one name per account and step, whatever the DAG's shape. A mapped instance is named after
+    the account at its map index (``maps``: :func:`account_maps`); any other task instance,
+    ``cutover_ready`` or a static account group's step of a DAG version before mapped groups,
+    by its task id."""
+    group, _, step = task_id.rpartition(".")
+    users = maps.get(group) or []
+    if map_index is not None and 0 <= map_index < len(users):
+        return f"{group_id_of(users[map_index])}.{step}"
+    return task_id
 
 
 # -- the engine's errors -------------------------------------------------------------------
@@ -167,7 +204,11 @@ def status_url(dag_id: str, run_id: str | None = None) -> str:
     return f"{root}{URL_PREFIX}/migrations/{quote(dag_id, safe='')}{query}"
 
 
-def report_url(dag_id: str, run_id: str, task_id: str, kind: str = "html") -> str:
-    """The api-server URL of a task's owner report (absolute with ``[api] base_url``)."""
+def report_url(
+    dag_id: str, run_id: str, task_id: str, kind: str = "html", *, map_index: int | None = -1
+) -> str:
+    """The api-server URL of a task instance's owner report (absolute with ``[api]
+    base_url``); a mapped instance's by its map index."""
     parts = "/".join(quote(p, safe="") for p in (dag_id, run_id, task_id))
-    return f"{base_url()}{URL_PREFIX}/reports/{parts}.{kind}"
+    query = f"?map_index={map_index}" if map_index is not None and map_index >= 0 else ""
+    return f"{base_url()}{URL_PREFIX}/reports/{parts}.{kind}{query}"

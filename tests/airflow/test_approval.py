@@ -58,13 +58,17 @@ def test_the_approval_sits_between_the_pilots_and_everyone_else(tmp_path):
         _plan(tmp_path, "shape", accounts, ["ceo@old.example"], after)
         dag = build_dag(load_plan(tmp_path / "shape.yaml"), "shape.yaml")
         approval = dag.get_task(TASK)
-        assert approval.upstream_task_ids == {f"ceo_old_example.{after}"}
-        assert approval.downstream_task_ids == {
-            "ann_old_example.initial_copy", "bob_old_example.initial_copy", "cutover_ready"}  # fmt: skip
-        for other in ("ann", "bob"):
-            assert dag.get_task(f"{other}_old_example.initial_copy").upstream_task_ids == {
-                f"{other}_old_example.test", TASK}  # fmt: skip
-        assert dag.get_task("ceo_old_example.initial_copy").upstream_task_ids == {"ceo_old_example.test"}  # fmt: skip
+        # The pilots are mapped in the group "pilot", everyone else in "account".
+        assert approval.upstream_task_ids == {f"pilot.{after}"}
+        assert approval.downstream_task_ids == {"account.initial_copy", "cutover_ready"}
+        assert dag.get_task("account.initial_copy").upstream_task_ids == {
+            "account.test", "accounts", TASK}  # fmt: skip
+        assert dag.get_task("pilot.initial_copy").upstream_task_ids == {
+            "pilot.test", "pilot_accounts"}  # fmt: skip
+        assert dag.get_task("cutover_ready").upstream_task_ids == {
+            "account.initial_copy", "pilot.initial_copy", TASK}  # fmt: skip
+        assert dag.get_task("accounts").pilots == dag.get_task("pilot_accounts").pilots == [
+            "ceo@old.example"]  # fmt: skip
         assert approval.trigger_rule == "none_failed" and approval.options == ["Approve", "Reject"]
 
 
@@ -199,7 +203,7 @@ def test_reject_skips_the_other_accounts_and_a_pilot_run_asks_nothing(setup, mod
     pilots_only = run_migration(folder, {"accounts": [pilot["source_user"]]})
     assert pilots_only.states[TASK] == "skipped"  # nothing to approve: it did not wait
     assert pilots_only.states[f"{pilot_group}.initial_copy"] == "success"
-    assert pilots_only.states[f"{other_group}.initial_copy"] == "skipped"
+    assert f"{other_group}.initial_copy" not in pilots_only.states  # not in the run at all
 
     approver = Approver(dag_id, "Reject", lambda run_id: {})
     approver.start()
@@ -208,7 +212,10 @@ def test_reject_skips_the_other_accounts_and_a_pilot_run_asks_nothing(setup, mod
     assert approver.error is None, approver.error
     assert approver.response.status_code == 200, approver.response.text
     assert run.states[TASK] == "success"
-    for task in (f"{other_group}.initial_copy", f"{other_group}.delta_copy", "cutover_ready"):
+    # Reject skips the other accounts' copies as a whole: the group's later steps are never
+    # expanded into one instance per account.
+    for task in ("account.initial_copy", "account.delta_copy", "cutover_ready"):
         assert run.states[task] == "skipped", task
+    assert f"{other_group}.initial_copy" not in run.states
     assert run.states[f"{other_group}.test"] == "success"  # tested while the owners reviewed
     assert _inbox(modern_imap, other) == 0 and _inbox(modern_imap, pilot) == 2

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -69,12 +68,16 @@ def dag_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return folder
 
 
-def test_one_dag_per_plan_with_a_group_of_five_tasks_per_account(dag_folder: Path) -> None:
+def test_one_dag_per_plan_with_a_mapped_group_of_five_tasks(dag_folder: Path) -> None:
+    from airflow.sdk.definitions.taskgroup import MappedTaskGroup
+
     from mailmigrate_airflow.operators import (
         CutoverReadyOperator,
         MailboxCopyOperator,
         MailboxTestOperator,
+        SelectAccountsOperator,
     )
+    from mailmigrate_airflow.runs import MAP_INDEX_TEMPLATE
     from mailmigrate_airflow.sensors import DeltaWindowSensor, MxPropagationSensor
 
     write_plan(dag_folder / "plans", "acme", extra="pool: acme_old_imap\n")
@@ -83,48 +86,42 @@ def test_one_dag_per_plan_with_a_group_of_five_tasks_per_account(dag_folder: Pat
     assert bag.import_errors == {}
     assert set(bag.dags) == {"migration_acme", "migration_acme_deltas"}
     dag = bag.dags["migration_acme"]
-    groups = dag.task_group.children
-    assert set(groups) == {"alice_example_com", "bob_example_com", "carol", "cutover_ready"}
-    display = {gid: groups[gid].group_display_name for gid in groups if gid != "cutover_ready"}
-    assert display == {
-        "alice_example_com": "alice@example.com",
-        "bob_example_com": "bob@example.com",
-        "carol": "carol",
-    }
-    for group_id in display:
-        ids = [f"{group_id}.{step}" for step in STEPS]
-        assert set(groups[group_id].children) == set(ids)
-        for upstream, downstream in zip(ids, ids[1:], strict=False):
-            assert dag.get_task(upstream).downstream_task_ids >= {downstream}
-            assert dag.get_task(downstream).upstream_task_ids == {upstream}
-        assert dag.get_task(ids[0]).upstream_task_ids == set()
+    # The same seven tasks for any number of accounts: the group is mapped over the run's.
+    assert set(dag.task_group.children) == {"accounts", "account", "cutover_ready"}
+    group = dag.task_group.children["account"]
+    assert isinstance(group, MappedTaskGroup)
+    select = dag.get_task("accounts")
+    assert isinstance(select, SelectAccountsOperator) and select.plan == "acme.yaml"
+    assert {task.task_id for task in group.iter_mapped_dependencies()} == {"accounts"}
+    ids = [f"account.{step}" for step in STEPS]
+    assert set(group.children) == set(ids)
+    for upstream, downstream in zip(ids, ids[1:], strict=False):
+        assert dag.get_task(upstream).downstream_task_ids >= {downstream}
+        assert dag.get_task(downstream).upstream_task_ids == {upstream, "accounts"}
+    assert dag.get_task(ids[0]).upstream_task_ids == {"accounts"}  # mapped over its XCom
 
-        test, initial, mx, window, delta = (dag.get_task(i) for i in ids)
-        assert isinstance(test, MailboxTestOperator)
-        assert isinstance(initial, MailboxCopyOperator) and initial.phase == "initial"
-        assert isinstance(delta, MailboxCopyOperator) and delta.phase == "delta"
-        for task in (test, initial, delta):
-            assert (task.source_conn_id, task.destination_conn_id) == ("acme_old", "acme_new")
-            assert task.plan == "acme.yaml"
-            assert task.retries == 5 and task.retry_exponential_backoff == 2.0
-            assert task.pool == "acme_old_imap"
-        assert isinstance(mx, MxPropagationSensor)
-        assert list(mx.expect) == ["mx1.new.example", "mx2.new.example"]
-        assert list(mx.resolvers) == ["127.0.0.1:5353"]
-        assert isinstance(window, DeltaWindowSensor)
-        assert (window.timezone, window.window) == ("Europe/Berlin", "19:00-06:00")
-        assert mx.pool != "acme_old_imap" and window.pool != "acme_old_imap"
-        assert mx.retries == window.retries == 2  # the plan's copy retries are for copies
+    test, initial, mx, window, delta = (dag.get_task(i) for i in ids)
+    for task in (test, initial, mx, window, delta):
+        assert task.map_index_template == MAP_INDEX_TEMPLATE  # the grid shows the mailbox
+    assert isinstance(test, MailboxTestOperator)
+    assert isinstance(initial, MailboxCopyOperator) and initial.phase == "initial"
+    assert isinstance(delta, MailboxCopyOperator) and delta.phase == "delta"
+    for task in (test, initial, delta):
+        assert (task.source_conn_id, task.destination_conn_id) == ("acme_old", "acme_new")
+        assert task.plan == "acme.yaml"
+        assert task.retries == 5 and task.retry_exponential_backoff == 2.0
+        assert task.pool == "acme_old_imap"
+    assert isinstance(mx, MxPropagationSensor)
+    assert list(mx.expect) == ["mx1.new.example", "mx2.new.example"]
+    assert list(mx.resolvers) == ["127.0.0.1:5353"]
+    assert isinstance(window, DeltaWindowSensor)
+    assert (window.timezone, window.window) == ("Europe/Berlin", "19:00-06:00")
+    assert mx.pool != "acme_old_imap" and window.pool != "acme_old_imap"
+    assert mx.retries == window.retries == 2  # the plan's copy retries are for copies
 
-    domains = {g: dag.get_task(f"{g}.wait_for_mx").domain for g in display}
-    assert domains == {
-        "alice_example_com": "example.com",
-        "bob_example_com": "example.org",
-        "carol": "mail.example.net",
-    }
     cutover = dag.get_task("cutover_ready")
     assert isinstance(cutover, CutoverReadyOperator)
-    assert cutover.upstream_task_ids == {f"{g}.initial_copy" for g in display}
+    assert cutover.upstream_task_ids == {"account.initial_copy"}
     assert cutover.trigger_rule == "none_failed_min_one_success"
     assert cutover.downstream_task_ids == set()
 
@@ -137,16 +134,44 @@ def test_one_dag_per_plan_with_a_group_of_five_tasks_per_account(dag_folder: Pat
     assert params.get_param("stop").schema["enum"] == ["test", "initial_copy", "all"]
 
 
+def test_the_accounts_task_maps_the_selected_accounts_with_their_mx_domains(
+    dag_folder: Path,
+) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    # No passwords: loading a plan masks them for the whole process (see the masking test).
+    without = ACCOUNTS
+    for secret in SECRETS:
+        without = without.replace(f'"{secret}"', "").replace(secret, "")
+    write_plan(dag_folder / "plans", "acme", accounts=without)
+    dag = load_dag_folder(dag_folder).dags["migration_acme"]
+    select = dag.get_task("accounts")
+
+    def rows(params: dict) -> list[dict]:
+        return select.execute({"dag": dag, "params": params})
+
+    alice = {"source_user": "alice@example.com", "domain": "example.com",
+             "destination_user": "alice@example.com"}  # fmt: skip
+    bob = {"source_user": "bob@example.com", "domain": "example.org",
+           "destination_user": "robert@example.org"}  # fmt: skip
+    carol = {"source_user": "carol", "domain": "mail.example.net",
+             "destination_user": "carol@example.net"}  # fmt: skip
+    assert rows({"accounts": [], "stop": "all"}) == [alice, bob, carol]
+    assert rows({"accounts": ["carol", "alice@example.com"]}) == [alice, carol]  # plan order
+    with pytest.raises(AirflowFailException, match="not in the plan acme.yaml: dave"):
+        rows({"accounts": ["dave"]})
+
+
 def test_plan_without_mx_section_gets_a_no_op_wait_for_mx(dag_folder: Path) -> None:
     from mailmigrate_airflow.operators import NoMxCheckOperator
 
     write_plan(dag_folder / "plans", "nomx", mx=False)
     dag = load_dag_folder(dag_folder).dags["migration_nomx"]
 
-    wait = dag.get_task("carol.wait_for_mx")
+    wait = dag.get_task("account.wait_for_mx")
     assert isinstance(wait, NoMxCheckOperator)
-    assert wait.upstream_task_ids == {"carol.initial_copy"}
-    assert wait.downstream_task_ids == {"carol.wait_for_delta_window"}
+    assert wait.upstream_task_ids == {"account.initial_copy", "accounts"}
+    assert wait.downstream_task_ids == {"account.wait_for_delta_window"}
 
 
 def test_invalid_plan_is_an_import_error_of_its_file_and_the_other_plan_still_loads(
@@ -229,25 +254,33 @@ def test_dag_processor_stores_the_plan_error_and_keeps_the_other_dag_active(
         session.delete(stored)
 
 
-def test_twenty_plans_of_two_hundred_accounts_parse(dag_folder: Path) -> None:
+def test_a_plan_of_two_thousand_accounts_parses_to_the_same_small_dag(dag_folder: Path) -> None:
+    """The DAG does not grow with the plan: 2,000 accounts give the seven tasks of three, and
+    the serialized DAG holds the account list once (the ``accounts`` parameter), not once per
+    task. (Timings: bench/plan_scale.py; no timing is asserted here.)"""
+    from airflow.serialization.serialized_objects import DagSerialization
+
     plans = dag_folder / "plans"
-    for number in range(20):
+    for number in range(3):
         rows = ["source_user,source_password,destination_user,destination_password"]
         rows += [
             f"user{i}@p{number}.example,old-{number}-{i}-pw,user{i}@p{number}.example,"
-            for i in range(200)
+            for i in range(2000)
         ]
         write_plan(plans, f"big{number:02d}", accounts="\n".join(rows) + "\n")
 
-    started = time.perf_counter()
     bag = load_dag_folder(dag_folder)
-    elapsed = time.perf_counter() - started
 
-    print(f"\n20 plans x 200 accounts parsed in {elapsed:.2f} s")
     assert bag.import_errors == {}
-    assert len(bag.dags) == 40  # each plan's migration and its scheduled deltas
-    mains = [dag for dag_id, dag in bag.dags.items() if not dag_id.endswith("_deltas")]
-    assert len(mains) == 20 and all(len(dag.tasks) == 200 * 5 + 1 for dag in mains)
+    assert len(bag.dags) == 6  # each plan's migration and its scheduled deltas
+    for dag_id in [d for d in bag.dags if d.endswith("_deltas")]:
+        assert len(bag.dags.pop(dag_id).tasks) == 3  # select, delta (mapped), wrap_up
+    for dag in bag.dags.values():
+        assert len(dag.tasks) == 1 + 5 + 1
+        assert len(dag.params.get_param("accounts").schema["items"]["enum"]) == 2000
+        serialized = json.dumps(DagSerialization.to_dict(dag))
+        assert serialized.count("user1999@") == 2  # the parameter's enum and examples
+        assert len(serialized) < 400_000
 
 
 def test_no_password_in_the_serialized_dag_or_any_operator_field(dag_folder: Path) -> None:
@@ -275,21 +308,18 @@ def test_no_password_in_the_serialized_dag_or_any_operator_field(dag_folder: Pat
 
 
 def _run(dag_folder: Path, run_conf: dict) -> tuple[dict, dict]:
-    """Build the plans' DAG in memory, run it once; (task states, XCom return values)."""
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-    from harness.airflow_env import run_dag_test
+    """Build the plans' DAG in memory, run it once; (task states, tries, rendered map indexes
+    and the number of task instances; XCom return values), keyed by ``<account group>.<step>``
+    (harness.airflow_env.run_outcome)."""
+    from harness.airflow_env import run_dag_test, run_outcome
 
     from mailmigrate_airflow.factory import build_dags
 
     dag, _deltas = build_dags(str(dag_folder / "migrations.py")).values()
-    run = run_dag_test(dag, run_conf=run_conf)
-    with create_session() as session:
-        states = {ti.task_id: ti.state for ti in run.get_task_instances(session=session)}
-        tries = {ti.task_id: ti.try_number for ti in run.get_task_instances(session=session)}
-        query = XComModel.get_many(run_id=run.run_id, dag_ids=dag.dag_id, key="return_value")
-        values = {x.task_id: XComModel.deserialize_value(x) for x in session.scalars(query)}
-    return {"state": states, "tries": tries}, values
+    outcome = run_outcome(run_dag_test(dag, run_conf=run_conf))
+    runs = {"state": outcome["states"], "tries": outcome["tries"], "shown": outcome["shown"],
+            "instances": len(outcome["states"])}  # fmt: skip
+    return runs, outcome["xcoms"]
 
 
 @pytest.fixture
@@ -330,10 +360,13 @@ def test_a_test_run_of_one_account_tests_it_and_skips_everything_else(dag_folder
     assert state[f"{alice}.test"] == "success"
     for step in STEPS[1:]:
         assert state[f"{alice}.{step}"] == "skipped"
-    assert runs["tries"][f"{alice}.initial_copy"] == 0  # skipped by test, never started
-    for step in STEPS:
-        assert state[f"{bob}.{step}"] == "skipped"
+    assert runs["shown"][f"{alice}.test"] == migration[0][0]  # the grid shows the mailbox
+    for step in STEPS:  # bob is not in this run: not a single task instance of his
+        assert f"{bob}.{step}" not in state
+    assert state["accounts"] == "success"
+    assert [row["source_user"] for row in xcoms["accounts"]] == [migration[0][0]]
     assert state["cutover_ready"] == "skipped"
+    assert runs["instances"] == 1 + 5 + 1  # accounts, alice's five steps, cutover_ready
     assert xcoms[f"{alice}.test"]["ok"] is True
     assert xcoms[f"{alice}.test"]["account"] == migration[0][0]
     dumped = json.dumps(xcoms)
@@ -351,8 +384,8 @@ def test_initial_copies_of_every_account_then_cutover_ready(dag_folder, migratio
         assert xcoms[f"{group}.initial_copy"]["totals"]["copied"] == 1
         for step in STEPS[2:]:
             assert state[f"{group}.{step}"] == "skipped"
-        # initial_copy skipped what follows itself: no try of wait_for_mx ever started.
-        assert runs["tries"][f"{group}.wait_for_mx"] == 0
+        # wait_for_mx skipped itself; the scheduler skipped the rest: no try of theirs started.
+        assert runs["tries"][f"{group}.wait_for_delta_window"] == 0
     assert state["cutover_ready"] == "success"
     assert xcoms["cutover_ready"]["accounts"] == 2
     assert xcoms["cutover_ready"]["domains"] == ["example.com"]
@@ -374,7 +407,7 @@ def test_refused_credentials_fail_the_task_at_once_and_block_cutover(dag_folder,
     assert runs["state"][f"{alice}.test"] == "failed"
     assert runs["tries"][f"{alice}.test"] == 1  # retries: 5 in the plan, none used
     assert runs["state"][f"{alice}.initial_copy"] == "upstream_failed"
-    assert runs["state"][f"{bob}.initial_copy"] == "skipped"
+    assert f"{bob}.initial_copy" not in runs["state"]  # not in this run
     assert runs["state"]["cutover_ready"] == "upstream_failed"
 
 
@@ -413,20 +446,20 @@ def test_account_selection_and_stop_point() -> None:
 
     from mailmigrate_airflow.runs import check_selected
 
-    def runs(params: dict, group_id: str, step: str) -> bool:
+    def runs(params: dict, source_user: str, step: str) -> bool:
         try:
-            check_selected({"params": params}, group_id, step)
+            check_selected({"params": params}, source_user, step)
         except AirflowSkipException:
             return False
         return True
 
     everyone = {"accounts": [], "stop": "all"}
-    assert all(runs(everyone, "alice_example_com", step) for step in STEPS)
-    assert runs({"accounts": None, "stop": "all"}, "bob_example_com", "delta_copy")  # form: null
+    assert all(runs(everyone, "alice@example.com", step) for step in STEPS)
+    assert runs({"accounts": None, "stop": "all"}, "bob@example.com", "delta_copy")  # form: null
     alice_only = {"accounts": ["alice@example.com"], "stop": "initial_copy"}
-    assert runs(alice_only, "alice_example_com", "initial_copy")
-    assert not runs(alice_only, "alice_example_com", "wait_for_mx")
-    assert not runs(alice_only, "bob_example_com", "test")
+    assert runs(alice_only, "alice@example.com", "initial_copy")
+    assert not runs(alice_only, "alice@example.com", "wait_for_mx")
+    assert not runs(alice_only, "bob@example.com", "test")
     assert [runs({"stop": "test"}, "carol", step) for step in STEPS] == [True] + [False] * 4
 
 
@@ -440,7 +473,7 @@ def test_a_task_loading_the_plan_masks_every_account_password(dag_folder: Path) 
     line = "passwords: " + " | ".join(SECRETS)
     assert redact(line) == line  # nothing known yet
 
-    plan = dag.get_task("carol.test").load_plan({"dag": dag})  # what every task does first
+    plan = dag.get_task("account.test").load_plan({"dag": dag})  # what every task does first
 
     assert {a.source_password for a in plan.accounts} >= {"Alice-Old-Pw-7731", "Bob-Old-Pw-4417"}
     assert redact(line) == "passwords: *** | *** | *** | ***"

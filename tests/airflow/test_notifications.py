@@ -93,7 +93,7 @@ def test_a_final_failure_mails_ops_once_and_the_owner_their_report(failed, smtp)
 
 def test_failure_notifiers_are_failure_callbacks_not_retry_callbacks(migration):
     """Airflow calls on_failure_callback after the last retry only (on_retry_callback before)."""
-    task = migration.dag.get_task(f"{migration.accounts[0]['source_user'].replace('@', '_').replace('.', '_')}.initial_copy")  # fmt: skip
+    task = migration.dag.get_task("account.initial_copy")
     (callback,) = task.on_failure_callback
     assert isinstance(callback, PlanEventNotifier) and callback.event == "task_failed"
     assert not task.on_retry_callback

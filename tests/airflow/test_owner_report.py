@@ -206,7 +206,9 @@ def test_the_task_links_its_report_and_the_api_server_serves_it(migration):
     task_id = f"{group}.initial_copy"
     link = migration.xcom(task_id, "_link_OwnerReportLink")
     run = quote(migration.run_id, safe="")
-    assert link == f"/mailmigrate/reports/{migration.dag.dag_id}/{run}/{task_id}.html"
+    # The second account's instance of the mapped copy task, as the grid's button links it.
+    path = f"/mailmigrate/reports/{migration.dag.dag_id}/{run}/account.initial_copy"
+    assert link == f"{path}.html?map_index=1"
 
     stored = migration.xcom(task_id, "owner_report")
     page = client().get(link)
@@ -223,6 +225,7 @@ def test_the_task_links_its_report_and_the_api_server_serves_it(migration):
     assert anonymous.get(link).status_code == 401
     missing = link.replace("initial_copy", "test")
     assert client().get(missing).status_code == 404
+    assert client().get(link.replace("map_index=1", "map_index=7")).status_code == 404
 
 
 def test_a_refused_message_is_in_the_report_with_the_servers_reason(
@@ -234,7 +237,7 @@ def test_a_refused_message_is_in_the_report_with_the_servers_reason(
     record = run.xcom(f"{group}.initial_copy", "owner_report")
     assert record["summary"]["ok"] is False and record["summary"]["refused"] == 1
     assert record["summary"]["totals"]["missing"] == 1
-    url = f"/mailmigrate/reports/{run.dag.dag_id}/{quote(run.run_id, safe='')}/{group}.initial_copy.csv"
+    url = f"/mailmigrate/reports/{run.dag.dag_id}/{quote(run.run_id, safe='')}/account.initial_copy.csv?map_index=0"
     rows = list(csv.DictReader(io.StringIO(client().get(url).text)))
     (message,) = [r for r in rows if r["row"] == "message"]
     assert message["source_folder"] == "INBOX" and int(message["source_bytes"]) >= 90_000

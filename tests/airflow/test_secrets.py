@@ -95,8 +95,7 @@ def test_no_secret_in_the_dag_logs_xcom_database_reports_or_exceptions(
     tmp_path, legacy_imap, oauth_imap, new_account, monkeypatch, airflow_db, capfd
 ):
     from airflow.serialization.serialized_objects import DagSerialization
-    from airflow.utils.session import create_session
-    from harness.airflow_env import run_dag_test
+    from harness.airflow_env import run_dag_test, run_outcome
 
     from mailmigrate.cli import main as cli
     from mailmigrate_airflow.factory import build_dags
@@ -144,10 +143,8 @@ def test_no_secret_in_the_dag_logs_xcom_database_reports_or_exceptions(
     # -- the DAG run ----------------------------------------------------------------------
     dag, _deltas = build_dags(str(dag_folder / "migrations.py")).values()
     run = run_dag_test(dag)
-    with create_session() as session:
-        instances = run.get_task_instances(session=session)
-        states = {ti.task_id: ti.state for ti in instances}
-        tries = {ti.task_id: ti.try_number for ti in instances}
+    outcome = run_outcome(run)  # by <account group>.<step>
+    states, tries = outcome["states"], outcome["tries"]
     for user, (fault, dst_user, password, token) in expected.items():
         group = user.replace("@", "_").replace(".", "_")
         if fault == "none":

@@ -83,7 +83,10 @@ def snapshot(airflow_db, tmp_path, dns_servers):
         steps = ("test", "initial_copy", "wait_for_mx", "wait_for_delta_window", "delta_copy")
         for step, state in zip(steps, states, strict=True):
             tis[f"{group}.{step}"] = _ti(dag_id, f"{group}.{step}", state, READY_AT)
-    data.tis = tis
+    data.tis = tis  # by step key, <account group>.<step>, as load_run keys mapped instances
+    data.mapped = {"account": [
+        {"source_user": u, "domain": u.partition("@")[2], "destination_user": u.replace("@", ".new@")}
+        for u in ONE + TWO]}  # the accounts task's XCom: every account in the run  # fmt: skip
     data.xcoms[(f"{_group(TWO[0])}.wait_for_mx", "return_value")] = {
         "domain": "two.example", "mx": ["mx.new.example"], "checks": 3,
         "propagated_at": "2026-03-02T17:20:00+00:00",
@@ -166,7 +169,7 @@ def test_filter_search_and_pages(snapshot):
 
 
 def test_a_domain_check_that_cannot_run_says_why(snapshot):
-    sensor = domains.sensor_of(snapshot.dag, _group(ONE[0]))
+    sensor = domains.sensor_of(snapshot.dag, {"tasks": "account", "domain": "one.example"})
     broken = SimpleNamespace(domain="one.example", expect=["mx.new.example"],
                              resolvers=["not-an-address"], authoritative=[])  # fmt: skip
     seen = domains.seen_now(broken)

@@ -26,7 +26,7 @@ from mailmigrate_airflow.factory import build_dag
 from mailmigrate_airflow.reports import safe_part
 
 TEAMS = ("team_a", "team_b")
-GROUP = "owner_old_example"  # the one account's task group
+GROUP = "owner_old_example"  # the one account's group id: its reports' folder
 BUNDLES = "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"
 
 
@@ -84,9 +84,30 @@ def teams(airflow_db, tmp_path_factory):
         sync_bag_to_db(bag, f"bundle_{team}", None)
         triggered = admin.post(f"/api/v2/dags/{dag.dag_id}/dagRuns", json={"logical_date": None})
         assert triggered.status_code == 200, triggered.text
-        migrations[team] = (dag.dag_id, triggered.json()["dag_run_id"], root / team / "reports")
+        run_id = triggered.json()["dag_run_id"]
+        _expand_for_one_account(dag.dag_id, run_id, "owner@old.example")
+        migrations[team] = (dag.dag_id, run_id, root / team / "reports")
     yield migrations
     patch.undo()
+
+
+def _expand_for_one_account(dag_id: str, run_id: str, source_user: str) -> None:
+    """What the scheduler and the task processes do to a run of one account (it is not run
+    here): the mapped group's instances get map index 0 and show the account."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import update
+
+    with create_session() as session:
+        session.execute(
+            update(TaskInstance)
+            .where(
+                TaskInstance.dag_id == dag_id,
+                TaskInstance.run_id == run_id,
+                TaskInstance.task_id.startswith("account."),
+            )
+            .values(map_index=0, _rendered_map_index=source_user)
+        )
 
 
 def _report_file(reports, dag_id: str, run_id: str, phase: str = "initial") -> os.PathLike:
@@ -101,8 +122,8 @@ def _routes(dag_id: str, run_id: str) -> list[str]:
         f"/mailmigrate/api/migrations/{dag_id}?run_id={run}",
         f"/mailmigrate/migrations/{dag_id}",
         f"/mailmigrate/?dag_id={dag_id}",
-        f"/mailmigrate/reports/{dag_id}/{run}/{GROUP}.initial_copy.html",
-        f"/mailmigrate/reports/{dag_id}/{run}/{GROUP}.initial_copy.csv",
+        f"/mailmigrate/reports/{dag_id}/{run}/account.initial_copy.html?map_index=0",
+        f"/mailmigrate/reports/{dag_id}/{run}/account.initial_copy.csv?map_index=0",
     ]
 
 
@@ -153,23 +174,24 @@ def test_a_report_is_read_from_the_configured_root_whatever_the_xcom_says(teams,
     port = listener.getsockname()[1]
     admin = client()
     run = quote(run_id, safe="")
-    task = f"{GROUP}.delta_copy"
+    task = "account.delta_copy"  # the one account's instance: map index 0
     entries = f"/api/v2/dags/{dag_id}/dagRuns/{run}/taskInstances/{task}/xcomEntries"
     tail = f"{dag_id}/{safe_part(run_id)}/{GROUP}/delta"
     for html, conn_id in ((f"file://{planted}", None), (f"webhdfs://127.0.0.1:{port}/{tail}.html", "x")):  # fmt: skip
         value = {"summary": {}, "html": html, "csv": html[:-4] + "csv", "conn_id": conn_id}
-        stored = admin.post(entries, json={"key": "owner_report", "value": value})
+        body = {"key": "owner_report", "value": value, "map_index": 0}
+        stored = admin.post(entries, json=body)
         if stored.status_code == 409:  # replace the one written before
-            stored = admin.patch(f"{entries}/owner_report", json={"value": value})
+            stored = admin.patch(f"{entries}/owner_report", json={"value": value, "map_index": 0})
         assert stored.status_code in (200, 201), stored.text
-        answer = admin.get(f"/mailmigrate/reports/{dag_id}/{run}/{task}.html")
+        answer = admin.get(f"/mailmigrate/reports/{dag_id}/{run}/{task}.html?map_index=0")
         assert answer.status_code == 200 and answer.text == "<p>the real delta report</p>"
     with pytest.raises(TimeoutError):
         listener.accept()  # nobody came
     listener.close()
-    missing = admin.get(f"/mailmigrate/reports/{dag_id}/{run}/{GROUP}.delta_copy.csv")
+    missing = admin.get(f"/mailmigrate/reports/{dag_id}/{run}/{task}.csv?map_index=0")
     assert missing.status_code == 404 and str(reports) not in missing.text
-    unknown = admin.get(f"/mailmigrate/reports/{dag_id}/{run}/{GROUP}.test.html")
+    unknown = admin.get(f"/mailmigrate/reports/{dag_id}/{run}/account.test.html?map_index=0")
     assert unknown.status_code == 404
 
 

@@ -97,10 +97,8 @@ def dag_folder(tmp_path, monkeypatch):
 def test_a_plan_runs_the_whole_way_through_the_dag(
     dag_folder, legacy_imap, modern_imap, new_account, dns_servers, monkeypatch, airflow_db, capfd
 ):
-    from airflow.models.xcom import XComModel
     from airflow.serialization.serialized_objects import DagSerialization
-    from airflow.utils.session import create_session
-    from harness.airflow_env import run_dag_test
+    from harness.airflow_env import run_dag_test, run_outcome
 
     from mailmigrate_airflow.factory import build_dags
 
@@ -142,10 +140,8 @@ def test_a_plan_runs_the_whole_way_through_the_dag(
     assert ops.error is None, ops.error
     logs = "".join(capfd.readouterr())
 
-    with create_session() as session:
-        states = {ti.task_id: ti.state for ti in run.get_task_instances(session=session)}
-        query = XComModel.get_many(run_id=run.run_id, dag_ids=dag.dag_id, key="return_value")
-        xcoms = {x.task_id: XComModel.deserialize_value(x) for x in session.scalars(query)}
+    outcome = run_outcome(run)  # by <account group>.<step>
+    states, xcoms = outcome["states"], outcome["xcoms"]
     assert set(states.values()) == {"success"}, states
     assert ops.delta_ran_early == [False, False, False]  # nothing before the last server agreed
     for user, password, dst_user, dst_password in accounts:

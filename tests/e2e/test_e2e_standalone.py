@@ -51,9 +51,14 @@ def test_a_test_migration_of_one_account_stops_after_the_test(standalone_migrati
     assert states[f"{chosen.group_id}.test"] == "success"
     for step in STEPS[1:]:
         assert states[f"{chosen.group_id}.{step}"] == "skipped", states
-    for step in STEPS:
-        assert states[f"{other.group_id}.{step}"] == "skipped", states
+    for step in STEPS:  # the other account is not in this run: not one task instance of it
+        assert f"{other.group_id}.{step}" not in states, states
     assert states["cutover_ready"] == "skipped"
+    # The grid shows each instance as its mailbox.
+    assert (
+        record.task_instances[f"{chosen.group_id}.test"]["rendered_map_index"] == chosen.source_user
+    )
+    assert len(states) == 1 + 5 + 1, states  # accounts, the account's five steps, cutover_ready
     assert scenario.destination_count(chosen) == copied_before  # a test copies nothing
     log = stack.api().task_log(scenario.dag_id, run_id, f"{chosen.group_id}.test")
     assert "ready to migrate" in log and "Projects/2024" in log, log[-3000:]
@@ -67,7 +72,7 @@ def test_a_full_migration_runs_through_the_triggerer_to_the_delta(
     states = {task: ti["state"] for task, ti in record.task_instances.items()}
     assert record.run["state"] == "success", states
     assert set(states.values()) == {"success"}, states
-    assert len(states) == 5 * len(scenario.accounts) + 1
+    assert len(states) == 1 + 5 * len(scenario.accounts) + 1
 
     # While the MX still named the old provider, each sensor was a trigger in the triggerer.
     for ti in record.deferred.values():
@@ -133,13 +138,17 @@ def test_clearing_delta_copy_runs_another_delta(standalone_migration, standalone
     stack, scenario = standalone_migration.stack, standalone_migration.scenario
     account, dag_id, run_id = scenario.accounts[-1], scenario.dag_id, standalone_run.run_id
     scenario.deliver_new_mail([account], count=2, seed=3_000_000)
-    task_id = f"{account.group_id}.delta_copy"
+    task_id = f"{account.group_id}.delta_copy"  # the account's instance of account.delta_copy
+    map_index = stack.api().task_instances(dag_id, run_id)[task_id]["map_index"]
     cleared = stack.api().request(
         "POST",
         f"/dags/{dag_id}/clearTaskInstances",
-        json={"dag_run_id": run_id, "task_ids": [task_id], "only_failed": False, "dry_run": False},
-    )
-    assert [ti["task_id"] for ti in cleared["task_instances"]] == [task_id]
+        json={"dag_run_id": run_id, "task_ids": [["account.delta_copy", map_index]],
+              "only_failed": False, "dry_run": False},
+    )  # fmt: skip
+    assert [(ti["task_id"], ti["map_index"]) for ti in cleared["task_instances"]] == [
+        ("account.delta_copy", map_index)
+    ]
 
     def delta_done_again() -> dict | None:
         ti = stack.api().task_instances(dag_id, run_id)[task_id]

@@ -168,12 +168,13 @@ def check_problems(exc: PlanError, files: dict[str, Path]) -> None:
 
 
 def check_dag(plan, dag) -> None:
-    """The DAG of a valid plan is whole: every account's five steps and the cutover task."""
+    """The DAG of a valid plan is whole: the accounts task, the mapped group's five steps, the
+    cutover task, and every account of the plan in the ``accounts`` parameter."""
     task_ids = set(dag.task_dict)
-    assert "cutover_ready" in task_ids
-    for account in plan.accounts:
-        for step in STEPS:
-            assert f"{account.group_id}.{step}" in task_ids
+    assert {"accounts", "cutover_ready"} <= task_ids
+    assert {f"account.{step}" for step in STEPS} <= task_ids
+    users = dag.params.get_param("accounts").schema["items"]["enum"]
+    assert users == [account.source_user for account in plan.accounts]
 
 
 @pytest.fixture(scope="module")
@@ -310,7 +311,7 @@ def test_passwords_under_a_shuffled_header_are_never_shown(tmp_path):
 
 
 def test_a_dag_that_fails_half_way_is_never_registered(dag_folder, monkeypatch):
-    """A bug while building one plan's DAG (simulated: the second account's tasks raise) leaves
+    """A bug while building one plan's DAG (simulated: raised after the group's first tasks) leaves
     an import error for that plan and no DAG at all, not the half that was built; a with-block
     DAG registers itself with Airflow even when its block raised."""
     from harness.airflow_env import load_dag_folder
@@ -329,10 +330,11 @@ def test_a_dag_that_fails_half_way_is_never_registered(dag_folder, monkeypatch):
         )
     real = factory._account_tasks
 
-    def failing(plan, plan_file, account):
-        if plan.name == "half" and account.source_user == "u1@old.example":
+    def failing(plan, plan_file, source_user, domain):
+        tasks = real(plan, plan_file, source_user, domain)
+        if plan.name == "half":
             raise RuntimeError("a bug in the factory")
-        return real(plan, plan_file, account)
+        return tasks
 
     monkeypatch.setattr(factory, "_account_tasks", failing)
     bag = load_dag_folder(dag_folder)

@@ -72,9 +72,7 @@ def test_mail_missing_after_the_pass_fails_the_account_until_it_is_there(
 def test_a_short_account_fails_its_initial_copy_and_blocks_cutover_ready(
     legacy_imap, modern_imap, new_account, tmp_path, monkeypatch, airflow_db, capfd, misfiling
 ):
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-    from harness.airflow_env import run_dag_test
+    from harness.airflow_env import run_dag_test, run_outcome
 
     from mailmigrate_airflow.factory import build_dags
 
@@ -95,10 +93,8 @@ def test_a_short_account_fails_its_initial_copy_and_blocks_cutover_ready(
     dag, _deltas = build_dags(str(dags / "migrations.py")).values()
     run = run_dag_test(dag, run_conf={"stop": "initial_copy"})
     logs = "".join(capfd.readouterr())
-    with create_session() as session:
-        states = {ti.task_id: ti.state for ti in run.get_task_instances(session=session)}
-        query = XComModel.get_many(run_id=run.run_id, dag_ids=dag.dag_id, key="return_value")
-        xcoms = {x.task_id: XComModel.deserialize_value(x) for x in session.scalars(query)}
+    outcome = run_outcome(run)  # by <account group>.<step>
+    states, xcoms = outcome["states"], outcome["xcoms"]
 
     group = alice[0].replace("@", "_").replace(".", "_")
     assert states[f"{group}.test"] == "success"

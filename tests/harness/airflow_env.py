@@ -57,6 +57,7 @@ def configure_airflow_environment(home: Path | None = None) -> Path:
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__MAX_MAP_LENGTH": "50000",  # as docker-compose.yaml ships it
         "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(PLUGINS_FOLDER),
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
@@ -125,3 +126,30 @@ def load_dag_folder(folder: Path) -> DagBag:
     return BundleDagBag(
         dag_folder=folder, bundle_path=folder, bundle_name="dags-folder", safe_mode=False
     )
+
+
+def run_outcome(run: DagRun) -> dict[str, dict[str, Any]]:
+    """A finished run's task instances and XCom return values, keyed by step key: an
+    account's instance of a mapped step as ``<account group id>.<step>``
+    (``mailmigrate_airflow.operators.step_key``), any other by its task id.
+
+    :return: ``{"states": ..., "tries": ..., "shown": (rendered map index), "xcoms": ...}``.
+    """
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    from mailmigrate_airflow.runs import account_maps, step_key
+
+    with create_session() as session:
+        query = XComModel.get_many(run_id=run.run_id, dag_ids=run.dag_id, key="return_value")
+        found = [(x.task_id, x.map_index, XComModel.deserialize_value(x))
+                 for x in session.scalars(query)]  # fmt: skip
+        maps = account_maps({task: value for task, index, value in found if index == -1})
+        outcome: dict[str, dict[str, Any]] = {"states": {}, "tries": {}, "shown": {}}
+        for ti in run.get_task_instances(session=session):
+            key = step_key(ti.task_id, ti.map_index, maps)
+            outcome["states"][key] = ti.state
+            outcome["tries"][key] = ti.try_number
+            outcome["shown"][key] = ti.rendered_map_index
+    outcome["xcoms"] = {step_key(task, index, maps): value for task, index, value in found}
+    return outcome

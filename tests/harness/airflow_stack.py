@@ -99,15 +99,49 @@ class AirflowApi:
         self.request("POST", "/connections", json=body, expect=201)
 
     def task_instances(self, dag_id: str, run_id: str) -> dict[str, dict[str, Any]]:
-        """The run's task instances by task id (``group.task``)."""
-        answer = self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 1000})
-        return {ti["task_id"]: ti for ti in answer["task_instances"]}
+        """The run's task instances by step key: an account's instance of a mapped step as
+        ``<account group id>.<step>`` (``operators.step_key``), any other by its task id. Each
+        carries its ``task_id`` and ``map_index``."""
+        from mailmigrate_airflow.runs import SELECT_TASKS, account_maps, step_key
 
-    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
-        """One try's log as text: the events of the structured log, one line each."""
+        found: list[dict[str, Any]] = []
+        while True:  # pages of 1,000 (the API's most)
+            answer = self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances",
+                              params={"limit": 1000, "offset": len(found)})  # fmt: skip
+            found += answer["task_instances"]
+            if not answer["task_instances"] or len(found) >= answer["total_entries"]:
+                break
+        selects = {}
+        for task_id in SELECT_TASKS.values():
+            if any(ti["task_id"] == task_id and ti["state"] == "success" for ti in found):
+                selects[task_id] = self.xcom(dag_id, run_id, task_id)
+        maps = account_maps(selects)
+        return {step_key(ti["task_id"], ti["map_index"], maps): ti for ti in found}
+
+    def _where(self, dag_id: str, run_id: str, key: str) -> tuple[str, dict[str, Any]]:
+        """The task id and query parameters (``map_index``) of the instance named ``key``."""
+        ti = self.task_instances(dag_id, run_id).get(key)
+        if ti is None or ti["map_index"] < 0:
+            return key, {}
+        return ti["task_id"], {"map_index": ti["map_index"]}
+
+    def xcom(self, dag_id: str, run_id: str, key: str, xcom_key: str = "return_value") -> Any:
+        """A task instance's XCom (``key``: a task id, or a step key, see task_instances)."""
+        task_id, params = (key, {}) if "." not in key else self._where(dag_id, run_id, key)
+        entry = self.get(
+            f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{xcom_key}",
+            params=params,
+        )
+        value = entry["value"]
+        return json.loads(value) if isinstance(value, str) and value[:1] in "{[" else value
+
+    def task_log(self, dag_id: str, run_id: str, key: str, try_number: int = 1) -> str:
+        """One try's log as text (``key``: a task id, or a step key, see task_instances): the
+        events of the structured log, one line each."""
+        task_id, params = self._where(dag_id, run_id, key)
         answer = self.get(
             f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
-            params={"full_content": "true"},
+            params={"full_content": "true", **params},
             headers={"Accept": "application/json"},
         )
         lines = []
@@ -164,6 +198,7 @@ class AirflowStack:
                 "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
                 "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__MAX_MAP_LENGTH": "50000",  # as docker-compose.yaml ships it
                 "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
                 "AIRFLOW__CORE__EXECUTOR": self.executor,
                 "AIRFLOW__CORE__FERNET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),

@@ -12,7 +12,6 @@ the MX flips; then it waits for the run to finish.
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -190,7 +189,7 @@ class MigrationScenario:
             deferred = {
                 t: tis[t]
                 for t in waits
-                if tis[t]["state"] == "deferred" and tis[t]["triggerer_job"]
+                if t in tis and tis[t]["state"] == "deferred" and tis[t]["triggerer_job"]
             }
             return deferred if len(deferred) == len(waits) else None
 
@@ -205,13 +204,15 @@ class MigrationScenario:
         # Airflow 3.3 fails a deferred task whose trigger fires before the scheduler has
         # processed the executor's event of the deferring try (apache/airflow#72716). Real MX
         # changes come hours after the deferral; the test must wait for that event itself.
+        instances = [f"task_id={ti['task_id']}, run_id={run_id}, map_index={ti['map_index']},"
+                     for ti in deferred.values()]  # fmt: skip
+
         def deferrals_processed() -> bool:
             finished = stack.scheduler_lines("TaskInstance Finished:")
             return all(
-                any(f"task_id={task}, run_id={run_id}," in line and "state=deferred" in line
-                    for line in finished)
-                for task in waits
-            )  # fmt: skip
+                any(instance in line and "state=deferred" in line for line in finished)
+                for instance in instances
+            )
 
         stack.wait_for(deferrals_processed, 120, "the scheduler to process the deferrals")
         self.deliver_new_mail()
@@ -284,9 +285,6 @@ class MigrationScenario:
 
 
 def xcom(stack: AirflowStack, dag_id: str, run_id: str, task_id: str) -> Any:
-    """A task's return value through the REST API."""
-    entry = stack.api().get(
-        f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value"
-    )
-    value = entry["value"]
-    return json.loads(value) if isinstance(value, str) and value[:1] in "{[" else value
+    """A task instance's return value through the REST API (``task_id``: or a step key,
+    ``<account group id>.<step>``)."""
+    return stack.api().xcom(dag_id, run_id, task_id)

@@ -177,18 +177,24 @@ def write_accounts(plans: Path, name: str, accounts: list[dict[str, str]]) -> st
 
 
 def run_migration(folder: Path, run_conf: dict | None = None, accounts=None) -> Run:
-    """Build the folder's DAG (one plan), run it once with ``dag.test()``, collect the outcome."""
+    """Build the folder's DAG (one plan), run it once with ``dag.test()``, collect the outcome:
+    states and XComs keyed by ``<account group>.<step>`` (:func:`operators.step_key`)."""
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
     from mailmigrate_airflow.factory import build_dags
+    from mailmigrate_airflow.runs import account_maps, step_key
 
     dag, _deltas = build_dags(str(folder / "migrations.py")).values()
     run = run_dag_test(dag, run_conf=run_conf or {})
     with create_session() as session:
-        states = {ti.task_id: str(ti.state) for ti in run.get_task_instances(session=session)}
-        query = XComModel.get_many(run_id=run.run_id, dag_ids=dag.dag_id)
-        xcoms = {(x.task_id, x.key): XComModel.deserialize_value(x) for x in session.scalars(query)}
+        query = XComModel.get_many(run_id=run.run_id, dag_ids=dag.dag_id, map_indexes=None)
+        found = [(x.task_id, x.map_index, x.key, XComModel.deserialize_value(x))
+                 for x in session.scalars(query)]  # fmt: skip
+        maps = account_maps({t: v for t, i, k, v in found if i == -1 and k == "return_value"})
+        xcoms = {(step_key(t, i, maps), k): v for t, i, k, v in found}
+        states = {step_key(ti.task_id, ti.map_index, maps): str(ti.state)
+                  for ti in run.get_task_instances(session=session)}  # fmt: skip
     return Run(dag, run.run_id, str(run.state), states, xcoms, folder / "plans", accounts or [])
 
 

@@ -25,7 +25,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from mailmigrate_airflow.reports import PHASE_STEPS, stored_report
-from mailmigrate_airflow.runs import URL_PREFIX
+from mailmigrate_airflow.runs import URL_PREFIX, group_id_of
 from mailmigrate_airflow.ui.deltas import add_delta_records, state_dir_of
 from mailmigrate_airflow.ui.loading import list_migrations, runs_of
 from mailmigrate_airflow.ui.page import render_page
@@ -159,12 +159,18 @@ def create_app() -> FastAPI:
         return HTMLResponse(render_page(migrations, chosen, _root(request)))
 
     @app.get("/reports/{dag_id}/{run_id}/{task_file}")
-    def report(dag_id: str, run_id: str, task_file: str, user: Any = Depends(current_user)):
+    def report(
+        dag_id: str,
+        run_id: str,
+        task_file: str,
+        map_index: int = -1,
+        user: Any = Depends(current_user),
+    ):
         task_id, _, kind = task_file.rpartition(".")
         if kind not in ("html", "csv") or not task_id:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "reports are .html or .csv")
         _authorize(user, dag_id)
-        content = read_report(dag_id, run_id, task_id, kind)
+        content = read_report(dag_id, run_id, task_id, kind, map_index)
         if kind == "html":
             return HTMLResponse(content)
         name = f"{task_id.replace('.', '-')}.csv"
@@ -181,11 +187,12 @@ def create_app() -> FastAPI:
     return app
 
 
-def read_report(dag_id: str, run_id: str, task_id: str, kind: str) -> str:
+def read_report(dag_id: str, run_id: str, task_id: str, kind: str, map_index: int = -1) -> str:
     """An owner report's HTML or CSV, read from where the run's copy task writes it
     (:func:`mailmigrate_airflow.reports.stored_report`): the reports root of the DAG version
-    the run used, and the run and task ids. The ``owner_report`` XCom is not consulted: any
-    role allowed to write XComs could make it name another scheme, server or file.
+    the run used, and the run and task ids; for a mapped copy task, the account its instance
+    at ``map_index`` ran for. No XCom is consulted: any role allowed to write XComs could make
+    the ``owner_report`` XCom name another scheme, server or file.
     """
     from airflow.models.dagbag import DBDagBag
     from airflow.models.dagrun import DagRun
@@ -196,13 +203,40 @@ def read_report(dag_id: str, run_id: str, task_id: str, kind: str) -> str:
             select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)
         ).first()
         dag = DBDagBag().get_dag_for_run(run, session=session) if run else None
+        group = _mapped_account(session, dag_id, run_id, task_id, map_index) if dag else None
     task = dag.task_dict.get(task_id) if dag else None
     if task is None or task_id.rpartition(".")[2] not in PHASE_STEPS.values():
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no owner report for {task_id} in {run_id}")
-    location = stored_report(task, run_id, kind)
+    if map_index >= 0 and group is None:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, f"no owner report for {task_id}[{map_index}] in {run_id}"
+        )
+    location = stored_report(task, run_id, kind, group)
     try:
         return location.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND, f"no owner report for {task_id} in {run_id} (yet)"
         ) from None
+
+
+def _mapped_account(
+    session: Any, dag_id: str, run_id: str, task_id: str, map_index: int
+) -> str | None:
+    """The group id of the account of a mapped task instance: its rendered map index, the
+    account's source user (``map_index_template``), which the task process sets as it starts,
+    so every instance that wrote a report has it. None for an unmapped or unknown instance."""
+    from airflow.models.taskinstance import TaskInstance
+    from sqlalchemy import select
+
+    if map_index < 0:
+        return None
+    shown = session.scalar(
+        select(TaskInstance._rendered_map_index).where(  # the column, not its fallback
+            TaskInstance.dag_id == dag_id,
+            TaskInstance.run_id == run_id,
+            TaskInstance.task_id == task_id,
+            TaskInstance.map_index == map_index,
+        )
+    )
+    return group_id_of(shown) if shown else None

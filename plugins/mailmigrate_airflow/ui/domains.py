@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from types import SimpleNamespace
 from typing import Any
 
 from mailmigrate.mx import check_mx
@@ -27,10 +28,21 @@ _cache: dict[tuple, tuple[float, dict[str, Any]]] = {}
 _cache_lock = threading.Lock()
 
 
-def sensor_of(dag: Any, group_id: str) -> Any | None:
-    """The account's ``wait_for_mx`` sensor (serialized), or None without an MX check."""
-    task = dag.task_dict.get(f"{group_id}.wait_for_mx")
-    return task if task is not None and getattr(task, "domain", None) else None
+def sensor_of(dag: Any, account: dict[str, Any]) -> Any | None:
+    """The account's ``wait_for_mx`` check: the sensor (serialized) of its static group, or
+    that of its mapped group with the account's domain (``account``: a row of
+    :func:`~mailmigrate_airflow.ui.status.accounts_of`); None without an MX check."""
+    task = dag.task_dict.get(f"{account['tasks']}.wait_for_mx")
+    if task is None or not hasattr(task, "expect"):  # no mx section: NoMxCheckOperator
+        return None
+    if account.get("domain"):
+        return SimpleNamespace(
+            domain=account["domain"],
+            expect=task.expect,
+            resolvers=getattr(task, "resolvers", ()),
+            authoritative=getattr(task, "authoritative", ()),
+        )
+    return task if isinstance(getattr(task, "domain", None), str) and task.domain else None
 
 
 def account_mx(sensor: Any | None, state: str | None, result: dict[str, Any]) -> dict[str, Any]:

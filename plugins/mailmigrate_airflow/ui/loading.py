@@ -11,6 +11,8 @@ from functools import cache
 from typing import Any
 from urllib.parse import quote
 
+from mailmigrate_airflow.runs import SELECT_TASKS, step_key
+
 TAG = "mailmigrate"
 
 
@@ -20,8 +22,12 @@ class RunData:
 
     dag: Any  # SerializedDAG
     run: Any | None  # DagRun
-    tis: dict[str, Any] = field(default_factory=dict)  # task_id -> TaskInstance's columns
-    xcoms: dict[tuple[str, str], Any] = field(default_factory=dict)  # (task_id, key) -> value
+    # Keyed by step key, ``<account group id>.<step>`` (operators.step_key): a mapped
+    # instance by its account, any other task instance by its task id.
+    tis: dict[str, Any] = field(default_factory=dict)  # step key -> TaskInstance's columns
+    xcoms: dict[tuple[str, str], Any] = field(default_factory=dict)  # (step key, key) -> value
+    #: the mapped groups' accounts: group -> the ``accounts`` task's rows, by map index
+    mapped: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     triggers: dict[int, dict[str, Any]] = field(default_factory=dict)  # trigger id -> kwargs
     windows: dict[tuple, Any] = field(default_factory=dict)  # (zone, window, days) -> next start
 
@@ -100,8 +106,31 @@ def load_run(session: Any, dag_id: str, run_id: str | None = None) -> RunData | 
     if run is None:
         return data
     # Only the columns the page reads: a 10,000-account run has 50,000 task instances.
+    # The accounts of the mapped groups first: they name every mapped instance.
+    xcom_query = select(
+        XComModel.task_id, XComModel.map_index, XComModel.key, XComModel.value
+    ).where(
+        XComModel.dag_id == dag_id,
+        XComModel.run_id == run.run_id,
+        XComModel.key.in_(("return_value", "owner_report")),
+    )
+    xcoms = []
+    for xcom in session.execute(xcom_query):
+        try:
+            xcoms.append((xcom.task_id, xcom.map_index, xcom.key, xcom_value(xcom, XComModel)))
+        except Exception:  # an unreadable XCom must not take the page down
+            continue
+    for group, task_id in SELECT_TASKS.items():
+        rows = [v for t, i, k, v in xcoms if (t, i, k) == (task_id, -1, "return_value")]
+        if rows and isinstance(rows[0], list):
+            data.mapped[group] = rows[0]
+    maps = {group: [row["source_user"] for row in rows] for group, rows in data.mapped.items()}
+    for task_id, map_index, key, value in xcoms:
+        data.xcoms[(step_key(task_id, map_index, maps), key)] = value
+    # Only the columns the page uses: a 10,000-account run has 50,000 task instances.
     ti_query = select(
         TaskInstance.task_id,
+        TaskInstance.map_index,
         TaskInstance.state,
         TaskInstance.try_number,
         TaskInstance.start_date,
@@ -109,18 +138,7 @@ def load_run(session: Any, dag_id: str, run_id: str | None = None) -> RunData | 
         TaskInstance.trigger_id,
     ).where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run.run_id)
     for ti in session.execute(ti_query):
-        data.tis[ti.task_id] = ti
-    xcom_query = select(XComModel.task_id, XComModel.key, XComModel.value).where(
-        XComModel.dag_id == dag_id,
-        XComModel.run_id == run.run_id,
-        XComModel.key.in_(("return_value", "owner_report")),
-        XComModel.map_index == -1,
-    )
-    for xcom in session.execute(xcom_query):
-        try:
-            data.xcoms[(xcom.task_id, xcom.key)] = _xcom_value(xcom, XComModel)
-        except Exception:  # an unreadable XCom must not take the page down
-            continue
+        data.tis[step_key(ti.task_id, ti.map_index, maps)] = ti
     trigger_ids = {ti.trigger_id for ti in data.tis.values() if ti.trigger_id}
     if trigger_ids:
         for trigger in session.scalars(select(Trigger).where(Trigger.id.in_(trigger_ids))):
@@ -154,7 +172,7 @@ def fingerprint(session: Any, dag_id: str, run_id: str | None = None) -> tuple |
     return (run.run_id, run.state, run.updated_at, *tis)
 
 
-def _xcom_value(xcom: Any, model: Any) -> Any:
+def xcom_value(xcom: Any, model: Any) -> Any:
     """An XCom's value. The tasks' summaries are plain JSON objects: read as such, which is
     several times faster than Airflow's decoder (20,000 of them on a 10,000-account page);
     anything else goes through Airflow's own ``deserialize_value``."""
@@ -197,7 +215,8 @@ def iso(value: Any) -> str | None:
     return value.isoformat() if value else None
 
 
-def task_url(dag_id: str, run_id: str, task_id: str) -> str:
-    """The task instance's page in the Airflow UI (its logs)."""
+def task_url(dag_id: str, run_id: str, task_id: str, map_index: int | None = None) -> str:
+    """The task instance's page in the Airflow UI (its logs); a mapped one's by map index."""
     dag, run, task = (quote(part, safe="") for part in (dag_id, run_id, task_id))
-    return f"/dags/{dag}/runs/{run}/tasks/{task}"
+    url = f"/dags/{dag}/runs/{run}/tasks/{task}"
+    return url if map_index is None or map_index < 0 else f"{url}/mapped/{map_index}"

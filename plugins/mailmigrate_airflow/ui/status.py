@@ -17,7 +17,7 @@ from typing import Any
 
 from mailmigrate.plan import DeltaWindow
 from mailmigrate.window import next_window_start, parse_weekdays, parse_window
-from mailmigrate_airflow.runs import STEPS, report_url
+from mailmigrate_airflow.runs import ACCOUNT_GROUP, SELECT_TASKS, STEPS, group_id_of, report_url
 from mailmigrate_airflow.ui.domains import account_mx, cutover_of, domains_of, sensor_of
 from mailmigrate_airflow.ui.loading import (
     RunData,
@@ -72,8 +72,38 @@ def run_status(session: Any, dag_id: str, run_id: str | None = None) -> dict[str
     return dict(status)
 
 
-def accounts_of(dag: Any) -> list[dict[str, str]]:
-    """The account groups of a migration DAG: group id, source and destination address."""
+def accounts_of(data: RunData) -> list[dict[str, Any]]:
+    """The accounts of a migration, in plan order: ``group_id`` (``Account.group_id``, the key
+    of its steps in :class:`RunData`), ``account`` and ``destination_account`` (addresses),
+    ``tasks`` (the task group holding its steps) and ``map_index`` (its instance there, -1 for
+    an account outside the run or a static group) and ``domain`` (its MX domain, when mapped).
+
+    A DAG with mapped groups lists every account of the plan in its ``accounts`` parameter; the
+    run's ``accounts`` tasks say which instance is whose. DAG versions from before mapped groups
+    have one static group per account.
+    """
+    dag = data.dag
+    mapped = {
+        row["source_user"]: (group, index, row)
+        for group, rows in data.mapped.items()
+        for index, row in enumerate(rows)
+    }
+    if ACCOUNT_GROUP in dag.task_group.children:
+        users = dag.params.get_param("accounts").schema.get("items", {}).get("enum") or []
+        accounts = []
+        for user in users:
+            group, index, row = mapped.get(user, (ACCOUNT_GROUP, -1, {}))
+            accounts.append(
+                {
+                    "group_id": group_id_of(user),
+                    "account": user,
+                    "destination_account": row.get("destination_user") or user,
+                    "tasks": group,
+                    "map_index": index,
+                    "domain": row.get("domain"),
+                }
+            )
+        return accounts
     accounts = []
     for group_id, child in dag.task_group.children.items():
         if not hasattr(child, "children") or f"{group_id}.initial_copy" not in child.children:
@@ -82,8 +112,9 @@ def accounts_of(dag: Any) -> list[dict[str, str]]:
         tooltip = getattr(child, "tooltip", "") or ""
         destination = tooltip.partition(" -> ")[2] or source
         accounts.append(
-            {"group_id": group_id, "account": source, "destination_account": destination}
-        )
+            {"group_id": group_id, "account": source, "destination_account": destination,
+             "tasks": group_id, "map_index": -1, "domain": None}
+        )  # fmt: skip
     return accounts
 
 
@@ -93,9 +124,9 @@ def migration_status(data: RunData, now: dt.datetime | None = None) -> dict[str,
     plan's, in which the page shows times)."""
     now = now or dt.datetime.now(dt.UTC)
     dag, run = data.dag, data.run
-    accounts = accounts_of(dag)
+    accounts = accounts_of(data)
     rows = [_account_row(data, account, now) for account in accounts]
-    sensors = {a["group_id"]: sensor_of(dag, a["group_id"]) for a in accounts}
+    sensors = {a["group_id"]: sensor_of(dag, a) for a in accounts}
     status = {
         "dag_id": dag.dag_id,
         "description": getattr(dag, "description", "") or "",
@@ -120,8 +151,10 @@ def plan_timezone(dag: Any) -> str:
     return "UTC"
 
 
-def _step(data: RunData, task_id: str) -> dict[str, Any]:
-    ti = data.tis.get(task_id)
+def _step(data: RunData, task_id: str, group_task: str | None = None) -> dict[str, Any]:
+    """A step's state; ``group_task``: the mapped group's task, whose unexpanded instance
+    stands for every account of the run when the scheduler skipped the step as a whole."""
+    ti = data.tis.get(task_id) or (data.tis.get(group_task) if group_task else None)
     if ti is None:
         return {"state": None, "try_number": 0, "url": ""}
     return {
@@ -164,7 +197,11 @@ def _phase(steps: dict[str, dict[str, Any]]) -> dict[str, str]:
 
 def _account_row(data: RunData, account: dict[str, str], now: dt.datetime) -> dict[str, Any]:
     gid = account["group_id"]
-    steps = {name: _step(data, f"{gid}.{name}") for name in STEPS}
+    mapped = account["map_index"] >= 0
+    steps = {
+        name: _step(data, f"{gid}.{name}", f"{account['tasks']}.{name}" if mapped else None)
+        for name in STEPS
+    }
     test = data.xcoms.get((f"{gid}.test", "return_value")) or {}
     copies = {p: data.xcoms.get((f"{gid}.{p}_copy", "return_value")) or {} for p in ("initial", "delta")}  # fmt: skip
     reports = {p: data.xcoms.get((f"{gid}.{p}_copy", "owner_report")) for p in ("initial", "delta")}
@@ -196,8 +233,8 @@ def _account_row(data: RunData, account: dict[str, str], now: dt.datetime) -> di
     folders = _first((latest.get("summary") or {}).get("folders"), len(test_folders) or None,
                      copies["initial"].get("folder_count"))  # fmt: skip
     report_links = {
-        phase: {"html": _report_link(data, gid, phase, "html"),
-                "csv": _report_link(data, gid, phase, "csv"), "ok": (r.get("summary") or {}).get("ok"),
+        phase: {"html": _report_link(data, account, phase, "html"),
+                "csv": _report_link(data, account, phase, "csv"), "ok": (r.get("summary") or {}).get("ok"),
                 "mailed_to": r.get("mailed_to"), "mail_error": r.get("mail_error")}
         for phase, r in reports.items() if r
     }  # fmt: skip
@@ -213,14 +250,14 @@ def _account_row(data: RunData, account: dict[str, str], now: dt.datetime) -> di
         "failed_messages": failed,
         "errors": errors,
         "mx": account_mx(
-            sensor_of(data.dag, gid),
+            sensor_of(data.dag, account),
             steps["wait_for_mx"]["state"],
             data.xcoms.get((f"{gid}.wait_for_mx", "return_value")) or {},
         ),
         "last_delta": steps["delta_copy"].get("end_date")
         if steps["delta_copy"]["state"] == "success"
         else None,  # fmt: skip
-        "next_delta": _next_delta(data, gid, steps, now),
+        "next_delta": _next_delta(data, account, steps, now),
         "reports": report_links,
         "planned_bytes": planned_bytes,
         "initial": {
@@ -271,12 +308,18 @@ def _errors(test: dict, copies: dict, steps: dict, report: dict) -> list[str]:
     return errors
 
 
-def _report_link(data: RunData, gid: str, phase: str, kind: str) -> str:
-    return report_url(data.dag.dag_id, data.run.run_id, f"{gid}.{phase}_copy", kind)
+def _report_link(data: RunData, account: dict[str, Any], phase: str, kind: str) -> str:
+    task_id = f"{account['tasks']}.{phase}_copy"
+    return report_url(
+        data.dag.dag_id, data.run.run_id, task_id, kind, map_index=account["map_index"]
+    )
 
 
-def _next_delta(data: RunData, gid: str, steps: dict, now: dt.datetime) -> dict[str, Any] | None:
+def _next_delta(
+    data: RunData, account: dict[str, Any], steps: dict, now: dt.datetime
+) -> dict[str, Any] | None:
     """When the delta copy runs next: the deferred sensor's moment, else the next window."""
+    gid = account["group_id"]
     delta, window_step = steps["delta_copy"]["state"], steps["wait_for_delta_window"]["state"]
     if delta in ("success", "skipped") or delta in ACTIVE:
         return None
@@ -289,7 +332,7 @@ def _next_delta(data: RunData, gid: str, steps: dict, now: dt.datetime) -> dict[
             return {"at": iso(moment), "note": "the delta window opens"}
     if window_step in ("success", "running"):
         return {"at": None, "note": "now: the delta window is open"}
-    task_id = f"{gid}.wait_for_delta_window"
+    task_id = f"{account['tasks']}.wait_for_delta_window"
     if task_id not in data.dag.task_dict:
         return None
     task = data.dag.get_task(task_id)
@@ -322,5 +365,5 @@ def _extra_tasks(data: RunData) -> list[dict[str, Any]]:
     return [
         {**_step(data, task_id), "task_id": task_id}
         for task_id in sorted(data.dag.task_dict)
-        if "." not in task_id
+        if "." not in task_id and task_id not in SELECT_TASKS.values()
     ]

@@ -109,16 +109,17 @@ def select_rows(
     page = min(max(1, page), pages)
     run_id = (status.get("run") or {}).get("run_id")
 
-    def linked(step: dict[str, Any], task_id: str) -> dict[str, Any]:
+    def linked(step: dict[str, Any], task_id: str, map_index: int = -1) -> dict[str, Any]:
         """The step with its log's URL (new dicts: the computed status may be shared)."""
         if run_id is None or step["state"] is None:
             return step
-        return {**step, "url": task_url(status["dag_id"], run_id, task_id)}
+        return {**step, "url": task_url(status["dag_id"], run_id, task_id, map_index)}
 
     status["accounts"] = [  # links for the rows shown only
-        {**row, "steps": {n: linked(s, f"{row['group_id']}.{n}") for n, s in row["steps"].items()}}
+        {**row, "steps": {n: linked(s, f"{row['tasks']}.{n}", row["map_index"])
+                          for n, s in row["steps"].items()}}
         for row in matching[(page - 1) * per_page : page * per_page]
-    ]
+    ]  # fmt: skip
     status["extra_tasks"] = [linked(t, t["task_id"]) for t in status["extra_tasks"]]
     status["listing"] = {
         "state": state,

@@ -225,6 +225,10 @@ def markdown(results: dict[str, Any]) -> str:
         ]
     if results.get("links"):
         lines += ["", links.markdown(results["links"]).rstrip("\n")]
+    if results.get("plan_scale"):
+        from bench.plan_scale import markdown as plan_scale_markdown
+
+        lines += ["", plan_scale_markdown(results["plan_scale"]).rstrip("\n")]
     lines += ["", "| target | measured | goal | met |", "|---|---|---|---|"]
     for row in results["targets"]:
         value = "n/a" if row["value"] is None else f"{row['value']:.2f}"

@@ -3,8 +3,9 @@
 Starts a legacy-layout source and a modern-layout destination Dovecot, seeds a corpus, then:
 head-to-head rounds of the engine and mbsync (initial copy, unchanged delta, delta after 1% new
 messages and 1% flag changes), the scale run (many small accounts one at a time against all at
-once), the memory run (one large message among many small ones) and the links run (both tools
-over shaped links: latency, bandwidth caps; :mod:`bench.links`). Writes ``results.json``,
+once), the memory run (one large message among many small ones), the links run (both tools
+over shaped links: latency, bandwidth caps; :mod:`bench.links`) and the plan scale (plans of
+thousands of accounts: parse, a test migration, a large run, the grid; :mod:`bench.plan_scale`). Writes ``results.json``,
 ``results.md`` and ``throughput.png`` to ``--out`` (default ``bench/results/``).
 
 The mail stores live on tmpfs (``/dev/shm``) by default: on this machine's shared disk each new
@@ -26,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import links, report
+from bench import links, plan_scale, report
 from bench.corpus import CorpusSpec, build_corpus, seed_source
 from bench.memory import run_memory
 from bench.rounds import run_round
@@ -70,7 +71,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=RESULTS, help="where results go")
     parser.add_argument("--rounds", type=int, help="head-to-head rounds (default 5, quick 1)")
     parser.add_argument("--store", help="directory for the servers' mail (default /dev/shm)")
-    parser.add_argument("--skip", action="append", default=[], choices=("scale", "memory", "dag", "links"),
+    parser.add_argument("--skip", action="append", default=[], choices=("scale", "memory", "dag", "links", "plan"),
                         help="leave a part out (repeatable)")  # fmt: skip
     parser.add_argument("--profile", nargs="?", const="cprofile", choices=("cprofile", "py-spy"),
                         help="profile the first engine initial copy into --out: cProfile (engine-initial.prof) or "
@@ -155,6 +156,12 @@ def main(argv: list[str] | None = None) -> int:
                 results["links"]["targets"] = links.targets(results["links"])
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    if "plan" not in args.skip:  # plans of thousands of accounts (bench/plan_scale.py)
+        plan_args = ["--out", str(out)]
+        if args.quick:  # the parse of a 2,000-account plan only
+            plan_args += ["--accounts", "2000", "--skip", "folder", "--skip", "runs"]
+        results["plan_scale"] = plan_scale.main(plan_args)
+        say("plan scale: done")
     results["targets"] = report.targets(
         results["summary"], results.get("scale"), results.get("memory")
     )

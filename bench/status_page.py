@@ -13,7 +13,7 @@
    same with the run unchanged (the computed status reused), a state filter, a search, a far
    page, the JSON API and the page inside Airflow's "Migrations" iframe. The figure is the time
    to the page's ``load`` event (navigation start to load end), median and max; the very first
-   load after the api-server started also reads the DAG (50,000 tasks) into its cache.
+   load after the api-server started also reads the DAG into its cache.
 
 Nothing is asserted: it prints the figures and writes ``bench/results/status_page.json``.
 """
@@ -39,6 +39,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from harness.airflow_stack import AIRFLOW, AirflowStack  # noqa: E402
 from harness.dns import DnsServer  # noqa: E402
 
+from bench.plan_scale import grid  # noqa: E402
+
 DAG_ID = "migration_scale"
 CHROMIUM = "/usr/bin/chromium"
 
@@ -63,16 +65,19 @@ def write_plan(plans: Path, accounts: int, dns: DnsServer) -> None:
 SEED = r"""
 import datetime as dt, json, sys
 from airflow.models.dagbag import DBDagBag
-from airflow.models.dagrun import DagRun
 from airflow.models.taskinstance import TaskInstance
+from airflow.models.taskmap import TaskMap
 from airflow.models.xcom import XComModel
 from airflow.utils.session import create_session
 from airflow.utils.state import DagRunState
 from airflow.utils.types import DagRunTriggeredByType, DagRunType
-from sqlalchemy import update
+from sqlalchemy import text, update
+from mailmigrate.plan import load_plan
+from mailmigrate_airflow.operators import mx_domain_of
 
-dag_id = sys.argv[1]
+dag_id, plan_file = sys.argv[1], sys.argv[2]
 now = dt.datetime.now(dt.UTC)
+plan = load_plan(plan_file)
 with create_session() as session:
     dag = DBDagBag().get_latest_version_of_dag(dag_id, session=session)
     run = dag.create_dagrun(
@@ -81,34 +86,52 @@ with create_session() as session:
         state=DagRunState.RUNNING, conf={}, session=session,
     )
     session.flush()
+    # What the accounts task and the scheduler do: the account list, then one instance of
+    # each of the group's steps per account.
+    accounts = [{"source_user": a.source_user, "domain": mx_domain_of(a),
+                 "destination_user": a.destination_user} for a in plan.accounts]
+    session.add(TaskMap(dag_id=dag_id, task_id="accounts", run_id=run.run_id, map_index=-1,
+                        length=len(accounts), keys=None))
+    xcoms = [dict(dag_run_id=run.id, task_id="accounts", map_index=-1, key="return_value",
+                  dag_id=dag_id, run_id=run.run_id, value=json.dumps(accounts), timestamp=now)]
+    session.flush()
+    for task_id in ("test", "initial_copy", "wait_for_mx", "wait_for_delta_window", "delta_copy"):
+        TaskMap.expand_mapped_task(dag.get_task(f"account.{task_id}"), run.run_id, session=session)
+    session.flush()
     where = (TaskInstance.dag_id == dag_id, TaskInstance.run_id == run.run_id)
-    def states(suffix, state):
-        session.execute(update(TaskInstance).where(*where, TaskInstance.task_id.like(f"%.{suffix}"))
-                        .values(state=state, start_date=now, end_date=now))
-    states("test", "success"); states("initial_copy", "success"); states("wait_for_mx", "deferred")
-    session.execute(update(TaskInstance).where(*where, TaskInstance.task_id == "cutover_ready")
-                    .values(state="success", start_date=now, end_date=now))
-    groups = [t.rpartition(".")[0] for t in dag.task_dict if t.endswith(".initial_copy")]
-    for n, group in enumerate(groups):
-        if n % 500 == 7:
-            session.execute(update(TaskInstance).where(*where, TaskInstance.task_id == f"{group}.initial_copy")
-                            .values(state="failed"))
-        elif n % 500 == 8:
-            session.execute(update(TaskInstance).where(*where, TaskInstance.task_id == f"{group}.initial_copy")
-                            .values(state="running", end_date=None))
+    def states(task_id, state, **values):
+        session.execute(update(TaskInstance).where(*where, TaskInstance.task_id == task_id)
+                        .values(state=state, start_date=now, end_date=now, **values))
+    states("accounts", "success")
+    states("account.test", "success")
+    states("account.initial_copy", "success")
+    states("account.wait_for_mx", "deferred")
+    states("cutover_ready", "success")
+    for n, account in enumerate(accounts):
+        if n % 500 in (7, 8):
+            session.execute(
+                update(TaskInstance).where(*where, TaskInstance.task_id == "account.initial_copy",
+                                           TaskInstance.map_index == n)
+                .values(state="failed" if n % 500 == 7 else "running",
+                        end_date=now if n % 500 == 7 else None))
     folders = [{"source": f"F{i}", "destination": f"F{i}", "messages": 400, "bytes": 8_000_000} for i in range(6)]
     test = {"ok": True, "folders": folders, "problems": [], "warnings": []}
     copy = {"ok": True, "phase": "initial", "seconds": 60.0, "folder_count": 6,
             "totals": {"source_messages": 2400, "source_bytes": 48_000_000, "copied": 2400,
                        "copied_bytes": 48_000_000, "skipped": 0, "failed": 0, "missing": 0}}
-    rows = []
-    for group in groups:
+    for n in range(len(accounts)):
         for task, value in (("test", test), ("initial_copy", copy)):
-            rows.append(dict(dag_run_id=run.id, task_id=f"{group}.{task}", map_index=-1,
-                             key="return_value", dag_id=dag_id, run_id=run.run_id,
-                             value=json.dumps(value), timestamp=now))
-    session.execute(XComModel.__table__.insert(), rows)
-print(len(groups))
+            xcoms.append(dict(dag_run_id=run.id, task_id=f"account.{task}", map_index=n,
+                              key="return_value", dag_id=dag_id, run_id=run.run_id,
+                              value=json.dumps(value), timestamp=now))
+    session.execute(XComModel.__table__.insert(), xcoms)
+    shown = text("UPDATE task_instance SET rendered_map_index = :user WHERE dag_id = :dag "
+                 "AND run_id = :run AND task_id = :task AND map_index = :n")
+    session.execute(shown, [  # what each task process shows in the grid as it starts
+        {"user": a["source_user"], "dag": dag_id, "run": run.run_id, "task": task, "n": n}
+        for n, a in enumerate(accounts) for task in ("account.test", "account.initial_copy",
+                                                     "account.wait_for_mx")])
+print(len(accounts))
 """
 
 
@@ -151,11 +174,14 @@ def main(argv: list[str] | None = None) -> None:
         seeded = time.monotonic()
         env = {**stack.env, "PYTHONPATH": os.pathsep.join(
             str(ROOT / p) for p in ("plugins", "include"))}  # fmt: skip
-        subprocess.run([sys.executable, "-c", SEED, DAG_ID], env=env, check=True)
+        plan_file = str(root / "plans" / "scale.yaml")
+        subprocess.run([sys.executable, "-c", SEED, DAG_ID, plan_file], env=env, check=True)
         figures["seed_seconds"] = round(time.monotonic() - seeded, 1)
         stack._spawn("api-server", ["api-server"])
         stack.wait_for(lambda: stack.health(), 300, "the api-server to answer", 2)
         figures["pages"] = measure(stack, args.rounds)
+        figures["grid"] = grid(stack, DAG_ID, args.rounds)  # Airflow's own, with the run
+        print(f"grid: {figures['grid']}")
     finally:
         stack.stop()
         dns.stop()

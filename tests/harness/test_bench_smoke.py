@@ -67,8 +67,13 @@ def test_quick_benchmark_produces_results_and_an_exact_engine_copy(tmp_path):
     assert any(row["limit_seconds"] for row in rows)
     assert {row["target"] for row in results["targets"]}
 
+    # The plan scale section (quick: the parse of a 2,000-account plan): one mapped group.
+    parsed = results["plan_scale"]["parse"]["2000"]
+    assert parsed["import_errors"] == {} and parsed["tasks"] == 7, parsed
+
     markdown = (out / "results.md").read_text()
     assert "| initial copy, msg/s |" in markdown
+    assert "| one plan of 2,000 accounts: parse, serialize, JSON |" in markdown
     png = (out / "throughput.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and b"IEND" in png[-12:]
     shutil.rmtree(out, ignore_errors=True)

@@ -190,7 +190,7 @@ def build_deltas_dag(plan: Plan, plan_file: str, dag_file: str | None = None) ->
         )
         per_account = deltas.ScheduledDeltaOperator.partial(
             task_id="delta",
-            map_index_template="{{ task.source_user }}",
+            map_index_template=MAP_INDEX_TEMPLATE,
             # partial() takes its defaults from every __init__ in the class hierarchy, and the
             # one Airflow's metaclass gives AccountOperator says inlets/outlets=None, which a
             # task's context cannot iterate (Airflow 3.3).
@@ -210,8 +210,8 @@ def build_deltas_dag(plan: Plan, plan_file: str, dag_file: str | None = None) ->
 
 
 def _server_task(plan: Plan, plan_file: str) -> dict[str, Any]:
-    """The arguments of the scheduled deltas' copies: those of the main DAG's copies
-    (:func:`_account_tasks`) without the account, which the mapping gives."""
+    """The arguments of every copy task, the main DAG's (:func:`_account_tasks`) and the
+    scheduled deltas', without the account, which the mapping gives."""
     server_task: dict[str, Any] = {
         "plan": plan_file,
         "source_conn_id": plan.source_connection,
@@ -243,21 +243,10 @@ def account_group(plan: Plan, plan_file: str, group: str, pilots: list[str]) -> 
 
 
 def _account_tasks(plan: Plan, plan_file: str, source_user: Any, domain: Any) -> dict[str, Any]:
-    """The five tasks of one account, chained, by step; ``source_user`` and ``domain`` are the
-    group's mapped arguments."""
+    """The group's five tasks, chained, by step (one instance of each per account of the run);
+    ``source_user`` and ``domain`` are the group's mapped arguments."""
     each: dict[str, Any] = {"source_user": source_user, "map_index_template": MAP_INDEX_TEMPLATE}
-    server_task: dict[str, Any] = {
-        **each,
-        "plan": plan_file,
-        "source_conn_id": plan.source_connection,
-        "destination_conn_id": plan.destination_connection,
-        "retries": plan.retries,
-        "retry_delay": RETRY_DELAY,
-        "retry_exponential_backoff": 2.0,
-        "max_retry_delay": MAX_RETRY_DELAY,
-    }
-    if plan.pool:
-        server_task["pool"] = plan.pool
+    server_task: dict[str, Any] = {**each, **_server_task(plan, plan_file)}
     # Every task skips itself when the run stops before it (operators.AccountStep).
     test = MailboxTestOperator(task_id="test", **server_task)
     # Where the owner reports go, serialized with the copy tasks for the status page to read.

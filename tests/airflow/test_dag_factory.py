@@ -135,7 +135,7 @@ def test_one_dag_per_plan_with_a_mapped_group_of_five_tasks(dag_folder: Path) ->
 
 
 def test_the_accounts_task_maps_the_selected_accounts_with_their_mx_domains(
-    dag_folder: Path,
+    dag_folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from airflow.sdk.exceptions import AirflowFailException
 
@@ -160,6 +160,11 @@ def test_the_accounts_task_maps_the_selected_accounts_with_their_mx_domains(
     assert rows({"accounts": ["carol", "alice@example.com"]}) == [alice, carol]  # plan order
     with pytest.raises(AirflowFailException, match="not in the plan acme.yaml: dave"):
         rows({"accounts": ["dave"]})
+    # More accounts than Airflow maps in one group: the run fails at once, naming the setting.
+    monkeypatch.setenv("AIRFLOW__CORE__MAX_MAP_LENGTH", "2")
+    with pytest.raises(AirflowFailException, match=r"3 accounts .* max_map_length = 2"):
+        rows({"accounts": []})
+    assert len(rows({"accounts": ["bob@example.com", "carol"]})) == 2
 
 
 def test_plan_without_mx_section_gets_a_no_op_wait_for_mx(dag_folder: Path) -> None:

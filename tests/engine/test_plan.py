@@ -534,7 +534,9 @@ def test_notify_lists_notifiers_with_their_arguments_as_plain_data(tmp_path):
 def test_the_examples_commented_notify_block_loads_when_uncommented(tmp_path):
     text = EXAMPLE.read_text()
     start = text.index("# notify:")
-    uncommented = text[:start] + re.sub(r"(?m)^# ?", "", text[start:])
+    end = text.find("\n\n", start)  # the block ends at the first blank line
+    end = len(text) if end < 0 else end
+    uncommented = text[:start] + re.sub(r"(?m)^# ?", "", text[start:end]) + text[end:]
     write(tmp_path, "example.yaml", uncommented)
     shutil.copy(EXAMPLE.with_name("example_accounts.csv"), tmp_path / "example_accounts.csv")
     (spec,) = load_plan(tmp_path / "example.yaml").notify

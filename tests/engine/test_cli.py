@@ -169,7 +169,10 @@ def test_missing_connections_in_json():
     ("value", "expected"),
     [
         ("not json", "AIRFLOW_CONN_EXAMPLE_NEW is not JSON; use Airflow's JSON connection form"),
-        ('{"conn_type": "smtp", "host": "h"}', "conn_type must be one of imap, ews, dav, not 'smtp'"),
+        (
+            '{"conn_type": "smtp", "host": "h"}',
+            "conn_type must be one of imap, ews, dav, not 'smtp'",
+        ),
         ('{"conn_type": "imap"}', "host is missing"),
         ('{"conn_type": "imap", "host": "h", "port": "x"}', "port 'x' is not a number"),
     ],

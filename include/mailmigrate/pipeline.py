@@ -19,6 +19,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
 
 from mailmigrate.identity import identity_of
@@ -57,18 +58,28 @@ def growing_batches(
 
 
 class _Budget:
-    """Bytes fetched and not yet appended; :meth:`take` waits for room (or for ``stop``)."""
+    """Bytes fetched and not yet appended; :meth:`take` waits for room (or for ``stop``).
+    While it waits, :attr:`waiting` is set and ``on_wait`` was called once: the appending side
+    then frees room by reading the answer of its oldest batch under way."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, on_wait=None) -> None:
         self.limit, self.used = limit, 0
+        self.waiting = False
+        self._on_wait = on_wait
         self._room = threading.Condition()
 
     def take(self, size: int, stop: threading.Event) -> bool:
         with self._room:
+            if self.used and self.used + size > self.limit:
+                self.waiting = True
+                if self._on_wait is not None:
+                    self._on_wait()
             while self.used and self.used + size > self.limit:
                 if stop.is_set():
+                    self.waiting = False
                     return False
                 self._room.wait(0.1)
+            self.waiting = False
             self.used += size
             return not stop.is_set()
 
@@ -76,6 +87,9 @@ class _Budget:
         with self._room:
             self.used -= size
             self._room.notify_all()
+
+
+_ROOM = object()  # the reader waits for room in the budget
 
 
 class RateLimit:
@@ -124,37 +138,65 @@ class CopyPipeline:
         self.rate = RateLimit(options.messages_per_second, options.bytes_per_second)
 
     def run(self, todo: Sequence[MessageInfo]) -> None:
+        """Copy ``todo``. Batches go to the destination's :class:`~mailmigrate.mailbox.base.
+        Appender` as they are fetched, up to its depth under way at once; each batch is recorded
+        when its answer is read: the oldest, when the depth is reached, when the reader needs
+        the budget's room, and all of them at the end (or when the source fails)."""
         fetched: queue.Queue = queue.Queue()  # bounded by the budget, in bytes
-        budget = _Budget(self.options.batch_bytes)
+        budget = _Budget(self.options.batch_bytes, lambda: fetched.put(_ROOM))
         stop = threading.Event()
         reader = threading.Thread(
             target=self._read, args=(todo, fetched, stop, budget), daemon=True
         )
+        appender = self.dst.appender(self.destination)
+        sent: deque[tuple[list[Message], int]] = deque()  # under way, oldest first
         reader.start()
-        started = last_report = time.monotonic()
+        self._started = self._last_report = time.monotonic()
+        reading = True
         try:
-            while True:
+            while reading or sent:
+                if sent and (not reading or len(sent) >= appender.depth or budget.waiting):
+                    self._receive(appender, sent, budget, len(todo))
+                    continue
                 item = fetched.get()
                 if item is None:
-                    break
-                if isinstance(item, BaseException):
+                    reading = False
+                elif item is _ROOM:
+                    continue
+                elif isinstance(item, BaseException):
+                    while sent:  # what is under way lands: record it before giving up
+                        self._receive(appender, sent, budget, len(todo))
                     raise item
-                batch, messages, size = item
-                try:
-                    self._append(batch, messages)
-                finally:
-                    budget.give(size)
-                now = time.monotonic()
-                if now - last_report >= PROGRESS_EVERY:
-                    last_report = now
-                    rate = self.result.copied / (now - started)
-                    self.say(
-                        f"{self.result.source}: {self.result.copied}/{len(todo)} copied "
-                        f"({human_bytes(self.result.copied_bytes)}, {rate:.0f} msg/s)"
-                    )
+                else:
+                    batch, messages, size = item
+                    outgoing = self._outgoing(batch, messages)
+                    if not outgoing:
+                        budget.give(size)
+                        continue
+                    self.rate.wait(len(outgoing), sum(m.info.size for m in outgoing))
+                    appender.send(outgoing)
+                    sent.append((outgoing, size))
+        except BaseException:
+            appender.abandon()
+            raise
         finally:
             stop.set()
             reader.join()
+
+    def _receive(self, appender, sent: deque, budget: _Budget, total: int) -> None:
+        outgoing, size = sent.popleft()
+        try:
+            self._record(outgoing, appender.receive())
+        finally:
+            budget.give(size)
+        now = time.monotonic()
+        if now - self._last_report >= PROGRESS_EVERY:
+            self._last_report = now
+            rate = self.result.copied / (now - self._started)
+            self.say(
+                f"{self.result.source}: {self.result.copied}/{total} copied "
+                f"({human_bytes(self.result.copied_bytes)}, {rate:.0f} msg/s)"
+            )
 
     def _read(
         self,
@@ -177,7 +219,8 @@ class CopyPipeline:
         finally:
             out.put(None)
 
-    def _append(self, batch: list[MessageInfo], fetched: dict) -> None:
+    def _outgoing(self, batch: list[MessageInfo], fetched: dict) -> list[Message]:
+        """The batch's messages as fetched, to append; the unreadable ones are reported."""
         outgoing: list[Message] = []
         for info in batch:
             message = fetched.get(info.ref)
@@ -200,10 +243,10 @@ class CopyPipeline:
                     content=message.content,
                 )
             )
-        if not outgoing:
-            return
-        self.rate.wait(len(outgoing), sum(m.info.size for m in outgoing))
-        results = self.dst.append(self.destination, outgoing)
+        return outgoing
+
+    def _record(self, outgoing: list[Message], results) -> None:
+        """Record a batch the destination answered (only then: nothing before its answer)."""
         entries = []
         for message, outcome in zip(outgoing, results, strict=True):
             if outcome.error is None:

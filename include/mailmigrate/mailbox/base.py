@@ -302,6 +302,11 @@ class Mailbox(abc.ABC):
         the others; connection failures raise :class:`MailboxError`.
         """
 
+    def appender(self, path: tuple[str, ...]) -> Appender:
+        """Appends batches to ``path``; an adapter whose protocol can have several appends
+        under way at once returns one with :attr:`Appender.depth` above 1."""
+        return Appender(self, path)
+
     @abc.abstractmethod
     def set_flags(
         self, path: tuple[str, ...], ref: Ref, add: frozenset[str], remove: frozenset[str]
@@ -311,3 +316,36 @@ class Mailbox(abc.ABC):
     @abc.abstractmethod
     def delete(self, path: tuple[str, ...], refs: Collection[Ref]) -> None:
         """Remove messages for good (used only when the plan propagates deletions)."""
+
+
+class Appender:
+    """Batches appended to one folder, answered oldest first: :meth:`send` a batch, then
+    :meth:`receive` its results. At most :attr:`depth` batches are sent and not yet received
+    (this one appends each batch in :meth:`receive`: depth 1, nothing under way).
+
+    Invariant for every adapter: a batch's results come only from the server's confirmation, so
+    nothing is recorded before it; a batch sent and never received (:meth:`abandon`) may have
+    landed, and is found again by identity after the folder's append mark.
+    """
+
+    depth = 1
+
+    def __init__(self, mailbox: Mailbox, path: tuple[str, ...]) -> None:
+        self.mailbox, self.path = mailbox, path
+        self._sent: list[Sequence[Message]] = []
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._sent)
+
+    def send(self, messages: Sequence[Message]) -> None:
+        self._sent.append(messages)
+
+    def receive(self) -> list[AppendResult]:
+        """The results of the oldest batch sent, one per message, in order (as
+        :meth:`Mailbox.append`)."""
+        return self.mailbox.append(self.path, self._sent.pop(0))
+
+    def abandon(self) -> None:
+        """Give up the batches sent and not received (the copy failed)."""
+        self._sent.clear()

@@ -13,7 +13,7 @@ import functools
 import json
 import re
 import secrets
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
 
 from imapclient import IMAPClient, imap_utf7
@@ -26,6 +26,7 @@ from mailmigrate.mailbox import imap_wire
 from mailmigrate.mailbox import imapclient_internals as internals
 from mailmigrate.mailbox.base import (
     SPECIAL_USES,
+    Appender,
     AppendResult,
     Changes,
     Folder,
@@ -37,6 +38,7 @@ from mailmigrate.mailbox.base import (
     Quota,
     Ref,
 )
+from mailmigrate.mailbox.imap_append import PipelinedAppender
 from mailmigrate.mailbox.imap_session import TRANSIENT_ERRORS, abandon, open_session
 
 LIST_FIELDS = [b"RFC822.SIZE", b"FLAGS", b"INTERNALDATE", b"BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"]
@@ -59,7 +61,7 @@ class ServerRefused(Exception):
 # What a server's refusal of a command looks like here: imapclient's, or this module's own.
 REFUSALS = (IMAPClientError, ServerRefused)
 STORAGE = re.compile(rb"\bSTORAGE (\d+) (\d+)", re.IGNORECASE)
-APPENDUID = re.compile(rb"\[APPENDUID (\d+) ([\d:,]+)\]", re.IGNORECASE)
+APPENDUID = imap_wire.APPENDUID
 # Capabilities the engine uses where offered, for which roles, and what it does without them.
 FALLBACKS = {
     "UIDPLUS": (("destination",), "appended messages are found by identity after each batch"),
@@ -74,14 +76,6 @@ FALLBACKS = {
 # RFC 3501 flag: "\\" atom (system flags) or atom (keywords). An atom is printable ASCII
 # without ( ) { SP % * " \\ ]: nothing that could end a flag list or start a literal.
 FLAG = re.compile(r"\\?[!#$&'+,\-./0-9:;<=>?@A-Z\[^_`a-z|}~]+")
-
-
-def _uid_set(text: bytes) -> list[int]:
-    uids: list[int] = []
-    for part in text.split(b","):
-        first, _, last = part.partition(b":")
-        uids.extend(range(int(first), int(last or first) + 1))
-    return uids
 
 
 def uid_ranges(uids: Iterable[int]) -> str:
@@ -805,20 +799,54 @@ class ImapMailbox(Mailbox):
             if typ == "OK":
                 results = self._results(data, len(messages))
             else:
-                # MULTIAPPEND is all-or-nothing on conforming servers; check before one-by-one.
-                landed = self.listing_since(path, mark)
-                self._select(path, writable=True)
-                if landed:
-                    raise MailboxError(
-                        f"{self.label}: appending to {name}: MULTIAPPEND failed but stored "
-                        f"{len(landed)} message(s); retrying the batch",
-                        retryable=True,
-                    )
+                results = self._refused_batch(path, messages, flags, mark)
         if results is None:
             results = [self._append_one(name, m, f) for m, f in zip(messages, flags, strict=True)]
         if not self.has("UIDPLUS"):
             results = self._found_refs(path, mark, messages, results)
-        changed = self._changed_by_server(messages, results)
+        return self._noted(messages, storable, results)
+
+    @_guarded("appending to")
+    def appender(self, path: tuple[str, ...]) -> Appender:
+        """Pipelined (:mod:`~mailmigrate.mailbox.imap_append`) where the server offers
+        MULTIAPPEND, LITERAL+ and UIDPLUS; else one batch at a time through :meth:`append`."""
+        if all(self.has(c) for c in ("MULTIAPPEND", "LITERAL+", "UIDPLUS")):
+            return PipelinedAppender(self, path, _guarded("appending to"))
+        return Appender(self, path)
+
+    def _refused_batch(
+        self, path: tuple[str, ...], messages: Sequence[Message], flags: list[list[str]],
+        mark: str | None, ignore: Collection[Ref] | None = None,
+    ) -> list[AppendResult]:  # fmt: skip
+        """A MULTIAPPEND the server refused: all-or-nothing on conforming servers, so whether
+        any of it landed after ``mark`` is checked before the messages go one by one (each
+        refusal then reported with its message). ``ignore`` (pipelined appends): what other
+        batches stored after the mark; then only messages with this batch's identities count.
+
+        :raises MailboxError: (retryable) part of the batch landed all the same."""
+        name = self.name_of(path)
+        landed = self.listing_since(path, mark)
+        if ignore is not None:
+            landed = [info for info in landed if info.ref not in ignore]
+            mine = {m.info.identity for m in messages}
+            landed = [info for info in landed if info.identity in mine]
+        self._select(path, writable=True)
+        if landed:
+            raise MailboxError(
+                f"{self.label}: appending to {name}: MULTIAPPEND failed but stored "
+                f"{len(landed)} message(s); retrying the batch",
+                retryable=True,
+            )
+        return [self._append_one(name, m, f) for m, f in zip(messages, flags, strict=True)]
+
+    def _noted(
+        self, messages: Sequence[Message], storable: list[tuple[list[str], list[str]]],
+        results: list[AppendResult], before_commands: Callable[[], None] | None = None,
+    ) -> list[AppendResult]:  # fmt: skip
+        """The results with a note for each message stored not exactly as given (flags left
+        out, header bytes the server changed). ``before_commands`` runs before any command is
+        sent for that check (a pipeline reads its outstanding answers)."""
+        changed = self._changed_by_server(messages, results, before_commands)
         noted = []
         for result, (_, left_out) in zip(results, storable, strict=True):
             notes = [result.note] if result.note else []
@@ -832,8 +860,9 @@ class ImapMailbox(Mailbox):
         return noted
 
     def _changed_by_server(
-        self, messages: Sequence[Message], results: list[AppendResult]
-    ) -> set[Ref]:
+        self, messages: Sequence[Message], results: list[AppendResult],
+        before_commands: Callable[[], None] | None = None,
+    ) -> set[Ref]:  # fmt: skip
         """The appended messages this server stored with other header bytes than it was given.
 
         Some servers rewrite what they store: Cyrus's default ``munge8bit`` turns every 8-bit
@@ -848,6 +877,8 @@ class ImapMailbox(Mailbox):
         suspects = {ref: high for ref, high in suspects.items() if high}
         if not suspects:
             return set()
+        if before_commands is not None:
+            before_commands()
         stored = self._uid_fetch([int(ref) for ref in suspects], [b"BODY.PEEK[HEADER]"])
         if len(stored) < len(suspects):  # a session that has not seen its appends yet (Courier)
             self.client.noop()
@@ -949,7 +980,7 @@ class ImapMailbox(Mailbox):
         text = b" ".join(d if isinstance(d, bytes) else str(d).encode() for d in data if d)
         match = APPENDUID.search(text)
         if match:
-            uids = _uid_set(match.group(2))
+            uids = imap_wire.uid_set(match.group(2))
             if len(uids) == count:
                 return [AppendResult(ref=uid) for uid in uids]
         return [AppendResult() for _ in range(count)]

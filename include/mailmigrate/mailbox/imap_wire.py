@@ -436,6 +436,16 @@ def multiappend(
     :param messages: ``(flags, internaldate or None, content)`` per message.
     :return: ``(typ, [text])`` of the tagged response (``APPENDUID`` is in the text).
     """
+    typ, data = run_command(imap, append_parts(quoted_mailbox, messages))
+    check_append_reply(typ, data[0])
+    return typ, data
+
+
+def append_parts(
+    quoted_mailbox: bytes, messages: Sequence[tuple[Sequence[str], dt.datetime | None, bytes]]
+) -> list[bytes]:
+    """The parts of ``APPEND mailbox (flags) "date" {n+}`` ... with non-synchronizing
+    literals (LITERAL+), for :func:`run_command` or :func:`send_command`."""
     parts: list[bytes] = [b"APPEND ", quoted_mailbox]
     for flags, when, content in messages:
         parts.append(b" (" + " ".join(flags).encode("utf-8") + b")")
@@ -443,10 +453,65 @@ def multiappend(
             parts.append(b' "' + format_internaldate(when) + b'"')
         parts.append(b" {" + str(len(content)).encode("ascii") + b"+}\r\n")
         parts.append(content)
-    typ, data = run_command(imap, parts)
-    if typ == "BAD":  # as imaplib does: a protocol error, not a refusal of the messages
-        raise imaplib.IMAP4.error(f"APPEND command error: BAD {data[0].decode(errors='replace')}")
-    return typ, data
+    return parts
+
+
+def check_append_reply(typ: str, text: bytes) -> None:
+    """A BAD answer to an APPEND is a protocol error, not a refusal of the messages (as imaplib
+    takes it): :raises imaplib.IMAP4.error:."""
+    if typ == "BAD":
+        raise imaplib.IMAP4.error(f"APPEND command error: BAD {text.decode(errors='replace')}")
+
+
+def send_command(imap: imaplib.IMAP4, parts: Sequence[bytes]) -> bytes:
+    """Send one complete command without waiting for its answer (pipelining: several may be
+    under way at once); :func:`read_tagged` reads the answer. :return: the command's tag."""
+    tag = imap._new_tag()
+    imap.tagged_commands.pop(tag, None)  # answered through read_tagged, not imaplib
+    _send(imap, tag, parts)
+    return tag
+
+
+def read_tagged(
+    imap: imaplib.IMAP4, tag: bytes, outstanding: set[bytes], early: dict[bytes, tuple[str, bytes]]
+) -> tuple[str, bytes]:
+    """Read until the tagged answer of ``tag`` (a command of :func:`send_command`). A server
+    may answer pipelined commands out of order: the answer of another tag in ``outstanding``
+    read on the way is kept in ``early`` for its own call. Untagged responses go to imaplib's
+    store, as imaplib would put them.
+
+    :return: ``(typ, text)`` of the tagged answer.
+    :raises MalformedResponse: a tagged answer to no command under way.
+    """
+    if tag in early:
+        return early.pop(tag)
+    while True:
+        line = _read_line(imap)
+        if line.startswith(b"+"):
+            raise imaplib.IMAP4.abort(f"unexpected continuation: {line[:200]!r}")
+        if not line.startswith(b"* "):
+            head, _, rest = line[:-2].partition(b" ")
+            typ, _, text = rest.partition(b" ")
+            answer = typ.decode("ascii", "replace"), text
+            if head == tag:
+                return answer
+            if head not in outstanding or head in early:
+                raise MalformedResponse(f"an answer to no command under way: {line[:200]!r}")
+            early[head] = answer
+            continue
+        _store_untagged(imap, *_read_response(imap, line))
+
+
+APPENDUID = re.compile(rb"\[APPENDUID (\d+) ([\d:,]+)\]", re.IGNORECASE)
+
+
+def uid_set(text: bytes) -> list[int]:
+    """A UID set as a server writes it (``b"4:6,9"``) -> ``[4, 5, 6, 9]``."""
+    uids: list[int] = []
+    for part in text.split(b","):
+        first, _, last = part.partition(b":")
+        uids.extend(range(int(first), int(last or first) + 1))
+    return uids
 
 
 _STATUS_REPLY = re.compile(rb"\* STATUS (?P<name>.*) \((?P<items>[^()]*)\)$", re.DOTALL)

@@ -1,0 +1,135 @@
+"""Pipelined appends (:class:`PipelinedAppender`): the next batch's ``APPEND`` is sent before
+the server has answered the previous ones, so the destination link does not idle a round trip
+per batch waiting for each tagged OK.
+
+Used where the server offers MULTIAPPEND, LITERAL+ (no continuation to wait for inside a
+command) and UIDPLUS (each answer names its own new UIDs, so nothing has to be looked up
+between batches). Each batch stays one command with its own answer: its APPENDUIDs are read
+from its own tagged response, a refused batch is handled alone (the answers of the batches
+behind it are read first, then it is checked and appended message by message as
+:meth:`~mailmigrate.mailbox.imap.ImapMailbox.append` does), and nothing is recorded before its
+answer.
+
+Everything runs on the caller's thread: the answers wait in the socket until :meth:`receive`
+reads them (a few bytes each), so no other thread ever reads a TLS session while this one
+writes to it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from mailmigrate.errors import MailboxError
+from mailmigrate.mailbox import imap_wire
+from mailmigrate.mailbox import imapclient_internals as internals
+from mailmigrate.mailbox.base import Appender, AppendResult, Message, Ref
+
+if TYPE_CHECKING:
+    from mailmigrate.mailbox.imap import ImapMailbox
+
+DEPTH = 4  # batches under way at once; the copy's byte budget bounds them too
+
+
+class PipelinedAppender(Appender):
+    """Up to :data:`DEPTH` ``APPEND`` commands under way on the destination session.
+
+    :param guard: the adapter's error translation (``_guarded``), applied to each step.
+
+    Invariants: a batch's results come from its own tagged answer; a batch whose answer was not
+    read when the copy gives up (:meth:`abandon`) costs the session (reset at once, so nothing
+    queued lands after the engine compared the folders again); the session is used for other
+    commands only when no answer is outstanding.
+    """
+
+    depth = DEPTH
+
+    def __init__(self, mailbox: ImapMailbox, path: tuple[str, ...], guard: Callable) -> None:
+        super().__init__(mailbox, path)
+        self.mailbox: ImapMailbox = mailbox
+        self._send_step = guard(lambda _mailbox, _path, messages: self._send(messages))
+        self._receive_step = guard(lambda _mailbox, _path: self._receive())
+        mailbox._written(path)
+        info = mailbox._select(path, writable=True)
+        self.client = mailbox.client
+        self.imap = internals.session(self.client)
+        self.quoted = internals.quoted_folder(self.client, mailbox.name_of(path))
+        # Anything a refused batch could have stored lies after this mark.
+        self.mark = f"{int(info[b'UIDVALIDITY'])}:{int(info[b'UIDNEXT'])}"
+        self._queue: deque[tuple[bytes, Sequence[Message], list]] = deque()
+        self._outstanding: set[bytes] = set()  # tags whose answer is still in the socket
+        self._early: dict[bytes, tuple[str, bytes]] = {}  # answers read ahead of their turn
+        self.confirmed: set[Ref] = set()  # UIDs this appender's batches were given
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._queue)
+
+    def send(self, messages: Sequence[Message]) -> None:
+        self._send_step(self.mailbox, self.path, messages)
+
+    def receive(self) -> list[AppendResult]:
+        return self._receive_step(self.mailbox, self.path)
+
+    def abandon(self) -> None:
+        if self._outstanding and self.mailbox._client is self.client:
+            self.mailbox._drop_session()
+        self._queue.clear()
+        self._outstanding.clear()
+
+    def _session(self) -> None:
+        if self.mailbox._client is not self.client:
+            raise MailboxError(
+                f"{self.mailbox.label}: appending to {self.mailbox.name_of(self.path)}: the "
+                "session was lost with appends under way",
+                retryable=True,
+                folder="/".join(self.path),
+            )
+
+    def _send(self, messages: Sequence[Message]) -> None:
+        self._session()
+        storable = [self.mailbox._storable(m.info.flags) for m in messages]
+        parts = imap_wire.append_parts(
+            self.quoted,
+            [(kept, m.info.internaldate, m.content) for m, (kept, _) in zip(messages, storable,
+                                                                           strict=True)],
+        )  # fmt: skip
+        tag = imap_wire.send_command(self.imap, parts)
+        self._outstanding.add(tag)
+        self._queue.append((tag, messages, storable))
+
+    def _answer(self, tag: bytes) -> tuple[str, bytes]:
+        answer = imap_wire.read_tagged(self.imap, tag, self._outstanding, self._early)
+        self._outstanding.discard(tag)
+        return answer
+
+    def _quiet(self) -> None:
+        """Read every outstanding answer (kept for its batch's turn): the session is free for
+        other commands afterwards."""
+        for tag, _, _ in self._queue:
+            if tag in self._outstanding:
+                self._early[tag] = self._answer(tag)
+
+    def _receive(self) -> list[AppendResult]:
+        self._session()
+        tag, messages, storable = self._queue[0]
+        typ, text = self._answer(tag)
+        self._queue.popleft()
+        imap_wire.check_append_reply(typ, text)
+        flags = [kept for kept, _ in storable]
+        if typ == "OK":
+            results = self.mailbox._results([text], len(messages))
+        else:
+            self._quiet()
+            stored_since = set(self.confirmed)  # by the batches sent before and after this one
+            for later, _, _ in self._queue:
+                typ_later, text_later = self._early.get(later, ("", b""))
+                if typ_later == "OK":
+                    match = imap_wire.APPENDUID.search(text_later)
+                    stored_since.update(imap_wire.uid_set(match.group(2)) if match else ())
+            results = self.mailbox._refused_batch(
+                self.path, messages, flags, self.mark, ignore=stored_since
+            )
+        self.confirmed.update(r.ref for r in results if r.ref is not None)
+        return self.mailbox._noted(messages, storable, results, before_commands=self._quiet)

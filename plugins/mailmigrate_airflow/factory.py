@@ -137,7 +137,8 @@ def build_dag(plan: Plan, plan_file: str, dag_file: str | None = None) -> DAG:
         **event_callbacks(plan, plan_file),  # notify: task_failed, finished
     ) as dag:
         pilots = list(plan.approval.accounts) if plan.approval else []
-        initial_copies = [account_group(plan, plan_file, ACCOUNT_GROUP, pilots)]
+        select, initial_copy = account_group(plan, plan_file, ACCOUNT_GROUP, pilots)
+        initial_copies = [initial_copy]
         cutover = CutoverReadyOperator(
             task_id="cutover_ready",
             plan=plan_file,
@@ -152,10 +153,11 @@ def build_dag(plan: Plan, plan_file: str, dag_file: str | None = None) -> DAG:
             # operator: measured 8-23 ms of every parse of every other plan's DAG.
             from mailmigrate_airflow.approval import add_approval
 
-            pilot_copy = account_group(plan, plan_file, PILOT_GROUP, pilots)
+            _, pilot_copy = account_group(plan, plan_file, PILOT_GROUP, pilots)
             initial_copies.append(pilot_copy)
             add_approval(plan, plan_file, dag, cutover)
-        cutover.set_upstream(initial_copies)
+        # ``accounts`` skips cutover_ready at once in a run that cannot end in a cutover.
+        cutover.set_upstream([*initial_copies, select])
     # Set after the tasks exist: Airflow copies DAG params into every task created later, and the
     # serialized DAG would carry the account list once per task. Tasks read the run's params
     # through the DAG (process_params) all the same.
@@ -226,9 +228,9 @@ def _server_task(plan: Plan, plan_file: str) -> dict[str, Any]:
     return server_task
 
 
-def account_group(plan: Plan, plan_file: str, group: str, pilots: list[str]) -> Any:
-    """The ``accounts`` task and the group ``group`` mapped over its list; returns the group's
-    ``initial_copy`` (every instance)."""
+def account_group(plan: Plan, plan_file: str, group: str, pilots: list[str]) -> tuple[Any, Any]:
+    """The ``accounts`` task and the group ``group`` mapped over its list; returns that task
+    and the group's ``initial_copy`` (every instance)."""
     select = SelectAccountsOperator(
         task_id=SELECT_TASKS[group], plan=plan_file, pilots=pilots, pilot_group=group == PILOT_GROUP
     )
@@ -239,7 +241,7 @@ def account_group(plan: Plan, plan_file: str, group: str, pilots: list[str]) -> 
         tasks.update(_account_tasks(plan, plan_file, source_user, domain))
 
     steps.expand_kwargs(select.output)
-    return tasks["initial_copy"]
+    return select, tasks["initial_copy"]
 
 
 def _account_tasks(plan: Plan, plan_file: str, source_user: Any, domain: Any) -> dict[str, Any]:
@@ -247,7 +249,8 @@ def _account_tasks(plan: Plan, plan_file: str, source_user: Any, domain: Any) ->
     ``source_user`` and ``domain`` are the group's mapped arguments."""
     each: dict[str, Any] = {"source_user": source_user, "map_index_template": MAP_INDEX_TEMPLATE}
     server_task: dict[str, Any] = {**each, **_server_task(plan, plan_file)}
-    # Every task skips itself when the run stops before it (operators.AccountStep).
+    # The run's stop point: ``accounts`` skips the first step after it for the whole run
+    # (operators.SelectAccountsOperator); every task also checks it (operators.AccountStep).
     test = MailboxTestOperator(task_id="test", **server_task)
     # Where the owner reports go, serialized with the copy tasks for the status page to read.
     reports = {"reports_url": plan.reports.url, "reports_conn_id": plan.reports.conn_id}

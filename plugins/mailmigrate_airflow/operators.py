@@ -21,7 +21,8 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from airflow.sdk import BaseOperator
+from airflow.sdk import BaseOperator, SkipMixin
+from airflow.sdk.bases.skipmixin import XCOM_SKIPMIXIN_KEY, XCOM_SKIPMIXIN_SKIPPED
 from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import (
     AirflowException,
@@ -36,12 +37,17 @@ from mailmigrate_airflow.hooks import get_endpoint
 from mailmigrate_airflow.notifiers import cutover_announcement, notify_cutover
 from mailmigrate_airflow.reports import OwnerReportLink, publish_owner_report
 from mailmigrate_airflow.runs import (
+    ACCOUNT_GROUP,
+    PILOT_GROUP,
+    STEPS,
+    STOP_POINTS,
     check_selected,
     engine_errors,
     load_plan,
     run_engine,
     runs_step,
     selected_accounts,
+    stop_point,
 )
 from mailmigrate_airflow.sensors import DeltaWindowSensor, MxPropagationSensor
 
@@ -387,15 +393,9 @@ class CutoverReadyOperator(PlanOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         plan = self.load_plan(context)
-        selected = set(selected_accounts(context.get("params")))
         everyone = {account.source_user for account in plan.accounts}
-        if selected and selected != everyone:
-            raise AirflowSkipException(
-                f"a test run of {len(selected & everyone)} of {len(everyone)} accounts: the MX "
-                "record must not be changed yet, so no cutover is announced"
-            )
-        if not runs_step(context.get("params"), "initial_copy"):
-            raise AirflowSkipException("this run stops after test: there is no cutover")
+        if reason := no_cutover(context.get("params"), everyone):
+            raise AirflowSkipException(reason)
         cutover = cutover_announcement(plan, [mx_domain_of(a) for a in plan.accounts])
         for line in cutover["message"].splitlines():
             self.log.info("%s", line)
@@ -435,7 +435,7 @@ class WaitForDeltaWindowSensor(AccountStep, DeltaWindowSensor):
         self.source_user = source_user
 
 
-class SelectAccountsOperator(PlanOperator):
+class SelectAccountsOperator(PlanOperator, SkipMixin):
     """``accounts`` (``pilot_accounts``): the accounts of this run, the map of one group.
 
     Returns one row per account, ``{"source_user", "domain", "destination_user"}`` (``domain``:
@@ -445,12 +445,21 @@ class SelectAccountsOperator(PlanOperator):
     others. A test migration of three accounts thus creates three instances of each step, not
     one per account of the plan.
 
+    It also skips, for the whole run, the group's first step after the run's ``stop`` point:
+    it is a direct upstream of every step of the group, and the scheduler skips a task that such
+    a task listed under Airflow's skip key (``NotPreviously Skipped``) before starting it. So a run
+    that stops after ``test`` starts one process per account, not a second one for
+    ``initial_copy`` to skip itself; the steps after it are skipped by their trigger rules.
+    ``accounts`` skips ``cutover_ready`` the same way in a run that cannot end in a cutover
+    (:func:`no_cutover`: a test migration of a few accounts, or one that stops after the test).
+
     :param plan: the plan file, relative to the plans directory.
     :param pilots: the plan's approval pilots (source users); empty without an approval.
     :param pilot_group: list the pilots (True) or every other account (False).
     """
 
     ui_color = "#f5f5f5"
+    inherits_from_skipmixin = True  # as Airflow's ShortCircuitOperator declares it
 
     def __init__(
         self, *, plan: str, pilots: Sequence[str] = (), pilot_group: bool = False, **kwargs: Any
@@ -480,6 +489,7 @@ class SelectAccountsOperator(PlanOperator):
             for account in plan.accounts
             if account.source_user in chosen and (account.source_user in pilots) == self.pilot_group
         ]
+        self._skip_for_the_run(context, everyone)
         limit = conf.getint("core", "max_map_length", fallback=1024)
         if len(rows) > limit:
             raise AirflowFailException(
@@ -489,6 +499,32 @@ class SelectAccountsOperator(PlanOperator):
             )
         self.log.info("%d of the plan's %d accounts in this run", len(rows), len(everyone))
         return rows
+
+    def _skip_for_the_run(self, context: Context, everyone: set[str]) -> None:
+        params = context.get("params")
+        skipped = []
+        first_not_run = STOP_POINTS[stop_point(params)] + 1
+        if first_not_run < len(STEPS):
+            group = PILOT_GROUP if self.pilot_group else ACCOUNT_GROUP
+            skipped.append(f"{group}.{STEPS[first_not_run]}")
+            self.log.info("this run stops after %s: %s and the steps after it are skipped",
+                          STEPS[first_not_run - 1], STEPS[first_not_run])  # fmt: skip
+        if not self.pilot_group and (reason := no_cutover(params, everyone)):
+            skipped.append("cutover_ready")
+            self.log.info("cutover_ready is skipped: %s", reason)
+        if skipped:
+            context["ti"].xcom_push(XCOM_SKIPMIXIN_KEY, {XCOM_SKIPMIXIN_SKIPPED: skipped})
+
+
+def no_cutover(params: Any, everyone: set[str]) -> str | None:
+    """Why a run with these trigger parameters ends in no cutover (None: it can)."""
+    selected = set(selected_accounts(params))
+    if selected and selected != everyone:
+        return (f"a test run of {len(selected & everyone)} of {len(everyone)} accounts: the MX "
+                "record must not be changed yet, so no cutover is announced")  # fmt: skip
+    if not runs_step(params, "initial_copy"):
+        return "this run stops after test: there is no cutover"
+    return None
 
 
 def small_summary(summary: dict[str, Any], limit: int = XCOM_LIMIT) -> dict[str, Any]:

@@ -66,7 +66,7 @@ def test_the_approval_sits_between_the_pilots_and_everyone_else(tmp_path):
         assert dag.get_task("pilot.initial_copy").upstream_task_ids == {
             "pilot.test", "pilot_accounts"}  # fmt: skip
         assert dag.get_task("cutover_ready").upstream_task_ids == {
-            "account.initial_copy", "pilot.initial_copy", TASK}  # fmt: skip
+            "account.initial_copy", "pilot.initial_copy", TASK, "accounts"}  # fmt: skip
         assert dag.get_task("accounts").pilots == dag.get_task("pilot_accounts").pilots == [
             "ceo@old.example"]  # fmt: skip
         assert approval.trigger_rule == "none_failed" and approval.options == ["Approve", "Reject"]

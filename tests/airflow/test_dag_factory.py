@@ -121,7 +121,7 @@ def test_one_dag_per_plan_with_a_mapped_group_of_five_tasks(dag_folder: Path) ->
 
     cutover = dag.get_task("cutover_ready")
     assert isinstance(cutover, CutoverReadyOperator)
-    assert cutover.upstream_task_ids == {"account.initial_copy"}
+    assert cutover.upstream_task_ids == {"account.initial_copy", "accounts"}  # may skip it
     assert cutover.trigger_rule == "none_failed_min_one_success"
     assert cutover.downstream_task_ids == set()
 
@@ -147,8 +147,15 @@ def test_the_accounts_task_maps_the_selected_accounts_with_their_mx_domains(
     dag = load_dag_folder(dag_folder).dags["migration_acme"]
     select = dag.get_task("accounts")
 
+    pushed: dict[str, dict] = {}  # what the task hands the scheduler: its skip list
+
+    class TaskInstance:
+        def xcom_push(self, key: str, value: dict) -> None:
+            pushed[key] = value
+
     def rows(params: dict) -> list[dict]:
-        return select.execute({"dag": dag, "params": params})
+        pushed.clear()
+        return select.execute({"dag": dag, "params": params, "ti": TaskInstance()})
 
     alice = {"source_user": "alice@example.com", "domain": "example.com",
              "destination_user": "alice@example.com"}  # fmt: skip
@@ -157,7 +164,13 @@ def test_the_accounts_task_maps_the_selected_accounts_with_their_mx_domains(
     carol = {"source_user": "carol", "domain": "mail.example.net",
              "destination_user": "carol@example.net"}  # fmt: skip
     assert rows({"accounts": [], "stop": "all"}) == [alice, bob, carol]
+    assert pushed == {}  # the whole plan to the end: nothing skipped
     assert rows({"accounts": ["carol", "alice@example.com"]}) == [alice, carol]  # plan order
+    assert pushed == {"skipmixin_key": {"skipped": ["cutover_ready"]}}  # a test migration
+    rows({"accounts": [], "stop": "test"})
+    assert pushed == {"skipmixin_key": {"skipped": ["account.initial_copy", "cutover_ready"]}}
+    rows({"stop": "initial_copy"})
+    assert pushed == {"skipmixin_key": {"skipped": ["account.wait_for_mx"]}}
     with pytest.raises(AirflowFailException, match="not in the plan acme.yaml: dave"):
         rows({"accounts": ["dave"]})
     # More accounts than Airflow maps in one group: the run fails at once, naming the setting.
@@ -363,15 +376,20 @@ def test_a_test_run_of_one_account_tests_it_and_skips_everything_else(dag_folder
 
     state = runs["state"]
     assert state[f"{alice}.test"] == "success"
+    # The steps after the test are skipped for the whole run before they are mapped: one
+    # instance each, none started (no process only to skip itself).
     for step in STEPS[1:]:
-        assert state[f"{alice}.{step}"] == "skipped"
+        assert state[f"account.{step}"] == "skipped"
+        assert runs["tries"][f"account.{step}"] == 0
+        assert f"{alice}.{step}" not in state
     assert runs["shown"][f"{alice}.test"] == migration[0][0]  # the grid shows the mailbox
     for step in STEPS:  # bob is not in this run: not a single task instance of his
         assert f"{bob}.{step}" not in state
     assert state["accounts"] == "success"
     assert [row["source_user"] for row in xcoms["accounts"]] == [migration[0][0]]
     assert state["cutover_ready"] == "skipped"
-    assert runs["instances"] == 1 + 5 + 1  # accounts, alice's five steps, cutover_ready
+    assert runs["tries"]["cutover_ready"] == 0  # skipped by ``accounts``: never started
+    assert runs["instances"] == 1 + 5 + 1  # accounts, alice's test, four skipped steps, cutover
     assert xcoms[f"{alice}.test"]["ok"] is True
     assert xcoms[f"{alice}.test"]["account"] == migration[0][0]
     dumped = json.dumps(xcoms)
@@ -387,10 +405,9 @@ def test_initial_copies_of_every_account_then_cutover_ready(dag_folder, migratio
     for group in (alice, bob):
         assert state[f"{group}.test"] == state[f"{group}.initial_copy"] == "success"
         assert xcoms[f"{group}.initial_copy"]["totals"]["copied"] == 1
-        for step in STEPS[2:]:
-            assert state[f"{group}.{step}"] == "skipped"
-        # wait_for_mx skipped itself; the scheduler skipped the rest: no try of theirs started.
-        assert runs["tries"][f"{group}.wait_for_delta_window"] == 0
+    for step in STEPS[2:]:  # skipped for the whole run, none started
+        assert state[f"account.{step}"] == "skipped"
+        assert runs["tries"][f"account.{step}"] == 0
     assert state["cutover_ready"] == "success"
     assert xcoms["cutover_ready"]["accounts"] == 2
     assert xcoms["cutover_ready"]["domains"] == ["example.com"]
@@ -407,12 +424,12 @@ def test_refused_credentials_fail_the_task_at_once_and_block_cutover(dag_folder,
     csv = next((dag_folder / "plans").glob("*_accounts.csv"))
     csv.write_text(csv.read_text().replace(source_password, "not-the-password"))
 
-    runs, _ = _run(dag_folder, {"accounts": [source_user], "stop": "initial_copy"})
+    runs, _ = _run(dag_folder, {"stop": "initial_copy"})
 
     assert runs["state"][f"{alice}.test"] == "failed"
     assert runs["tries"][f"{alice}.test"] == 1  # retries: 5 in the plan, none used
     assert runs["state"][f"{alice}.initial_copy"] == "upstream_failed"
-    assert f"{bob}.initial_copy" not in runs["state"]  # not in this run
+    assert runs["state"][f"{bob}.initial_copy"] == "success"
     assert runs["state"]["cutover_ready"] == "upstream_failed"
 
 

@@ -127,7 +127,8 @@ def create_app() -> FastAPI:
         return page_of(user, dag_id, run_id, state, q, page)
 
     @app.get("/", response_class=HTMLResponse)
-    def index(
+    @app.get("/migrations/{dag_id}", response_class=HTMLResponse)
+    def page(
         request: Request,
         dag_id: str | None = None,
         run_id: str | None = None,
@@ -136,26 +137,13 @@ def create_app() -> FastAPI:
         page: int = 1,
         user: Any = Depends(current_user),
     ):
+        """The page: the migrations the user may see and the chosen one (at ``/`` the only
+        one, when there is just one)."""
         with _session() as session:
             migrations = list_migrations(session, _allowed(user))
         if dag_id is None and len(migrations) == 1:
             dag_id = migrations[0]["dag_id"]
         chosen = page_of(user, dag_id, run_id, state, q, page) if dag_id else None
-        return HTMLResponse(render_page(migrations, chosen, _root(request)))
-
-    @app.get("/migrations/{dag_id}", response_class=HTMLResponse)
-    def migration_page(
-        request: Request,
-        dag_id: str,
-        run_id: str | None = None,
-        state: str | None = None,
-        q: str | None = None,
-        page: int = 1,
-        user: Any = Depends(current_user),
-    ):
-        with _session() as session:
-            migrations = list_migrations(session, _allowed(user))
-        chosen = page_of(user, dag_id, run_id, state, q, page)
         return HTMLResponse(render_page(migrations, chosen, _root(request)))
 
     @app.get("/reports/{dag_id}/{run_id}/{task_file}")

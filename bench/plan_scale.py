@@ -41,10 +41,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from harness.airflow_stack import AirflowStack, StackError  # noqa: E402
+from harness.browser import signed_in_page  # noqa: E402
 
 from bench.servers import BenchServers  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
 RESULTS = ROOT / "bench" / "results" / "plan_scale.json"
 SCREENSHOT = ROOT / "build" / "plan_scale_grid.png"
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -228,29 +228,15 @@ def runs(work: Path, accounts: int, run_accounts: int, timeout: float, say=print
 def grid(stack: AirflowStack, dag_id: str, rounds: int = 3) -> dict[str, Any]:
     """Load Airflow's grid of ``dag_id`` in Chromium until its tasks show (``cutover_ready``,
     the last row), ``rounds`` times; a screenshot of the last load."""
-    from playwright.sync_api import sync_playwright
-
-    base = stack.base_url
     times = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
-        )
-        page = browser.new_page(viewport={"width": 1440, "height": 900})
-        page.set_default_timeout(120_000)
-        page.goto(f"{base}/auth/login")
-        page.get_by_label("Username").fill("admin")
-        page.get_by_label("Password").fill(stack.passwords["admin"])
-        page.get_by_role("button", name="Sign in").click()
-        page.wait_for_url(lambda url: "/auth/login" not in url)
+    with signed_in_page(stack) as page:
         for _ in range(rounds):
             began = time.monotonic()
-            page.goto(f"{base}/dags/{dag_id}")  # the DAG's page opens on its grid
+            page.goto(f"{stack.base_url}/dags/{dag_id}")  # the DAG's page opens on its grid
             page.get_by_text("cutover_ready").first.wait_for()
             times.append(round(time.monotonic() - began, 2))
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOT))
-        browser.close()
     return {"seconds": times, "screenshot": str(SCREENSHOT.relative_to(ROOT))}
 
 

@@ -37,12 +37,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from harness.airflow_stack import AIRFLOW, AirflowStack  # noqa: E402
+from harness.browser import signed_in_page  # noqa: E402
 from harness.dns import DnsServer  # noqa: E402
 
 from bench.plan_scale import grid  # noqa: E402
 
 DAG_ID = "migration_scale"
-CHROMIUM = "/usr/bin/chromium"
 
 
 def write_plan(plans: Path, accounts: int, dns: DnsServer) -> None:
@@ -211,8 +211,6 @@ def touch(stack: AirflowStack, n: int) -> None:
 
 
 def measure(stack: AirflowStack, rounds: int) -> dict[str, dict[str, float]]:
-    from playwright.sync_api import sync_playwright
-
     base = stack.base_url
     page_url = f"{base}/mailmigrate/migrations/{DAG_ID}"
     urls = {
@@ -223,17 +221,7 @@ def measure(stack: AirflowStack, rounds: int) -> dict[str, dict[str, float]]:
         "JSON API": f"{base}/mailmigrate/api/migrations/{DAG_ID}",
     }
     results: dict[str, dict[str, float]] = {}
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
-        )
-        page = browser.new_page(viewport={"width": 1440, "height": 900})
-        page.set_default_timeout(120_000)
-        page.goto(f"{base}/auth/login")
-        page.get_by_label("Username").fill("admin")
-        page.get_by_label("Password").fill(stack.passwords["admin"])
-        page.get_by_role("button", name="Sign in").click()
-        page.wait_for_url(lambda url: "/auth/login" not in url)
+    with signed_in_page(stack) as page:
         first = timed_load(page, page_url)  # builds the app, reads the DAG into the cache
         results["first load after start"] = {"ms": round(first)}
         changed = []
@@ -260,7 +248,6 @@ def measure(stack: AirflowStack, rounds: int) -> dict[str, dict[str, float]]:
             "median_ms": round(statistics.median(framed)), "max_ms": round(max(framed))
         }  # fmt: skip
         page.screenshot(path=str(ROOT / "build" / "status_page_scale.png"))
-        browser.close()
     return results
 
 

@@ -25,14 +25,10 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from harness.browser import CHROMIUM, CHROMIUM_ARGS, sign_in
 
 pytest_plugins = ["harness.stack_fixtures"]
 pytestmark = pytest.mark.slow
-CHROMIUM = "/usr/bin/chromium"
-# As root Chromium needs --no-sandbox; this machine has no internet, so nothing in the
-# background may try to reach it.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
 STEPS = ("test", "initial_copy", "wait_for_mx", "wait_for_delta_window", "delta_copy")
 SCREENSHOTS = Path(
     os.environ.get("MAILMIGRATE_SCREENSHOT_DIR")
@@ -62,17 +58,6 @@ def browser_page() -> Iterator:
         finally:
             context.close()
             shutil.rmtree(profile, ignore_errors=True)
-
-
-def sign_in(page, stack, path: str) -> None:
-    """Open ``path`` in the UI, through the login form when the UI asks for it."""
-    page.goto(f"{stack.base_url}{path}")
-    page.wait_for_load_state("networkidle")
-    if "/auth/login" in page.url:  # the UI sends a visitor to sign in first
-        page.get_by_label("Username").fill("admin")
-        page.get_by_label("Password").fill(stack.passwords["admin"])
-        page.get_by_role("button", name="Sign in").click()
-        page.wait_for_url(lambda url: "/auth/login" not in url)
 
 
 def test_the_grid_shows_the_mapped_group_and_every_instance_as_its_mailbox(

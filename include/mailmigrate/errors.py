@@ -104,16 +104,25 @@ class AuthenticationFailed(MailboxError):
     """Credentials were refused: never retried."""
 
 
-class DavError(AccountError, RuntimeError):
-    """A DAV request failed; the text names the account, URL and the server's answer.
+class GroupwareError(AccountError, RuntimeError):
+    """A groupware side (DAV or Exchange) failed; the text names the account, server and cause.
 
-    :attr:`status` is the HTTP status (``None`` for a network error). Retryable when the server
-    did not answer, throttled (429) or failed (5xx)."""
+    :attr:`status` is the HTTP status or its equivalent (``None`` for a network error).
+    Retryable when the server did not answer, throttled (429) or failed (5xx)."""
 
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.retryable = status is None or status == 429 or status >= 500
+
+
+class DavError(GroupwareError):
+    """A DAV request failed; the text names the account, URL and the server's answer."""
+
+
+class EwsGroupwareError(GroupwareError):
+    """Exchange as a groupware side failed (exchangelib's error translated), or refused an item
+    it cannot hold (422); the text names the account and the EWS server, never a secret."""
 
 
 # -- one message or item -------------------------------------------------------------------

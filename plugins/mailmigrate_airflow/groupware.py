@@ -40,7 +40,7 @@ def _endpoints(plan: Plan) -> tuple[Endpoint, Endpoint]:
         except AirflowNotFoundException:
             raise AirflowFailException(
                 f"{side} connection {conn_id!r} does not exist; add it in Admin -> Connections "
-                "(conn type dav)"
+                "(conn type dav, or ews for Exchange)"
             ) from None
     return found[0], found[1]
 

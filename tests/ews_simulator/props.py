@@ -24,6 +24,8 @@ from .soap import (
 )
 from .store import PropKey, StoredItem
 
+INDEXED = {"contacts:EmailAddress": "EmailAddresses", "contacts:PhoneNumber": "PhoneNumbers",
+           "contacts:PhysicalAddress": "PhysicalAddresses", "contacts:ImAddress": "ImAddresses"}  # fmt: skip
 PR_MESSAGE_FLAGS = ("tag", 0x0E07)
 PR_MESSAGE_DELIVERY_TIME = ("tag", 0x0E06)
 PR_MESSAGE_SIZE_EXTENDED = ("tag", 0x0E08)
@@ -110,6 +112,10 @@ def parse_shape(elem: etree._Element, *, items: bool) -> Shape:
         elif path.tag == t("ExtendedFieldURI"):
             prop_key(path)  # validates
             shape.extended.append(path)
+        elif path.tag == t("IndexedFieldURI"):  # typed items: the whole indexed container
+            shape.fields.add(
+                "indexed:" + INDEXED.get(":".join((path.get("FieldURI") or "").split(":")[:2]), "")
+            )
     shape.mime = shape.mime or "item:MimeContent" in shape.fields
     return shape
 

@@ -27,6 +27,7 @@ from .props import (
 )
 from .soap import format_bool, format_datetime, t
 from .store import PropKey, StoredFolder, StoredItem, StoredMailbox
+from .typed import is_typed, render_typed
 
 
 def _headers(item: StoredItem):
@@ -105,6 +106,9 @@ def _extended_elems(shape: Shape, lookup) -> list[etree._Element]:
 def render_item(
     item: StoredItem, folder: StoredFolder, shape: Shape, *, tag: str = "Message"
 ) -> etree._Element:
+    if is_typed(item):  # calendar items, contacts, distribution lists, tasks
+        return render_typed(item, folder, shape,
+                            _extended_elems(shape, lambda key: item.props.get(key)))  # fmt: skip
     elem = etree.Element(t(tag))
     wanted = shape.fields
     headers = (

@@ -74,6 +74,7 @@ class StoredItem:
     categories: list[str] = field(default_factory=list)
     props: dict[PropKey, tuple[str, object]] = field(default_factory=dict)
     item_class: str = "IPM.Note"
+    fields: list = field(default_factory=list)  # a typed item's elements (see typed.py)
 
     @property
     def size(self) -> int:
@@ -134,6 +135,7 @@ class SimulatorStore:
         self.users: dict[str, StoredUser] = {}
         self.oauth_clients: dict[str, tuple[str, str]] = {}  # client id -> (secret, tenant)
         self.secret = secrets.token_bytes(16)  # signs sync states
+        self.invitations: list = []  # meeting messages Exchange would have sent (typed.py)
 
     # -- seeding ---------------------------------------------------------------------------
     def add_user(self, login: str, password: str, *, impersonation: bool = False) -> StoredUser:

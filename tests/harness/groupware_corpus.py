@@ -193,7 +193,7 @@ def populate(account: DavAccount) -> dict[str, str]:
 
 def snapshot(endpoint: DavEndpoint) -> dict[str, tuple[object, dict[str, tuple]]]:
     """collection name -> ((kind, colour), {uid: canonical form}) of one account."""
-    account = DavAccount(endpoint)
+    account = endpoint.open()  # a DAV or an Exchange account (groupware/side.py)
     try:
         out = {}
         for collection in account.collections():

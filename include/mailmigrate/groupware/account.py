@@ -6,7 +6,10 @@ imports Airflow.
 Credentials: each side logs in as the account's user with the account's password from the
 accounts CSV (``source_user``/``source_password``, ``destination_user``/
 ``destination_password``), the same user names as for mail. The connection gives the server:
-host, port, ``path``, ``security``, ``ca_file`` (:meth:`DavEndpoint.from_connection`).
+host, port, ``path``, ``security``, ``ca_file`` (:meth:`DavEndpoint.from_connection`). An ``ews``
+connection serves Exchange (:mod:`mailmigrate.groupware.ews`) with the mail's options, so with
+``impersonation`` the connection's admin login reaches every account and the CSV needs no
+password.
 
 Counts per kind (:func:`kind_counts`): a calendar collection holding only tasks (``VTODO``)
 counts as a task list and its items as tasks; any other calendar counts as a calendar and its
@@ -20,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from mailmigrate.errors import ConnectionConfigError
 from mailmigrate.groupware.dav import CALENDAR, Collection, DavEndpoint
+from mailmigrate.groupware.ews import EwsGroupwareEndpoint
+from mailmigrate.groupware.side import GroupwareEndpoint
 from mailmigrate.groupware.sync import (
     KINDS,
     GroupwareResult,
@@ -42,18 +47,24 @@ def groupware_kinds(plan: Plan) -> tuple[str, ...]:
     return tuple(kind for kind in plan.kinds if kind in KINDS)
 
 
+SIDES = {"dav": DavEndpoint, "ews": EwsGroupwareEndpoint}
+
+
 def endpoints(account: Account, source: Endpoint, destination: Endpoint
-              ) -> tuple[DavEndpoint, DavEndpoint]:  # fmt: skip
-    """Both sides' DAV endpoints of ``account`` from the ``groupware`` connections (conn type
-    ``dav``; another type is a :class:`ConnectionConfigError` naming it)."""
+              ) -> tuple[GroupwareEndpoint, GroupwareEndpoint]:  # fmt: skip
+    """Both sides' endpoints of ``account`` from the ``groupware`` connections: conn type
+    ``dav`` (CalDAV/CardDAV) or ``ews`` (Exchange, with the mail's options: impersonation with
+    the connection's admin login, or the account's own password); another type is a
+    :class:`ConnectionConfigError` naming it."""
     for connection in (source, destination):
-        if connection.kind != "dav":
+        if connection.kind not in SIDES:
             raise ConnectionConfigError(f"connection {connection.conn_id!r}: the plan's "
-                                        f"groupware needs conn type dav, not {connection.kind}")  # fmt: skip
+                                        f"groupware needs conn type dav or ews, not "
+                                        f"{connection.kind}")  # fmt: skip
     return (
-        DavEndpoint.from_connection(source, account.source_user, account.source_password),
-        DavEndpoint.from_connection(destination, account.destination_user,
-                                    account.destination_password),
+        SIDES[source.kind].from_connection(source, account.source_user, account.source_password),
+        SIDES[destination.kind].from_connection(destination, account.destination_user,
+                                                account.destination_password),
     )  # fmt: skip
 
 

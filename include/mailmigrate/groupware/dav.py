@@ -104,6 +104,9 @@ class DavEndpoint:
                    ca_file=connection.option("ca_file"),
                    verify=connection.flag("verify", True))  # fmt: skip
 
+    def open(self) -> DavAccount:
+        return DavAccount(self)
+
     def identity(self) -> dict[str, object]:
         """The account as the state knows it: server and user, not the password."""
         parts = urlsplit(self.url)

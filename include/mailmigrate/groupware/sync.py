@@ -1,4 +1,5 @@
-"""Copy one account's calendars, task lists and address books from one DAV server to another:
+"""Copy one account's calendars, task lists and address books from one side to another (a DAV
+server or Exchange, both seen through :mod:`~mailmigrate.groupware.side`):
 :func:`preflight` (collections, counts, mapping) and :func:`copy_groupware` (one pass, initial
 or delta). No Airflow here; the DAG layer calls these two.
 
@@ -34,11 +35,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mailmigrate.errors import ContentError, DavError
+from mailmigrate.errors import ContentError, GroupwareError
 from mailmigrate.groupware.content import canonical, components_of, uid_of, without_scheduling
-from mailmigrate.groupware.dav import CALENDAR, EXTENSION, Collection, DavAccount, DavEndpoint
+from mailmigrate.groupware.dav import CALENDAR, EXTENSION, Collection
 from mailmigrate.groupware.mapping import KIND_COMPONENTS, Mapped, map_collections
 from mailmigrate.groupware.scheduling import SENDS, is_meeting, probe
+from mailmigrate.groupware.side import GroupwareAccount, GroupwareEndpoint
 from mailmigrate.groupware.state import GroupwareState, ItemState
 
 log = logging.getLogger(__name__)
@@ -119,12 +121,12 @@ def _kinds(kinds) -> set[str]:
     return selected
 
 
-def preflight(source: DavEndpoint, destination: DavEndpoint, kinds=KINDS) -> Preflight:
+def preflight(source: GroupwareEndpoint, destination: GroupwareEndpoint, kinds=KINDS) -> Preflight:
     """Log in on both sides, list collections with item counts and the mapping."""
     selected = _kinds(kinds)
     sides = []
     for endpoint in (source, destination):
-        account = DavAccount(endpoint)
+        account = endpoint.open()
         try:
             collections = account.collections()
             sides.append([(c, len(account.listing(c).etags)) for c in collections])
@@ -134,19 +136,19 @@ def preflight(source: DavEndpoint, destination: DavEndpoint, kinds=KINDS) -> Pre
     return Preflight(sides[0], sides[1], mapping)
 
 
-def copy_groupware(source: DavEndpoint, destination: DavEndpoint, *, plan: str, state_dir: Path,
+def copy_groupware(source: GroupwareEndpoint, destination: GroupwareEndpoint, *, plan: str, state_dir: Path,
                    phase: str = INITIAL, kinds=KINDS,
                    propagate_deletions: bool = False) -> GroupwareResult:  # fmt: skip
     """One pass (``phase`` ``initial`` or ``delta``) for one account; see the module docstring.
 
-    Raises :class:`~mailmigrate.groupware.dav.DavError` only when a side cannot be reached or
+    Raises :class:`~mailmigrate.errors.GroupwareError` only when a side cannot be reached or
     listed at all; everything narrower ends up in the result's problems."""
     if phase not in (INITIAL, DELTA):
         raise ValueError(f"phase must be {INITIAL!r} or {DELTA!r}, not {phase!r}")
     selected = _kinds(kinds)
     result = GroupwareResult(phase)
     state = GroupwareState(state_dir, plan, source.identity(), destination.identity())
-    src, dst = DavAccount(source), DavAccount(destination)
+    src, dst = source.open(), destination.open()
     try:
         dst.discover()
         sources, destinations = src.collections(), dst.collections()
@@ -164,7 +166,7 @@ def copy_groupware(source: DavEndpoint, destination: DavEndpoint, *, plan: str, 
             try:
                 _CollectionPass(src, dst, state, mapped, outcome, selected,
                                 propagate_deletions, verdicts).run()  # fmt: skip
-            except DavError as exc:
+            except GroupwareError as exc:
                 outcome.problems.append(ItemProblem(mapped.source.name, "-", str(exc)))
     finally:
         src.close()
@@ -179,7 +181,7 @@ def copy_groupware(source: DavEndpoint, destination: DavEndpoint, *, plan: str, 
 
 
 class _CollectionPass:
-    def __init__(self, src: DavAccount, dst: DavAccount, state: GroupwareState, mapped: Mapped,
+    def __init__(self, src: GroupwareAccount, dst: GroupwareAccount, state: GroupwareState, mapped: Mapped,
                  outcome: CollectionResult, kinds: set[str], propagate_deletions: bool,
                  verdicts: dict[str, str]) -> None:  # fmt: skip
         self.src, self.dst, self.state, self.mapped = src, dst, state, mapped
@@ -201,7 +203,7 @@ class _CollectionPass:
         if destination is None:
             home = self.dst.home(source.kind)
             if home is None:
-                raise DavError(f"the destination offers no {source.kind} home")
+                raise GroupwareError(f"the destination offers no {source.kind} home")
             created = Collection(source.kind, "", self.mapped.name, source.color,
                                  source.components)  # fmt: skip
             destination = self.dst.create(created, f"{home.rstrip('/')}/{self.mapped.path_name}/")
@@ -312,7 +314,7 @@ class _CollectionPass:
             target = f"{destination.href}{_resource_name(uid)}{EXTENSION[kind]}"
         try:
             self.dst.put(kind, target, body, target_etag if current is not None else None)
-        except DavError as exc:
+        except GroupwareError as exc:
             self.problem(uid, f"not copied: {exc}", href)
             return
         # a server may store something else than what was PUT (Xandikos adds SCHEDULE-STATUS)
@@ -348,7 +350,7 @@ class _CollectionPass:
         if earlier.destination in dest_etags:
             try:
                 self.dst.delete(earlier.destination, dest_etags[earlier.destination])
-            except DavError as exc:
+            except GroupwareError as exc:
                 self.problem(earlier.uid, f"deleted on the source, not on the destination: {exc}")
                 return
             self.outcome.deleted += 1

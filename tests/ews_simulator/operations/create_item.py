@@ -1,4 +1,6 @@
-"""CreateItem: save messages (from MimeContent, or subject and body) into a folder.
+"""CreateItem: save messages (from MimeContent, or subject and body) into a folder, and typed
+items (calendar items, contacts, distribution lists, tasks: ``typed.py``, which also records the
+meeting invitations a request without ``SendMeetingInvitations="SendToNone"`` would send).
 
 Like Exchange, a message saved with ``SaveOnly`` is an unsent draft unless the request sets
 ``PR_MESSAGE_FLAGS`` (0x0E07) without ``MSGFLAG_UNSENT``; ``PR_MESSAGE_DELIVERY_TIME`` (0x0E06)
@@ -13,6 +15,7 @@ from lxml import etree
 
 from ..props import apply_item_write, parse_item_write
 from ..soap import ResponseError, SoapFault, m, t
+from ..typed import TYPED, create_typed, record_invitation
 from .base import Operation
 
 
@@ -37,7 +40,18 @@ class CreateItem(Operation):
                 "ErrorSchemaValidation", "The request failed schema validation: Items is empty."
             )
 
+        invitations = request.get("SendMeetingInvitations")
+
         def build(spec: etree._Element, message: etree._Element) -> None:
+            if etree.QName(spec).localname in TYPED:
+                if target is None:
+                    raise ResponseError("ErrorInvalidRequest", "Typed items need a folder.")
+                mailbox, folder = self.context.folder(target[0])
+                item = create_typed(self.store, mailbox, folder, spec)
+                record_invitation(self.store, item, self.NAME, invitations)
+                created = etree.SubElement(etree.SubElement(message, m("Items")), spec.tag)
+                etree.SubElement(created, t("ItemId"), Id=item.id, ChangeKey=item.changekey)
+                return
             if spec.tag != t("Message"):
                 raise ResponseError(
                     "ErrorInvalidItemForOperationCreateItem", "The simulator creates messages only."

@@ -5,6 +5,7 @@ from __future__ import annotations
 from lxml import etree
 
 from ..soap import SoapFault
+from ..typed import is_typed, record_invitation
 from .base import Operation
 
 
@@ -21,6 +22,11 @@ class DeleteItem(Operation):
 
         def build(item_id: etree._Element, message: etree._Element) -> None:
             mailbox, item = self.context.item(item_id)
+            if is_typed(item):  # calendar items etc.: gone, cancellations counted
+                record_invitation(self.store, item, self.NAME,
+                                  request.get("SendMeetingCancellations"))  # fmt: skip
+                self.store.delete_item(mailbox, item)
+                return
             trash = mailbox.distinguished("deleteditems")
             if delete_type != "MoveToDeletedItems" or item.folder_id == trash.id:
                 self.store.delete_item(mailbox, item)

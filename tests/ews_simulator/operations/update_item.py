@@ -1,4 +1,5 @@
-"""UpdateItem: set or delete the writable properties of items (read state, categories, extended)."""
+"""UpdateItem: set or delete the writable properties of items (read state, categories, extended);
+any field of a typed item (``typed.py``), counting the meeting updates Exchange would send."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from lxml import etree
 
 from ..props import apply_item_write, delete_item_property, parse_item_write, prop_key
 from ..soap import ResponseError, SoapFault, m, t
+from ..typed import TAG_OF_CLASS, is_typed, record_invitation, update_typed
 from .base import Operation
 
 WRITABLE_FIELDS = {"message:IsRead", "item:Categories"}
@@ -30,6 +32,9 @@ class UpdateItem(Operation):
                 )
             mailbox, item = self.context.item(id_elem)
             changekey = id_elem.get("ChangeKey")
+            if is_typed(item):
+                self._typed(item, updates, changekey, conflict_resolution, message, request)
+                return
             if (
                 changekey
                 and changekey != item.changekey
@@ -88,3 +93,19 @@ class UpdateItem(Operation):
             etree.SubElement(etree.SubElement(message, m("ConflictResults")), t("Count")).text = "0"
 
         return self.each(self.child(request, "ItemChanges"), build)
+
+    def _typed(self, item, updates, changekey, conflict_resolution, message, request) -> None:
+        if changekey and changekey != item.changekey and conflict_resolution != "AlwaysOverwrite":
+            raise ResponseError(
+                "ErrorIrresolvableConflict", "The item has changed since it was read."
+            )
+        for update in updates:
+            update_typed(item, update)
+        self.store.touch(item)
+        record_invitation(self.store, item, self.NAME,
+                          request.get("SendMeetingInvitationsOrCancellations"))  # fmt: skip
+        items = etree.SubElement(message, m("Items"))
+        tag = t(TAG_OF_CLASS[item.item_class])
+        etree.SubElement(etree.SubElement(items, tag), t("ItemId"), Id=item.id,
+                         ChangeKey=item.changekey)  # fmt: skip
+        etree.SubElement(etree.SubElement(message, m("ConflictResults")), t("Count")).text = "0"

@@ -1,0 +1,261 @@
+"""One Exchange account as a groupware side (exchangelib): its calendar, contacts and tasks
+folders as the same collections and items :mod:`mailmigrate.groupware.sync` drives on DAV.
+
+:class:`EwsGroupwareAccount` offers what :class:`~mailmigrate.groupware.dav.DavAccount` offers
+(``collections``, ``listing``, ``fetch``, ``put``, ``delete``, ``home``, ``create``,
+``discover``, ``schedules``), so the sync runs unchanged with Exchange on either side:
+
+- a **collection** is a calendar (``IPF.Appointment``, events), tasks (``IPF.Task``) or contacts
+  (``IPF.Contact``) folder below the mailbox root; its href is the folder's path of display
+  names (``/Calendar/``, ``/Calendar/Team/``); the distinguished calendar is the default;
+- an **item's href** is ``<collection href><UID>.ics`` (or ``.vcf``), the name the sync gives a
+  new item, so a copy onto Exchange and a later listing agree without a lookup table; its
+  **ETag** is Exchange's change key. Deltas compare change keys (complete listings by FindItem,
+  no sync token); deletions are seen as missing UIDs;
+- content goes through :mod:`~mailmigrate.groupware.ews_convert` (out) and
+  :mod:`~mailmigrate.groupware.ews_parse` (in, refusing what Exchange cannot hold).
+
+Invariants: no write emails anyone: every create and update of a calendar item goes with
+``SendMeetingInvitations(OrCancellations)=SendToNone`` (:data:`INVITATIONS`) and every delete
+with ``SendMeetingCancellations=SendToNone``; a replacement names the change key the caller last
+saw (a newer one is a conflict, 412 as on DAV). exchangelib's errors become
+:class:`~mailmigrate.errors.EwsGroupwareError` in :meth:`EwsGroupwareAccount._call` only, naming
+account, server and operation, never a password.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+from urllib.parse import quote, unquote
+
+from exchangelib import CalendarItem, Contact, Task
+from exchangelib.errors import ErrorItemNotFound, EWSError, TransportError, UnauthorizedError
+from exchangelib.folders import Calendar, Contacts, Folder, Tasks
+from exchangelib.items import SEND_TO_NONE
+
+from mailmigrate.errors import ConnectionConfigError, EwsGroupwareError  # noqa: F401 - re-exported
+from mailmigrate.groupware.dav import ADDRESSBOOK, CALENDAR, EXTENSION, Collection, Listing
+from mailmigrate.groupware.ews_convert import GroupwareUid, item_text, item_uid
+from mailmigrate.groupware.ews_parse import NotCarried, to_exchange
+from mailmigrate.mailbox.ews_connect import build_account, resolve_options
+
+if TYPE_CHECKING:
+    from mailmigrate.connections import Endpoint
+
+INVITATIONS = SEND_TO_NONE  # what every calendar write tells Exchange to send: nothing
+KINDS = {
+    "IPF.Appointment": (CALENDAR, ("VEVENT",)),
+    "IPF.Task": (CALENDAR, ("VTODO",)),
+    "IPF.Contact": (ADDRESSBOOK, ()),
+}  # by folder class; its subclasses are not carried
+FOLDERS = {"IPF.Appointment": Calendar, "IPF.Task": Tasks, "IPF.Contact": Contacts}
+ITEM_FIELDS = {"IPF.Appointment": ("uid",), "IPF.Task": ("groupware_uid",),
+               "IPF.Contact": ("groupware_uid",)}  # fmt: skip
+assert GroupwareUid  # registered on Contact and Task by ews_convert
+
+
+@dataclass(frozen=True)
+class EwsGroupwareEndpoint:
+    """An account on an ``ews`` connection (the mail's own options: service endpoint or
+    autodiscover, NTLM/basic/OAuth2, impersonation with the connection's admin login, CA file).
+    """
+
+    connection: Endpoint = field(repr=False)
+    user: str
+    password: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_connection(cls, connection: Endpoint, user: str, password: str | None
+                        ) -> EwsGroupwareEndpoint:  # fmt: skip
+        if connection.kind != "ews":
+            raise ConnectionConfigError(f"connection {connection.conn_id!r}: not an ews connection")
+        return cls(connection, user, password)
+
+    def identity(self) -> dict[str, object]:
+        return {"kind": "ews", "host": (self.connection.host or "").lower(),
+                "port": self.connection.port, "user": self.user.lower()}  # fmt: skip
+
+    def open(self) -> EwsGroupwareAccount:
+        return EwsGroupwareAccount(self)
+
+
+class EwsGroupwareAccount:
+    """A logged-in Exchange account seen as calendars, task lists and address books."""
+
+    schedules = False  # Exchange is told per request to send nothing (INVITATIONS)
+
+    def __init__(self, endpoint: EwsGroupwareEndpoint) -> None:
+        self.endpoint = endpoint
+        self.label = f"{endpoint.user} on EWS {endpoint.connection.conn_id}"
+        secret = endpoint.password
+        try:
+            options = resolve_options(endpoint.connection, endpoint.user, secret, self.label)
+        except Exception as exc:
+            raise EwsGroupwareError(str(exc)) from None
+        if options.uses_admin:
+            secret = endpoint.connection.password
+        self.server = options.server
+        self._secrets = [s for s in (endpoint.password, endpoint.connection.password) if s]
+        self.account = build_account(options, endpoint.user, secret or "")
+        self._folders: dict[str, Folder] = {}
+        self._ids: dict[str, tuple[str, str]] = {}  # item href -> (item id, change key)
+
+    def close(self) -> None:
+        try:
+            self.account.protocol.close()
+        except Exception:  # noqa: BLE001 - closing is best effort
+            pass
+
+    def _call(self, action: str, function, *args, **kwargs):
+        """Run one exchangelib call; its errors become :class:`EwsGroupwareError`."""
+        try:
+            return function(*args, **kwargs)
+        except (EwsGroupwareError, NotCarried):
+            raise
+        except UnauthorizedError:
+            raise EwsGroupwareError(f"{self.label} ({self.server}): login refused", 401) from None
+        except ErrorItemNotFound:
+            raise EwsGroupwareError(f"{self.label}: {action}: the item is gone", 404) from None
+        except (EWSError, TransportError, OSError) as exc:
+            text = f"{type(exc).__name__}: {exc}"
+            for secret in self._secrets:
+                text = text.replace(secret, "***")
+            raise EwsGroupwareError(
+                f"{self.label} ({self.server}): {action} failed ({text[:300]})"
+            ) from None
+
+    # -- collections ---------------------------------------------------------------------------
+
+    def discover(self) -> None:
+        self._call("listing folders", lambda: self.account.msg_folder_root.id)
+
+    def home(self, kind: str) -> str:
+        return "/"
+
+    def _href(self, folder: Folder) -> str:
+        parts = []
+        root = self.account.msg_folder_root
+        while folder is not None and folder.id != root.id:
+            parts.append(folder.name)
+            folder = folder.parent
+        return "/" + "".join(quote(p, safe="") + "/" for p in reversed(parts))
+
+    def collections(self) -> list[Collection]:
+        """Calendar, task and contact folders; the distinguished calendar is the default."""
+
+        def walk() -> list[Collection]:
+            found = []
+            default = self.account.calendar.id
+            for folder in self.account.msg_folder_root.walk():
+                kind = KINDS.get(folder.folder_class or "")
+                if kind is None:
+                    continue
+                href = self._href(folder)
+                self._folders[href] = folder
+                found.append(Collection(kind[0], href, folder.name, None, kind[1],
+                                        default=folder.id == default))  # fmt: skip
+            return found
+
+        return self._call("listing folders", walk)
+
+    def create(self, collection: Collection, href: str) -> Collection:
+        """A new folder below the mailbox root named as ``collection`` (``href`` is the sync's
+        suggestion; the folder's own path is returned)."""
+        folder_class = ("IPF.Contact" if collection.kind == ADDRESSBOOK else "IPF.Task"
+                        if tuple(collection.components) == ("VTODO",) else "IPF.Appointment")  # fmt: skip
+        folder = FOLDERS[folder_class](parent=self.account.msg_folder_root, name=collection.name,
+                                       folder_class=folder_class)  # fmt: skip
+        self._call(f"creating folder {collection.name!r}", folder.save)
+        href = self._href(folder)
+        self._folders[href] = folder
+        return Collection(collection.kind, href, collection.name, None,
+                          KINDS[folder_class][1])  # fmt: skip
+
+    def _folder(self, href: str) -> Folder:
+        if href not in self._folders:
+            self.collections()
+        if href not in self._folders:
+            raise EwsGroupwareError(f"{self.label}: no folder {unquote(href)!r}", 404)
+        return self._folders[href]
+
+    # -- items ---------------------------------------------------------------------------------
+
+    def listing(self, collection: Collection, token: str | None = None) -> Listing:
+        """Every item of the folder (href -> change key); always complete (no sync token)."""
+        folder = self._folder(collection.href)
+        fields = ITEM_FIELDS[folder.folder_class]
+        extension = EXTENSION[collection.kind]
+        from mailmigrate.groupware.sync import _resource_name  # the name a copy gives an item
+
+        def run() -> dict[str, str]:
+            etags = {}
+            for item in folder.all().only(*fields):
+                if not isinstance(item, (CalendarItem, Task, Contact)):
+                    continue  # distribution lists and other item types are not carried
+                href = f"{collection.href}{_resource_name(item_uid(item))}{extension}"
+                self._ids[href] = (item.id, item.changekey)
+                etags[href] = item.changekey
+            return etags
+
+        return Listing(self._call(f"listing {collection.name!r}", run), set(), None, True)
+
+    def fetch(self, collection: Collection, hrefs: list[str]) -> dict[str, tuple[str, str]]:
+        """href -> (iCalendar or vCard text, change key) of the items still there."""
+        if any(h not in self._ids for h in hrefs):
+            self.listing(collection)
+        wanted = [(h, self._ids[h]) for h in hrefs if h in self._ids]
+        out = {}
+        items = self._call(f"reading {collection.name!r}", lambda: list(
+            self.account.fetch(ids=[ids for _, ids in wanted])))  # fmt: skip
+        for (href, _), item in zip(wanted, items, strict=True):
+            if isinstance(item, Exception):
+                continue  # deleted in between
+            out[href] = (item_text(item), item.changekey)
+        return out
+
+    def put(self, kind: str, href: str, body: str, etag: str | None) -> None:
+        """Create (``etag`` None, the href unused) or replace the item at ``href``."""
+        folder_href = href.rsplit("/", 1)[0] + "/"
+        folder = self._folder(folder_href)
+        try:
+            item = to_exchange(body, self.account)
+        except NotCarried as exc:
+            raise EwsGroupwareError(f"{self.label}: {exc}", 422) from None
+        known = self._ids.get(href)
+        if known is not None and (etag is None or etag != known[1]):
+            raise EwsGroupwareError(f"{self.label}: {href} exists with another change key", 412)
+        if known is None:
+            item.folder = folder
+            self._call(f"creating an item in {folder.name!r}", item.save,
+                       send_meeting_invitations=INVITATIONS)  # fmt: skip
+        else:
+            item.id, item.changekey, item.folder = known[0], known[1], folder
+            fields = [f.name for f in item.supported_fields(self.account.version)
+                      if not f.is_read_only and f.name not in ("uid", "mime_content")
+                      and f.name in _WRITABLE]  # fmt: skip
+            self._call(f"updating an item in {folder.name!r}", item.save, update_fields=fields,
+                       send_meeting_invitations=INVITATIONS)  # fmt: skip
+        self._ids[href] = (item.id, item.changekey)
+
+    def delete(self, href: str, etag: str | None) -> None:
+        known = self._ids.get(href)
+        if known is None:
+            self._folder(href.rsplit("/", 1)[0] + "/")
+            raise EwsGroupwareError(f"{self.label}: nothing at {href}", 404)
+        if etag is not None and etag != known[1]:
+            raise EwsGroupwareError(f"{self.label}: {href} changed since it was listed", 412)
+        item = CalendarItem(account=self.account, id=known[0], changekey=known[1])
+        self._call("deleting an item", item.delete, send_meeting_cancellations=INVITATIONS)
+        del self._ids[href]
+
+
+_WRITABLE = {
+    "subject", "body", "location", "start", "end", "is_all_day", "recurrence", "sensitivity",
+    "categories", "legacy_free_busy_status", "required_attendees", "optional_attendees",
+    "resources", "is_response_requested", "reminder_is_set", "reminder_minutes_before_start",
+    "_start_timezone", "_end_timezone", "groupware_uid", "start_date", "due_date", "status",
+    "percent_complete", "importance", "display_name", "given_name", "surname", "middle_name",
+    "company_name", "department", "job_title", "birthday", "email_addresses", "phone_numbers",
+    "physical_addresses",
+}  # fmt: skip

@@ -1,0 +1,283 @@
+"""iCalendar and vCard text read into exchangelib items (the inverse of
+:mod:`mailmigrate.groupware.ews_convert`), and the check that nothing is lost on the way.
+
+Invariant: :func:`to_exchange` never returns an item that would hold less than the text said.
+It renders the item it built back to text and compares both canonical forms
+(:func:`~mailmigrate.groupware.content.canonical`); a difference raises :class:`NotCarried`
+naming the properties, and the copy reports the item instead of writing it. Only what Exchange
+decides itself is left out of that comparison: ORGANIZER (the mailbox's owner organizes what is
+created in it), a task's COMPLETED time, and the TYPE parameter of EMAIL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import icalendar
+import vobject
+from exchangelib import CalendarItem, Contact, EWSDate, EWSDateTime, EWSTimeZone, Task
+from exchangelib.indexed_properties import EmailAddress, PhoneNumber, PhysicalAddress
+from exchangelib.properties import Attendee, Body, Mailbox
+from exchangelib.recurrence import (
+    AbsoluteMonthlyPattern,
+    AbsoluteYearlyPattern,
+    DailyPattern,
+    EndDatePattern,
+    NoEndPattern,
+    NumberedPattern,
+    Recurrence,
+    WeeklyPattern,
+)
+
+from mailmigrate.errors import ContentError
+from mailmigrate.groupware.content import canonical, unfolded_lines
+from mailmigrate.groupware.ews_convert import (
+    ADDRESSES_BACK,
+    CLASS_BACK,
+    DAYS,
+    REPLY_BACK,
+    STATUS_BACK,
+    item_text,
+)
+
+IGNORED = {"ORGANIZER", "COMPLETED", "DTSTAMP", "PRODID"}
+
+
+class NotCarried(ContentError):
+    """The item holds something Exchange cannot (the text names it); it is not written."""
+
+
+def _tz(value: dt.datetime) -> EWSTimeZone:
+    key = getattr(value.tzinfo, "key", None) or str(value.tzinfo or "UTC")
+    try:
+        return EWSTimeZone("UTC" if key in ("UTC", "Etc/UTC", "utc") else key)
+    except Exception:  # an unknown zone: the loss check names DTSTART
+        return EWSTimeZone("UTC")
+
+
+def _moment(value, tz: EWSTimeZone):
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:  # floating time: Exchange has none (the loss check says so)
+            value = value.replace(tzinfo=dt.UTC)
+        utc = value.astimezone(dt.UTC)
+        return EWSDateTime(*utc.timetuple()[:6], tzinfo=EWSTimeZone("UTC")).astimezone(tz)
+    return EWSDate(value.year, value.month, value.day)
+
+
+def _recurrence(rule, start) -> Recurrence:
+    rule = {k.upper(): v for k, v in rule.items()}
+    freq = rule.pop("FREQ", [""])[0]
+    interval = int(rule.pop("INTERVAL", [1])[0])
+    first = (
+        start if isinstance(start, dt.date) and not isinstance(start, dt.datetime) else start.date()
+    )
+    if freq == "DAILY":
+        pattern = DailyPattern(interval=interval)
+    elif freq == "WEEKLY":
+        days = [d.upper() for d in rule.pop("BYDAY", [DAYS[first.weekday()]])]
+        pattern = WeeklyPattern(interval=interval, weekdays=[DAYS.index(d) + 1 for d in days])
+    elif freq == "MONTHLY":
+        day = int(rule.pop("BYMONTHDAY", [first.day])[0])
+        pattern = AbsoluteMonthlyPattern(interval=interval, day_of_month=day)
+    elif freq == "YEARLY" and interval == 1:
+        day = int(rule.pop("BYMONTHDAY", [first.day])[0])
+        pattern = AbsoluteYearlyPattern(
+            day_of_month=day, month=int(rule.pop("BYMONTH", [first.month])[0])
+        )
+    else:
+        raise NotCarried(f"Exchange cannot hold the recurrence FREQ={freq}")
+    if "COUNT" in rule:
+        boundary = NumberedPattern(start=first, number=int(rule.pop("COUNT")[0]))
+    elif "UNTIL" in rule:
+        until = rule.pop("UNTIL")[0]
+        until = until.date() if isinstance(until, dt.datetime) else until
+        boundary = EndDatePattern(start=first, end=until)
+    else:
+        boundary = NoEndPattern(start=first)
+    rule.pop("WKST", None)
+    if rule:
+        raise NotCarried(f"Exchange cannot hold the recurrence parts {', '.join(sorted(rule))}")
+    return Recurrence(pattern=pattern, boundary=boundary)
+
+
+def _list(value) -> list:
+    return value if isinstance(value, list) else [value] if value is not None else []
+
+
+def _event(component, account) -> CalendarItem:
+    start = component.decoded("DTSTART")
+    if "DTEND" in component:
+        end = component.decoded("DTEND")
+    else:
+        end = start + (component.decoded("DURATION") if "DURATION" in component else dt.timedelta())
+    all_day = not isinstance(start, dt.datetime)
+    tz = EWSTimeZone("UTC") if all_day else _tz(start)
+    item = CalendarItem(account=account, uid=str(component["UID"]),
+                        subject=str(component.get("SUMMARY", "")), is_all_day=all_day,
+                        start=_moment(start, tz),
+                        end=_moment(end - dt.timedelta(days=1) if all_day else end, tz))  # fmt: skip
+    item._start_timezone = item._end_timezone = tz
+    if "RRULE" in component:
+        item.recurrence = _recurrence(component["RRULE"], start)
+    if "DESCRIPTION" in component:
+        item.body = Body(str(component["DESCRIPTION"]))
+    if "LOCATION" in component:
+        item.location = str(component["LOCATION"])
+    item.sensitivity = CLASS_BACK.get(str(component.get("CLASS", "")).upper(), "Normal")
+    categories = []
+    for value in _list(component.get("CATEGORIES")):
+        categories += [str(c) for c in value.cats]
+    item.categories = categories or None
+    if str(component.get("TRANSP", "")).upper() == "TRANSPARENT":
+        item.legacy_free_busy_status = "Free"
+    required, optional, resources, rsvp = [], [], [], False
+    for address in _list(component.get("ATTENDEE")):
+        params = address.params
+        box = Mailbox(email_address=str(address).split(":", 1)[-1], name=params.get("CN"))
+        person = Attendee(mailbox=box, response_type=REPLY_BACK.get(
+            str(params.get("PARTSTAT", "NEEDS-ACTION")).upper(), "Unknown"))  # fmt: skip
+        role = str(params.get("ROLE", "REQ-PARTICIPANT")).upper()
+        rsvp = rsvp or str(params.get("RSVP", "")).upper() == "TRUE"
+        if params.get("CUTYPE", "").upper() == "RESOURCE":
+            resources.append(person)
+        else:
+            (optional if role == "OPT-PARTICIPANT" else required).append(person)
+    item.required_attendees = required or None
+    item.optional_attendees = optional or None
+    item.resources = resources or None
+    item.is_response_requested = rsvp if (required or optional or resources) else None
+    alarms = [a for a in component.subcomponents if a.name == "VALARM"]
+    if alarms and isinstance(alarms[0].decoded("TRIGGER"), dt.timedelta):
+        minutes = -alarms[0].decoded("TRIGGER").total_seconds() / 60
+        if minutes >= 0 and minutes == int(minutes):
+            item.reminder_is_set, item.reminder_minutes_before_start = True, int(minutes)
+    else:
+        item.reminder_is_set = False
+    return item
+
+
+def _task(component, account) -> Task:
+    item = Task(account=account, subject=str(component.get("SUMMARY", "")))
+    item.groupware_uid = str(component["UID"])
+    if "DESCRIPTION" in component:
+        item.body = Body(str(component["DESCRIPTION"]))
+    for name, attr in (("DTSTART", "start_date"), ("DUE", "due_date")):
+        if name in component:
+            value = component.decoded(name)
+            setattr(item, attr, _moment(value.date() if isinstance(value, dt.datetime) else value,
+                                        None))  # fmt: skip
+    item.status = STATUS_BACK.get(
+        str(component.get("STATUS", "NEEDS-ACTION")).upper(), "NotStarted"
+    )
+    if "PERCENT-COMPLETE" in component:
+        item.percent_complete = Decimal(int(component["PERCENT-COMPLETE"]))
+    priority = int(component.get("PRIORITY", 0) or 0)
+    item.importance = "High" if 1 <= priority <= 4 else "Low" if priority >= 6 else "Normal"
+    return item
+
+
+def _contact(text: str, account) -> Contact:
+    card = vobject.readOne(text)
+    kinds = {c.value.lower() for key in ("kind", "x-addressbookserver-kind")
+             for c in card.contents.get(key, [])}  # fmt: skip
+    if "group" in kinds:
+        raise NotCarried("contact groups (distribution lists) are not written to Exchange")
+    item = Contact(account=account, display_name=card.fn.value if "fn" in card.contents else "")
+    item.groupware_uid = card.uid.value
+    if "n" in card.contents:
+        name = card.n.value
+        item.surname, item.given_name = name.family or None, name.given or None
+        item.middle_name = name.additional or None
+    if "org" in card.contents:
+        org = card.org.value
+        item.company_name = org[0] or None
+        item.department = org[1] if len(org) > 1 else None
+    if "title" in card.contents:
+        item.job_title = card.title.value
+    if "bday" in card.contents:
+        day = dt.date.fromisoformat(card.bday.value.replace("-", "")[:8].ljust(8, "0")
+                                    if "-" not in card.bday.value else card.bday.value[:10])  # fmt: skip
+        item.birthday = EWSDate(day.year, day.month, day.day)
+    item.email_addresses = [EmailAddress(label=f"EmailAddress{n + 1}", email=e.value)
+                            for n, e in enumerate(card.contents.get("email", [])[:3])] or None  # fmt: skip
+    phones, taken = [], set()
+    for tel in card.contents.get("tel", []):
+        types = {t.upper() for t in tel.params.get("TYPE", [])}
+        place = "Home" if "HOME" in types else "Business" if "WORK" in types else None
+        if "CELL" in types:
+            options = ["MobilePhone"]
+        elif "FAX" in types:
+            options = [f"{place or 'Business'}Fax"]
+        elif place:
+            options = [f"{place}Phone", f"{place}Phone2"]
+        else:
+            options = ["OtherTelephone"]
+        label = next((o for o in options if o not in taken), None)
+        if label is None:
+            raise NotCarried("Exchange holds fewer telephone numbers of this kind")
+        taken.add(label)
+        phones.append(PhoneNumber(label=label, phone_number=tel.value))
+    item.phone_numbers = phones or None
+    addresses = []
+    for adr in card.contents.get("adr", []):
+        types = {t.upper() for t in adr.params.get("TYPE", [])}
+        label = next((ADDRESSES_BACK[t] for t in ("WORK", "HOME") if t in types), "Other")
+        value = adr.value
+        addresses.append(PhysicalAddress(label=label, street=value.street or None,
+                                         city=value.city or None, state=value.region or None,
+                                         zipcode=value.code or None, country=value.country or None))  # fmt: skip
+    item.physical_addresses = addresses or None
+    if "note" in card.contents:
+        item.body = Body(card.note.value)
+    return item
+
+
+def _flat(form, path=()) -> set:
+    out = set()
+    for name, lines, children in form:
+        out |= {(path + (name,), line) for line in lines if line[0] not in IGNORED}
+        out |= _flat(children, path + (name,))
+    return out
+
+
+def _without_email_types(text: str) -> str:
+    out = []
+    for line in unfolded_lines(text):
+        if line.upper().startswith("EMAIL;"):
+            line = "EMAIL:" + line.split(":", 1)[1]
+        out.append(line)
+    return "\r\n".join(out) + "\r\n"
+
+
+def to_exchange(text: str, account):
+    """The exchangelib item (unsaved) holding ``text``; :class:`NotCarried` when it cannot."""
+    try:
+        if "BEGIN:VCARD" in text.upper()[:200]:
+            item = _contact(text, account)
+        else:
+            calendar = icalendar.Calendar.from_ical(text)
+            parts = [c for c in calendar.subcomponents if c.name in ("VEVENT", "VTODO")]
+            if len(parts) != 1:
+                raise NotCarried("Exchange cannot hold overridden instances (RECURRENCE-ID)")
+            component = parts[0]
+            if "EXDATE" in component:
+                raise NotCarried("cancelled instances (EXDATE) are not written to Exchange")
+            item = (
+                _event(component, account)
+                if component.name == "VEVENT"
+                else _task(component, account)
+            )
+    except NotCarried:
+        raise
+    except (ValueError, KeyError, AttributeError, vobject.base.ParseError) as exc:
+        raise ContentError(f"not readable for Exchange: {type(exc).__name__}: {exc}") from None
+    lost = _flat(canonical(_without_email_types(text))) ^ _flat(
+        canonical(_without_email_types(item_text(item)))
+    )
+    names = sorted({line[0] for _, line in lost})
+    if "DURATION" in names:  # DTSTART + DURATION is held as the end it means
+        names = [n for n in names if n not in ("DTEND", "DURATION")]
+    if names:
+        raise NotCarried(f"Exchange cannot hold {', '.join(names)} as written")
+    return item

@@ -1,0 +1,234 @@
+"""Exchange as a groupware side: an EWS-simulator mailbox (tests/ews_simulator, a simulator, not
+Exchange) to a real Radicale on loopback and back, through the same sync as DAV to DAV.
+
+Every item compared by UID in canonical form (content.py) between what the Exchange side
+presents and what Radicale stores, the meaning checked on Radicale's copy, a delta (new, changed,
+deleted with and without opt-in), re-runs adding nothing, and no invitation "sent": the
+simulator records every meeting message a request without SendToNone would have made Exchange
+send, and a copy that dropped SendToNone is shown to be caught.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date
+
+import icalendar
+import pytest
+import recurring_ical_events
+import vobject
+from ews_simulator import EwsSimulator, SimulatorStore
+from exchangelib import CalendarItem
+from exchangelib.items import SEND_TO_ALL_AND_SAVE_COPY
+from exchangelib.protocol import close_connections
+from harness import ews_groupware_corpus as ews_corpus
+from harness import groupware_corpus as corpus
+from harness.groupware_corpus import snapshot
+from harness.radicale import RadicaleServer
+
+from mailmigrate.connections import Endpoint
+from mailmigrate.errors import ConnectionConfigError
+from mailmigrate.groupware import ews
+from mailmigrate.groupware.account import endpoints
+from mailmigrate.groupware.content import uid_of
+from mailmigrate.groupware.dav import DavAccount
+from mailmigrate.groupware.ews import EwsGroupwareEndpoint
+from mailmigrate.groupware.sync import copy_groupware, preflight
+
+ADMIN, ADMIN_PASSWORD, ALICE = "admin@example.com", "admin-Secret-1", "alice@example.com"
+pytestmark = pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+
+
+@pytest.fixture(scope="module")
+def radicale():
+    server = RadicaleServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def exchange():
+    """A simulator with one mailbox reached by impersonation (the mail side's admin login)."""
+    store = SimulatorStore()
+    store.add_user(ADMIN, ADMIN_PASSWORD, impersonation=True)
+    store.add_mailbox(ALICE)
+    with EwsSimulator(store) as simulator:
+        connection = Endpoint("exchange", "ews", simulator.url, login=ADMIN,
+                              password=ADMIN_PASSWORD, extra={"auth": "basic"})  # fmt: skip
+        yield store, EwsGroupwareEndpoint.from_connection(connection, ALICE, None)
+    close_connections()
+
+
+def assert_same(source, destination, result) -> None:
+    """Every source collection's items are in its destination collection, equal in canonical
+    form, and nothing else is there."""
+    assert not result.all_problems, [str(p) for p in result.all_problems]
+    src, dst = snapshot(source), snapshot(destination)
+    for outcome in result.collections:
+        (kind, _), items = src[outcome.source]
+        (dest_kind, _), dest_items = dst[outcome.destination]
+        assert dest_kind == kind
+        assert set(dest_items) == set(items), outcome.source
+        for uid, form in items.items():
+            assert dest_items[uid] == form, f"{outcome.source}: {uid} differs"
+
+
+def texts(endpoint) -> dict[str, str]:
+    """UID -> stored text of every item of a DAV account."""
+    account = DavAccount(endpoint)
+    out = {}
+    for collection in account.collections():
+        for text, _ in account.fetch(collection, list(account.listing(collection).etags)).values():
+            out[uid_of(text)] = text
+    account.close()
+    return out
+
+
+def assert_meaning_kept(destination, uids: dict[str, str]) -> None:
+    """Radicale's copy read by icalendar/recurring-ical-events and vobject: the meeting's
+    instances across the DST change without the cancelled one, attendees with replies, the
+    reminder; the all-day dates; the contact's phones, addresses, birthday; the tasks' states."""
+    stored = texts(destination)
+    meeting = icalendar.Calendar.from_ical(stored["weekly-meeting@corpus"])
+    starts = sorted(e["DTSTART"].dt.astimezone(UTC) for e in
+                    recurring_ical_events.of(meeting).between(date(2026, 10, 1), date(2026, 12, 1)))  # fmt: skip
+    assert [s.strftime("%m-%d %H:%M") for s in starts] == [
+        "10-05 08:00", "10-12 08:00", "10-26 09:00", "11-02 09:00", "11-09 09:00", "11-16 09:00",
+        "11-23 09:00"]  # fmt: skip
+    event = meeting.walk("VEVENT")[0]
+    attendees = event["ATTENDEE"]
+    assert len(attendees) == 50
+    assert [a.params["PARTSTAT"] for a in attendees[:4]] == ["ACCEPTED", "DECLINED", "TENTATIVE",
+                                                             "NEEDS-ACTION"]  # fmt: skip
+    assert attendees[1].params["CN"] == "Guest 1, Team"
+    assert event["CLASS"] == "CONFIDENTIAL" and event["DTSTART"].params["TZID"] == "Europe/Berlin"
+    assert [str(c) for c in event["CATEGORIES"].cats] == ["Planning", "Team"]
+    assert event.walk("VALARM")[0]["TRIGGER"].dt.total_seconds() == -15 * 60
+    holidays = icalendar.Calendar.from_ical(stored["all-day@corpus"]).walk("VEVENT")[0]
+    assert (holidays["DTSTART"].dt, holidays["DTEND"].dt) == (
+        date(2026, 12, 24),
+        date(2026, 12, 27),
+    )
+    ada = vobject.readOne(stored[uids["ada"]])
+    assert len(ada.contents["tel"]) == 3 and len(ada.contents["adr"]) == 2
+    assert len(ada.contents["email"]) == 2 and ada.bday.value == "1815-12-10"
+    statuses = {str(icalendar.Calendar.from_ical(stored[uids[s]]).walk("VTODO")[0]["STATUS"])
+                for s in ("Move office", "Pack boxes", "Book a van")}  # fmt: skip
+    assert statuses == {"IN-PROCESS", "COMPLETED", "NEEDS-ACTION"}
+    done = icalendar.Calendar.from_ical(stored[uids["Pack boxes"]]).walk("VTODO")[0]
+    assert "COMPLETED" in done and done["PERCENT-COMPLETE"] == 100
+
+
+def test_exchange_to_radicale_exact_with_deltas_and_no_mail(exchange, radicale, tmp_path):
+    store, source = exchange
+    account = source.open()
+    items = ews_corpus.populate(store, account.account)
+    uids = {name: ews.item_uid(item) for name, item in items.items()}
+    destination = radicale.add_user()
+
+    plan = preflight(source, destination)
+    counts = {c.name: n for c, n in plan.source}
+    assert counts == {"Calendar": 2, "Work": 1, "Tasks": 3, "Contacts": 2}
+    assert "default calendar 'Calendar' -> new 'Calendar'" in plan.lines()
+
+    first = copy_groupware(source, destination, plan="gw", state_dir=tmp_path)
+    assert first.total("added") == 8
+    assert_same(source, destination, first)
+    assert_meaning_kept(destination, uids)
+
+    again = copy_groupware(source, destination, plan="gw", state_dir=tmp_path)
+    assert (again.total("added"), again.total("updated"), again.total("unchanged")) == (0, 0, 0)
+    fresh = copy_groupware(source, destination, plan="gw", state_dir=tmp_path / "lost")
+    assert (fresh.total("added"), fresh.total("updated"), fresh.total("unchanged")) == (0, 0, 8)
+
+    # delta on the Exchange side: a new event, the meeting changed, a contact deleted
+    late = ews_corpus.meeting(account.account, account.account.calendar, "Late meeting")
+    late.uid, late.recurrence = "late@corpus", None
+    late.save()
+    weekly = items["weekly"]
+    weekly.refresh()
+    weekly.subject = "Weekly planning v2"
+    weekly.save(update_fields=["subject"])
+    items["charles"].delete()
+    kept = copy_groupware(source, destination, plan="gw", state_dir=tmp_path, phase="delta")
+    assert (kept.total("added"), kept.total("updated"), kept.total("kept_deleted")) == (1, 1, 1)
+    assert uids["charles"] in texts(destination)
+    assert "Weekly planning v2" in texts(destination)["weekly-meeting@corpus"]
+
+    deleted = copy_groupware(source, destination, plan="gw", state_dir=tmp_path, phase="delta",
+                             propagate_deletions=True)  # fmt: skip
+    assert deleted.total("deleted") == 1 and deleted.total("added") == 0
+    assert_same(source, destination, deleted)
+    assert uids["charles"] not in texts(destination)
+    assert store.invitations == []  # the corpus and the delta were written with SendToNone
+    account.close()
+
+
+def test_radicale_to_exchange_sends_no_invitation(exchange, radicale, tmp_path, monkeypatch):
+    """A meeting with 50 attendees copied onto Exchange: created and updated with SendToNone
+    (the simulator records nothing); what Exchange cannot hold is reported per item, not
+    written with less. With SendToNone dropped, the simulator does record the invitations."""
+    store, destination = exchange
+    source = radicale.add_user()
+    dav = DavAccount(source)
+    hrefs = corpus.populate(dav)
+    kickoff = corpus.WORK.replace("work-review", "kickoff").replace(
+        "CLASS:PRIVATE", "\r\n".join(["ORGANIZER;CN=Owner:mailto:owner@example.org",
+                                      *corpus._attendees(50)]))  # fmt: skip
+    dav.put("calendar", f"{hrefs['Calendar']}kickoff.ics", kickoff, None)
+
+    first = copy_groupware(source, destination, plan="gw", state_dir=tmp_path,
+                           kinds=["calendars"])  # fmt: skip
+    problems = {p.uid: p.reason for p in first.all_problems}
+    assert set(problems) == {"weekly-meeting@corpus", "floating@corpus"}
+    assert "overridden instances" in problems["weekly-meeting@corpus"]
+    assert "DTSTART" in problems["floating@corpus"]
+    assert first.total("added") == 3  # all-day, kickoff, the Work review
+    assert store.invitations == []
+    mailbox = store.mailbox(ALICE)
+    copied = [i for i in mailbox.items.values() if i.item_class == "IPM.Appointment"]
+    account = destination.open().account
+    meeting = next(i for i in account.fetch([(i.id, i.changekey) for i in copied])
+                   if i.uid == "kickoff@corpus")  # fmt: skip
+    assert len(meeting.required_attendees) == 50 and meeting.subject == "Review"
+    assert {f.name for f in account.msg_folder_root.children} >= {"Work"}
+
+    # the same copy with SendToNone dropped would email 50 people: the simulator sees it
+    monkeypatch.setattr(ews, "INVITATIONS", SEND_TO_ALL_AND_SAVE_COPY)
+    etag = dav.listing(next(c for c in dav.collections() if c.href == hrefs["Calendar"])).etags[
+        f"{hrefs['Calendar']}kickoff.ics"
+    ]
+    dav.put("calendar", f"{hrefs['Calendar']}kickoff.ics", kickoff.replace("Review", "Kickoff"),
+            etag)  # fmt: skip
+    copy_groupware(source, destination, plan="gw", state_dir=tmp_path, kinds=["calendars"],
+                   phase="delta")  # fmt: skip
+    assert [(i.operation, len(i.recipients)) for i in store.invitations] == [("UpdateItem", 50)]
+    dav.close()
+
+
+def test_groupware_connections_dav_or_ews():
+    class Account:
+        source_user, source_password = ALICE, None
+        destination_user, destination_password = "alice", "pw"
+
+    ews_conn = Endpoint("old_exchange", "ews", "https://mail.old.example/EWS/Exchange.asmx",
+                        login=ADMIN, password=ADMIN_PASSWORD, extra={"impersonation": True})  # fmt: skip
+    dav_conn = Endpoint("new_dav", "dav", "dav.new.example")
+    source, destination = endpoints(Account, ews_conn, dav_conn)
+    assert isinstance(source, EwsGroupwareEndpoint) and source.user == ALICE
+    assert source.identity()["kind"] == "ews" and ADMIN_PASSWORD not in repr(source)
+    with pytest.raises(ConnectionConfigError, match="needs conn type dav or ews, not imap"):
+        endpoints(Account, Endpoint("old_imap", "imap", "imap.old.example"), dav_conn)
+
+
+def test_refused_login_names_account_not_password(exchange):
+    store, endpoint = exchange
+    wrong = Endpoint("exchange", "ews", endpoint.connection.host, login=ADMIN,
+                     password="wrong-Secret", extra={"auth": "basic"})  # fmt: skip
+    with pytest.raises(ews.EwsGroupwareError) as refused:
+        EwsGroupwareEndpoint.from_connection(wrong, ALICE, None).open().collections()
+    assert refused.value.status == 401 and "wrong-Secret" not in str(refused.value)
+    assert ALICE in str(refused.value)
+    assert not any(isinstance(i, CalendarItem) for i in store.invitations)

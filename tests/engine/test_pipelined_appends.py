@@ -1,0 +1,125 @@
+"""Pipelined appends (mailbox/imap_append.py): several APPEND batches under way on the
+destination at once, each answered, refused and recorded on its own.
+
+The destination sits behind a shaping proxy (a few ms each way) so that answers come back
+while later batches are being sent; a spy on the appender asserts that batches really were
+under way together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from harness.corpus import make_message, snapshot
+from harness.engine_helpers import assert_same_folders, endpoints, make_plan, seed_account
+from harness.proxy import CuttingProxy
+from harness.shaper import ShapingProxy
+
+from mailmigrate.errors import MailboxError
+from mailmigrate.mailbox import imap_append
+from mailmigrate.plan import Account
+from mailmigrate.state import AccountState, mailbox_identity
+from mailmigrate.sync import copy_account
+
+WHEN = datetime(2024, 3, 1, 9, 0, 0, tzinfo=UTC)
+
+
+def _messages(seed: int, count: int, size: int = 3_000):
+    return [(make_message(seed * 1000 + i, size=size), ("\\Seen",), WHEN + timedelta(hours=i))
+            for i in range(count)]  # fmt: skip
+
+
+@pytest.fixture
+def under_way(monkeypatch):
+    """The most batches one appender had sent and not yet received, over the test."""
+    most = [0]
+    send = imap_append.PipelinedAppender.send
+
+    def spy(self, messages):
+        send(self, messages)
+        most[0] = max(most[0], self.in_flight)
+
+    monkeypatch.setattr(imap_append.PipelinedAppender, "send", spy)
+    return most
+
+
+def _recorded(tmp_path, plan, account, source, destination, folder=("INBOX",)):
+    with AccountState(tmp_path / "state", plan.name,
+                      mailbox_identity(source, account.source_user),
+                      mailbox_identity(destination, account.destination_user)) as state:  # fmt: skip
+        return state.entries(folder)
+
+
+def test_a_refused_batch_in_the_middle_of_a_pipeline_is_handled_alone(
+    legacy_imap, private_imap, new_account, tmp_path, under_way
+):
+    limited = private_imap("modern", max_mail_size=30_000)
+    user, password = new_account(legacy_imap)
+    src = legacy_imap.client(user, password)
+    big = make_message(9_101, size=80_000)
+    # Batches of 5: the second holds the one message the destination refuses (too big).
+    seed_account(src, {"INBOX": _messages(1, 7) + [(big, (), WHEN)] + _messages(2, 7)})
+    dst_user, dst_password = new_account(limited)
+    account = Account(user, dst_user, password, dst_password)
+    plan = make_plan(tmp_path, [account], batch_messages=5)
+    source, destination = endpoints(legacy_imap, limited)
+    dst = limited.client(dst_user, dst_password)
+    with ShapingProxy(limited.host, limited.port, delay=0.005) as near:
+        destination = replace(destination, port=near.port)
+        for attempt in (1, 2):
+            lines: list[str] = []
+            result = copy_account(plan, account, source, destination, "initial",
+                                  progress=lines.append)  # fmt: skip
+            assert not any("retrying" in line for line in lines), lines  # a refusal, no fault
+            assert [f.size for f in result.failures] == [80_000]
+            assert "size" in result.failures[0].reason.lower()
+            assert result.totals()["copied"] == (14 if attempt == 1 else 0)
+            # The batches before and after the refused one were answered and recorded; the
+            # refused one's other messages went one by one; nothing is on the server twice.
+            entries = _recorded(tmp_path, plan, account, source, destination)
+            assert len(entries) == 14 and all(e.dest_ref for e in entries.values())
+            held, expected = snapshot(dst, "INBOX"), snapshot(src, "INBOX")
+            assert sum(held.values()) == 14 and not held - expected
+            assert len({e.dest_ref for e in entries.values()}) == 14
+    assert under_way[0] >= 2  # the second batch was sent before the first was answered
+
+
+def test_a_cut_in_the_middle_of_a_pipeline_resumes_without_doubles(
+    legacy_imap, modern_imap, new_account, tmp_path, under_way
+):
+    user, password = new_account(legacy_imap)
+    src = legacy_imap.client(user, password)
+    seed_account(src, {"INBOX": _messages(3, 60, 6_000), "INBOX.Sent": _messages(4, 25, 6_000)})
+    dst_user, dst_password = new_account(modern_imap)
+    account = Account(user, dst_user, password, dst_password)
+    plan = make_plan(tmp_path, [account], batch_messages=6, parallel_folders=1)
+    source, destination = endpoints(legacy_imap, modern_imap)
+    cutter = CuttingProxy(modern_imap.host, modern_imap.port)
+    dst = modern_imap.client(dst_user, dst_password)
+    try:
+        with ShapingProxy(cutter.host, cutter.port, delay=0.003) as near:
+            destination = replace(destination, port=near.port)
+            # The third batch is stored, its answer withheld and every connection cut: the
+            # batches sent behind it may have landed too, none of them recorded.
+            cutter.arm_on_reply(b"[APPENDUID", 3)
+            with pytest.raises(MailboxError):
+                copy_account(plan, account, source, destination, "initial", retry_delays=())
+            assert cutter.cuts == 1 and under_way[0] >= 2
+            # Recorded: whole batches whose answers were read, each on the server; stored as
+            # well: at least the batch whose answer never came.
+            recorded = _recorded(tmp_path, plan, account, source, destination)
+            landed = sum(snapshot(dst, "INBOX").values())
+            assert len(recorded) % 6 == 0 and len(recorded) + 6 <= landed
+            dst.select_folder("INBOX", readonly=True)
+            assert {e.dest_ref for e in recorded.values()} <= set(dst.search("ALL"))
+            result = copy_account(plan, account, source, destination, "initial")
+            assert result.ok, result.summary_lines()
+            assert result.totals()["skipped"] >= landed - len(recorded)
+            assert_same_folders(src, dst, {"INBOX": "INBOX", "INBOX.Sent": "Sent"})
+            again = copy_account(plan, account, source, destination, "delta")
+            assert again.ok and again.totals()["copied"] == 0
+            assert_same_folders(src, dst, {"INBOX": "INBOX", "INBOX.Sent": "Sent"})
+    finally:
+        cutter.close()

@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from airflow.sdk import BaseNotifier
 from harness.airflow_env import REPO_ROOT, load_dag_folder
 
 STEPS = ("test", "initial_copy", "wait_for_mx", "wait_for_delta_window", "delta_copy")
@@ -511,30 +510,17 @@ def test_cutover_is_sent_through_the_plans_notifiers(tmp_path: Path) -> None:
     sent = tmp_path / "sent"
     notify = (
         "notify:\n"
-        "  - notifier: test_dag_factory.FileNotifier\n"
+        "  - notifier: harness.notifiers.LineFile\n"
         "    args:\n"
         f"      path: {json.dumps(str(sent))}\n"
-        '      text: "{{ cutover.subject }}"\n'
+        '      line: "{{ cutover.subject }}"\n'
     )
     plan = load_plan(write_plan(tmp_path / "plans", "acme", extra=notify))
     cutover = cutover_announcement(plan, ["example.com", "example.org", "example.com"])
     notify_cutover(plan, {"dag": None}, cutover, logging.getLogger("test"))
 
-    assert sent.read_text() == "acme: all 3 initial copies done, change the MX record now"
+    assert sent.read_text() == "acme: all 3 initial copies done, change the MX record now\n"
     assert (
         "Point the MX records of example.com, example.org to mx1.new.example, mx2.new.example."
         in (cutover["message"])
     )
-
-
-class FileNotifier(BaseNotifier):
-    """A notifier that writes its rendered text to a file."""
-
-    template_fields = ("text",)
-
-    def __init__(self, path: str, text: str) -> None:
-        super().__init__()
-        self.path, self.text = path, text
-
-    def notify(self, context: dict) -> None:
-        Path(self.path).write_text(self.text)

@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from airflow.sdk import BaseNotifier
 from harness.corpus import make_message, seed_folder, snapshot
 
 from mailmigrate import quiet
@@ -27,20 +26,6 @@ from mailmigrate import quiet
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 NEW_MX = "mx.new.example"
-
-
-class EventFile(BaseNotifier):
-    """Appends each event as a line ``kind: subject`` to a file."""
-
-    template_fields = ("line",)
-
-    def __init__(self, path: str, line: str) -> None:
-        super().__init__()
-        self.path, self.line = path, line
-
-    def notify(self, context: dict) -> None:
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(self.line + "\n")
 
 
 class Clock:
@@ -79,7 +64,7 @@ def _plan(name: str, dns, events: Path) -> str:
         "delta: {timezone: Europe/Berlin, window: any, quiet_period: 48h, max_after_mx: 7d}\n"
         "reports: {enabled: false}\n"
         "notify:\n"
-        f"  - notifier: {__name__}.EventFile\n"
+        "  - notifier: harness.notifiers.LineFile\n"
         "    on: [account_finished, migration_finished]\n"
         f"    args: {{path: {json.dumps(str(events))}, line: '{{{{ event.kind }}}}: {{{{ event.subject }}}}'}}\n"
     )

@@ -30,6 +30,7 @@ from imapclient import imap_utf7
 
 from harness.corpus import seed_folder
 from harness.dovecot import DovecotServer
+from harness.forwarding import close_sockets
 from harness.proxy import CuttingProxy
 
 ALL_MAIL = "[Gmail]/All Mail"
@@ -141,11 +142,7 @@ class GmailSimulator(CuttingProxy):
         except OSError:
             pass
         finally:
-            for sock in (source, sink):
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            close_sockets(source, sink)
 
     def _answer(self, tag: bytes, uid_set: bytes, folder: str) -> bytes:
         """The FETCH responses and tagged OK for ``X-GM-MSGID X-GM-LABELS`` of ``uid_set``."""

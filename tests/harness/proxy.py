@@ -26,7 +26,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
-from harness.forwarding import ForwardingProxy
+from harness.forwarding import ForwardingProxy, close_sockets
 
 FAULT_KINDS = ("drop", "stall", "literal")
 _TCP_CLOSE = 7  # Linux tcp_states.h: what a connection becomes when the peer resets it
@@ -239,11 +239,7 @@ class CuttingProxy(ForwardingProxy):
         except OSError:
             pass
         finally:
-            for s in (source, sink):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            close_sockets(source, sink)
 
 
 def _reset_by_peer(sock: socket.socket) -> bool:

@@ -111,19 +111,18 @@ def test_trigger_fires_only_after_every_server_flipped(dns_servers, capsys) -> N
 # -- MxPropagationSensor --------------------------------------------------------------------------
 
 
+def _mx_sensor(resolver, auth, **settings) -> MxPropagationSensor:
+    """``wait_for_mx`` for DOMAIN expecting NEW, asking ``resolver`` and ``auth``."""
+    return MxPropagationSensor(task_id="wait_for_mx", domain=DOMAIN, expect=NEW,
+                               resolvers=[resolver.address], authoritative=[auth.address],
+                               **settings)  # fmt: skip
+
+
 def test_mx_sensor_defers_with_the_old_ttl_seeded(dns_servers) -> None:
     auth, resolver = dns_servers(2)
     for server in (auth, resolver):
         server.set_mx(DOMAIN, OLD, ttl=300)
-    sensor = MxPropagationSensor(
-        task_id="wait_for_mx",
-        domain=DOMAIN,
-        expect=NEW,
-        resolvers=[resolver.address],
-        authoritative=[auth.address],
-        poke_interval=timedelta(minutes=10),
-        timeout=3600,
-    )
+    sensor = _mx_sensor(resolver, auth, poke_interval=timedelta(minutes=10), timeout=3600)
     with pytest.raises(TaskDeferred) as deferred:
         sensor.execute(context={})
     assert deferred.value.method_name == "execute_complete"
@@ -149,13 +148,7 @@ def test_mx_sensor_returns_at_once_when_already_propagated(dns_servers) -> None:
     auth, resolver = dns_servers(2)
     for server in (auth, resolver):
         server.set_mx(DOMAIN, NEW, ttl=0)  # nothing to wait for: no cache may hold anything
-    sensor = MxPropagationSensor(
-        task_id="wait_for_mx",
-        domain=DOMAIN,
-        expect=NEW,
-        resolvers=[resolver.address],
-        authoritative=[auth.address],
-    )
+    sensor = _mx_sensor(resolver, auth)
     result = sensor.execute(context={})
     assert result is not None and result["mx"] == NEW and result["checks"] == 1
 
@@ -252,15 +245,7 @@ def test_dag_test_waits_for_the_mx_change_then_runs_on(dns_servers, airflow_db) 
     flipper = threading.Timer(2.0, lambda: [s.set_mx(DOMAIN, NEW, 1) for s in (auth, resolver)])
 
     with DAG("mx_sensor_dag_test", schedule=None, start_date=pendulum.datetime(2025, 1, 1)) as dag:
-        wait = MxPropagationSensor(
-            task_id="wait_for_mx",
-            domain=DOMAIN,
-            expect=NEW,
-            resolvers=[resolver.address],
-            authoritative=[auth.address],
-            poke_interval=0.3,
-            timeout=120,
-        )
+        wait = _mx_sensor(resolver, auth, poke_interval=0.3, timeout=120)
         window = DeltaWindowSensor(task_id="wait_for_delta_window", window=None)
 
         @task

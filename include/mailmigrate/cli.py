@@ -20,6 +20,7 @@ from typing import Any
 
 from mailmigrate.connections import Endpoint, endpoint_from_env
 from mailmigrate.errors import BadInput, ConnectionConfigError, MailboxError, PlanError
+from mailmigrate.mailbox import MAIL_KINDS, not_for_mail
 from mailmigrate.plan import Account, Plan, load_plan
 from mailmigrate.redact import redact
 
@@ -91,7 +92,10 @@ def _endpoints(plan: Plan) -> tuple[Endpoint, Endpoint]:
         ("destination", plan.destination_connection),
     ):
         try:
-            endpoints.append(endpoint_from_env(conn_id))
+            endpoint = endpoint_from_env(conn_id)
+            if endpoint.kind not in MAIL_KINDS:
+                raise not_for_mail(endpoint)
+            endpoints.append(endpoint)
         except ConnectionConfigError as exc:
             lines.append(f"{side} {exc}")
     if lines:

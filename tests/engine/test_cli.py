@@ -173,6 +173,11 @@ def test_missing_connections_in_json():
             '{"conn_type": "smtp", "host": "h"}',
             "conn_type must be one of imap, ews, dav, not 'smtp'",
         ),
+        (
+            '{"conn_type": "dav", "host": "h"}',
+            "mail needs conn type imap or ews, not dav (calendars and contacts: name it under "
+            "the plan's groupware)",
+        ),
         ('{"conn_type": "imap"}', "host is missing"),
         ('{"conn_type": "imap", "host": "h", "port": "x"}', "port 'x' is not a number"),
     ],

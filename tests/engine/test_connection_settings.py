@@ -75,3 +75,16 @@ def test_dav_endpoint_reads_verify_false_as_text() -> None:
     bad = Endpoint("dav", "imap", "dav.example.com", extra={"security": "tls"})
     with pytest.raises(ConnectionConfigError, match="'dav': extra security must be one of ssl"):
         DavEndpoint.from_connection(bad, "alice", "pw")
+
+
+def test_a_dav_connection_for_mail_is_refused_naming_the_kinds_mail_takes() -> None:
+    from mailmigrate.mailbox import open_mailbox
+
+    dav = Endpoint(conn_id="acme_dav", kind="dav", host="dav.example", port=None, login=None,
+                   password=None, extra={})  # fmt: skip
+    with pytest.raises(ConnectionConfigError) as refused:
+        open_mailbox(dav, "alice", "pw", "source alice")
+    assert str(refused.value) == (
+        "connection 'acme_dav': mail needs conn type imap or ews, not dav "
+        "(calendars and contacts: name it under the plan's groupware)"
+    )

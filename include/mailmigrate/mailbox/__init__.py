@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from mailmigrate.connections import Endpoint
+from mailmigrate.errors import ConnectionConfigError
 from mailmigrate.mailbox.base import Mailbox
+
+MAIL_KINDS = ("imap", "ews")
 
 
 def open_mailbox(endpoint: Endpoint, user: str, password: str | None, label: str) -> Mailbox:
@@ -19,4 +22,13 @@ def open_mailbox(endpoint: Endpoint, user: str, password: str | None, label: str
         from mailmigrate.mailbox.ews import open_ews
 
         return open_ews(endpoint, user, password, label)
-    raise ValueError(f"connection {endpoint.conn_id!r}: unsupported conn_type {endpoint.kind!r}")
+    raise not_for_mail(endpoint)
+
+
+def not_for_mail(endpoint: Endpoint) -> ConnectionConfigError:
+    """The error for a connection whose kind cannot serve mail (a ``dav`` one)."""
+    hint = " (calendars and contacts: name it under the plan's groupware)"
+    return ConnectionConfigError(
+        f"connection {endpoint.conn_id!r}: mail needs conn type {' or '.join(MAIL_KINDS)}, "
+        f"not {endpoint.kind}{hint if endpoint.kind == 'dav' else ''}"
+    )

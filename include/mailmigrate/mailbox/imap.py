@@ -38,7 +38,7 @@ from mailmigrate.mailbox.base import (
     Quota,
     Ref,
 )
-from mailmigrate.mailbox.imap_append import PipelinedAppender
+from mailmigrate.mailbox.imap_append import Hooks, PipelinedAppender
 from mailmigrate.mailbox.imap_session import TRANSIENT_ERRORS, abandon, open_session
 
 LIST_FIELDS = [b"RFC822.SIZE", b"FLAGS", b"INTERNALDATE", b"BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"]
@@ -811,7 +811,12 @@ class ImapMailbox(Mailbox):
         """Pipelined (:mod:`~mailmigrate.mailbox.imap_append`) where the server offers
         MULTIAPPEND, LITERAL+ and UIDPLUS; else one batch at a time through :meth:`append`."""
         if all(self.has(c) for c in ("MULTIAPPEND", "LITERAL+", "UIDPLUS")):
-            return PipelinedAppender(self, path, _guarded("appending to"))
+            hooks = Hooks(
+                session=lambda: self._client, select=self._select, written=self._written,
+                storable=self._storable, results=self._results, refused=self._refused_batch,
+                noted=self._noted, drop_session=self._drop_session,
+            )  # fmt: skip
+            return PipelinedAppender(self, path, hooks, _guarded("appending to"))
         return Appender(self, path)
 
     def _refused_batch(

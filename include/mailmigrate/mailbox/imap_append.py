@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from mailmigrate.errors import MailboxError
 from mailmigrate.mailbox import imap_wire
@@ -30,6 +31,21 @@ if TYPE_CHECKING:
     from mailmigrate.mailbox.imap import ImapMailbox
 
 DEPTH = 4  # batches under way at once; the copy's byte budget bounds them too
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """The parts of its :class:`~mailmigrate.mailbox.imap.ImapMailbox` an appender uses,
+    handed over by the mailbox (its own methods, bound)."""
+
+    session: Callable[[], Any]  # the mailbox's client now; ``None`` once the session is dropped
+    select: Callable[..., dict]  # (path, writable=True) -> the SELECT's info
+    written: Callable[[tuple[str, ...]], None]
+    storable: Callable[[frozenset[str]], tuple[list[str], list[str]]]
+    results: Callable[[list, int], list[AppendResult]]
+    refused: Callable[..., list[AppendResult]]  # the mailbox's _refused_batch
+    noted: Callable[..., list[AppendResult]]  # the mailbox's _noted
+    drop_session: Callable[[], None]
 
 
 class PipelinedAppender(Appender):
@@ -45,13 +61,15 @@ class PipelinedAppender(Appender):
 
     depth = DEPTH
 
-    def __init__(self, mailbox: ImapMailbox, path: tuple[str, ...], guard: Callable) -> None:
+    def __init__(
+        self, mailbox: ImapMailbox, path: tuple[str, ...], hooks: Hooks, guard: Callable
+    ) -> None:
         super().__init__(mailbox, path)
-        self.mailbox: ImapMailbox = mailbox
+        self.hooks = hooks
         self._send_step = guard(lambda _mailbox, _path, messages: self._send(messages))
         self._receive_step = guard(lambda _mailbox, _path: self._receive())
-        mailbox._written(path)
-        info = mailbox._select(path, writable=True)
+        hooks.written(path)
+        info = hooks.select(path, writable=True)
         self.client = mailbox.client
         self.imap = internals.session(self.client)
         self.quoted = internals.quoted_folder(self.client, mailbox.name_of(path))
@@ -73,13 +91,13 @@ class PipelinedAppender(Appender):
         return self._receive_step(self.mailbox, self.path)
 
     def abandon(self) -> None:
-        if self._outstanding and self.mailbox._client is self.client:
-            self.mailbox._drop_session()
+        if self._outstanding - self._early.keys() and self.hooks.session() is self.client:
+            self.hooks.drop_session()
         self._queue.clear()
         self._outstanding.clear()
 
     def _session(self) -> None:
-        if self.mailbox._client is not self.client:
+        if self.hooks.session() is not self.client:
             raise MailboxError(
                 f"{self.mailbox.label}: appending to {self.mailbox.name_of(self.path)}: the "
                 "session was lost with appends under way",
@@ -89,7 +107,7 @@ class PipelinedAppender(Appender):
 
     def _send(self, messages: Sequence[Message]) -> None:
         self._session()
-        storable = [self.mailbox._storable(m.info.flags) for m in messages]
+        storable = [self.hooks.storable(m.info.flags) for m in messages]
         parts = imap_wire.append_parts(
             self.quoted,
             [(kept, m.info.internaldate, m.content) for m, (kept, _) in zip(messages, storable,
@@ -119,7 +137,7 @@ class PipelinedAppender(Appender):
         imap_wire.check_append_reply(typ, text)
         flags = [kept for kept, _ in storable]
         if typ == "OK":
-            results = self.mailbox._results([text], len(messages))
+            results = self.hooks.results([text], len(messages))
         else:
             self._quiet()
             stored_since = set(self.confirmed)  # by the batches sent before and after this one
@@ -128,8 +146,6 @@ class PipelinedAppender(Appender):
                 if typ_later == "OK":
                     match = imap_wire.APPENDUID.search(text_later)
                     stored_since.update(imap_wire.uid_set(match.group(2)) if match else ())
-            results = self.mailbox._refused_batch(
-                self.path, messages, flags, self.mark, ignore=stored_since
-            )
+            results = self.hooks.refused(self.path, messages, flags, self.mark, ignore=stored_since)
         self.confirmed.update(r.ref for r in results if r.ref is not None)
-        return self.mailbox._noted(messages, storable, results, before_commands=self._quiet)
+        return self.hooks.noted(messages, storable, results, before_commands=self._quiet)

@@ -73,7 +73,7 @@ class Connecting:
         self.pair = pair
         self._failed: list[BaseException] = []
         self._lock = threading.Lock()
-        self._cancelled = self._started = False
+        self._cancelled = self._started = self._finished = self._dropped = False
         self._thread = threading.Thread(target=self._connect, args=(say, retry_delays, start),
                                         daemon=True)  # fmt: skip
         self._thread.start()
@@ -88,6 +88,11 @@ class Connecting:
             with_reconnects(lambda: connect_pair(*self.pair), say, "connecting", retry_delays)
         except BaseException as exc:  # raised by ready(), in the lane's thread
             self._failed.append(exc)
+        with self._lock:
+            self._finished = True
+            dropped = self._dropped and not self._failed
+        if dropped:  # the pass ended while this pair logged in: nobody else closes it
+            close_all(self.pair)
 
     def cancel(self) -> None:
         """Never log in, unless the login has started already."""
@@ -100,8 +105,22 @@ class Connecting:
             raise self._failed[0]
         return self.pair
 
-    def close_later(self) -> tuple[Mailbox, Mailbox]:
-        """The pair, once no login is under way any more (for :func:`close_all`)."""
+    def ready_if_needed(self, work: queue.Queue) -> tuple[Mailbox, Mailbox] | None:
+        """The pair once logged in, or ``None`` as soon as ``work`` is empty while the login
+        is still under way (the other lanes took every folder: nothing to wait for)."""
+        while self._thread.is_alive():
+            if work.empty():
+                return None
+            self._thread.join(0.005)
+        return self.ready()
+
+    def close_later(self) -> tuple[Mailbox, ...]:
+        """The pair to close (for :func:`close_all`), once no login is under way any more; a
+        pair still logging in is not waited for: its own thread closes it when it is in."""
+        with self._lock:
+            if self._started and not self._finished:
+                self._dropped = True
+                return ()
         self._thread.join()
         return self.pair
 
@@ -132,7 +151,11 @@ def run_lanes(lane_ctx: Lane, first_pair, ahead: list[Connecting], work):
             if connecting is None:
                 src, dst = first_pair
             else:
-                src, dst = connecting.ready()
+                pair = connecting.ready_if_needed(work)
+                if pair is None:  # no folder left for this lane: no copy and no check
+                    copied.wait()
+                    return
+                src, dst = pair
                 src.share_states(first_pair[0])
                 dst.share_states(first_pair[1])
             while not errors:

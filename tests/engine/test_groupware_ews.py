@@ -95,7 +95,7 @@ def assert_meaning_kept(destination, uids: dict[str, str]) -> None:
     starts = sorted(e["DTSTART"].dt.astimezone(UTC) for e in
                     recurring_ical_events.of(meeting).between(date(2026, 10, 1), date(2026, 12, 1)))  # fmt: skip
     assert [s.strftime("%m-%d %H:%M") for s in starts] == [
-        "10-05 08:00", "10-12 08:00", "10-26 09:00", "11-02 09:00", "11-09 09:00", "11-16 09:00",
+        "10-05 08:00", "10-12 08:00", "10-27 13:00", "11-02 09:00", "11-09 09:00", "11-16 09:00",
         "11-23 09:00"]  # fmt: skip
     event = meeting.walk("VEVENT")[0]
     attendees = event["ATTENDEE"]
@@ -117,6 +117,12 @@ def assert_meaning_kept(destination, uids: dict[str, str]) -> None:
     statuses = {str(icalendar.Calendar.from_ical(stored[uids[s]]).walk("VTODO")[0]["STATUS"])
                 for s in ("Move office", "Pack boxes", "Book a van")}  # fmt: skip
     assert statuses == {"IN-PROCESS", "COMPLETED", "NEEDS-ACTION"}
+    moved = meeting.walk("VEVENT")[1]
+    assert moved["SUMMARY"] == "Weekly planning (moved)" and len(moved["ATTENDEE"]) == 50
+    team = vobject.readOne(stored[uids["team"]])
+    assert sorted(m.value for m in team.contents["x-addressbookserver-member"]) == sorted(
+        [f"urn:uuid:{uids['ada']}", f"urn:uuid:{uids['charles']}", "mailto:lab@example.org"]
+    )
     done = icalendar.Calendar.from_ical(stored[uids["Pack boxes"]]).walk("VTODO")[0]
     assert "COMPLETED" in done and done["PERCENT-COMPLETE"] == 100
 
@@ -130,18 +136,18 @@ def test_exchange_to_radicale_exact_with_deltas_and_no_mail(exchange, radicale, 
 
     plan = preflight(source, destination)
     counts = {c.name: n for c, n in plan.source}
-    assert counts == {"Calendar": 2, "Work": 1, "Tasks": 3, "Contacts": 2}
+    assert counts == {"Calendar": 2, "Work": 1, "Tasks": 3, "Contacts": 3}
     assert "default calendar 'Calendar' -> new 'Calendar'" in plan.lines()
 
     first = copy_groupware(source, destination, plan="gw", state_dir=tmp_path)
-    assert first.total("added") == 8
+    assert first.total("added") == 9
     assert_same(source, destination, first)
     assert_meaning_kept(destination, uids)
 
     again = copy_groupware(source, destination, plan="gw", state_dir=tmp_path)
     assert (again.total("added"), again.total("updated"), again.total("unchanged")) == (0, 0, 0)
     fresh = copy_groupware(source, destination, plan="gw", state_dir=tmp_path / "lost")
-    assert (fresh.total("added"), fresh.total("updated"), fresh.total("unchanged")) == (0, 0, 8)
+    assert (fresh.total("added"), fresh.total("updated"), fresh.total("unchanged")) == (0, 0, 9)
 
     # delta on the Exchange side: a new event, the meeting changed, a contact deleted
     late = ews_corpus.meeting(account.account, account.account.calendar, "Late meeting")

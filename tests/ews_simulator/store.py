@@ -75,6 +75,7 @@ class StoredItem:
     props: dict[PropKey, tuple[str, object]] = field(default_factory=dict)
     item_class: str = "IPM.Note"
     fields: list = field(default_factory=list)  # a typed item's elements (see typed.py)
+    occurrence_of: str | None = None  # a recurring meeting's exception: its master's id
 
     @property
     def size(self) -> int:

@@ -241,3 +241,37 @@ def cancel_occurrence(store: SimulatorStore, item_id: str, start: dt.datetime) -
         entry = etree.SubElement(gone, t("DeletedOccurrence"))
         etree.SubElement(entry, t("Start")).text = format_datetime(start.astimezone(dt.UTC))
         store.touch(item)
+
+
+def move_occurrence(store: SimulatorStore, item_id: str, original: dt.datetime,
+                    start: dt.datetime, end: dt.datetime, subject: str) -> str:  # fmt: skip
+    """What an owner does in Outlook when moving (and renaming) one instance: Exchange keeps an
+    exception item, listed on the master's ``ModifiedOccurrences`` and fetched by its id, never
+    returned by FindItem (``occurrence_of``). Returns the exception's id."""
+    with store.lock:
+        master = store.find_item(item_id)
+        mailbox = store.mailboxes[master.mailbox]
+        exception = store.create_item(mailbox, mailbox.folders[master.folder_id], b"")
+        exception.item_class, exception.occurrence_of = master.item_class, master.id
+        skip = {"Recurrence", "ModifiedOccurrences", "DeletedOccurrences", "Start", "End",
+                "Subject"}  # fmt: skip
+        exception.fields = [copy.deepcopy(f) for f in master.fields
+                            if etree.QName(f).localname not in skip]  # fmt: skip
+        for name, value in (("Subject", subject), ("Start", format_datetime(start.astimezone(dt.UTC))),
+                            ("End", format_datetime(end.astimezone(dt.UTC))),
+                            ("RecurrenceId", format_datetime(original.astimezone(dt.UTC))),
+                            ("OriginalStart", format_datetime(original.astimezone(dt.UTC))),
+                            ("CalendarItemType", "Exception")):  # fmt: skip
+            elem = etree.Element(t(name))
+            elem.text = value
+            _set(exception, elem)
+        moved = _field(master, "ModifiedOccurrences")
+        if moved is None:
+            moved = etree.Element(t("ModifiedOccurrences"))
+            master.fields.append(moved)
+        entry = etree.SubElement(moved, t("Occurrence"))
+        etree.SubElement(entry, t("ItemId"), Id=exception.id, ChangeKey=exception.changekey)
+        for name in ("Start", "End", "OriginalStart"):
+            etree.SubElement(entry, t(name)).text = _field(exception, name).text
+        store.touch(master)
+        return exception.id

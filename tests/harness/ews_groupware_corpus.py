@@ -3,16 +3,17 @@ fields carry them, created in an EWS-simulator mailbox through exchangelib the w
 creates them (not through mailmigrate), so contacts and tasks have no mailmigrate UID.
 
 - ``Calendar`` (the default): a weekly meeting in Europe/Berlin across the end of DST
-  (2026-10-25), 8 instances with the one of 2026-10-19 cancelled (a deleted occurrence), 50
-  required attendees with their replies, a 15-minute reminder, two categories, confidential, a
+  (2026-10-25), 8 instances with the one of 2026-10-19 cancelled (a deleted occurrence) and the
+  one of 2026-10-26 moved to Tuesday afternoon and renamed (a modified occurrence), 50 required
+  attendees with their replies, a 15-minute reminder, two categories, confidential, a
   text body; an all-day event shown as free.
 - ``Work`` (a second calendar folder): one private event at a UTC time with a location.
 - ``Tasks``: in progress with a due date and high importance, completed, not started.
 - ``Contacts``: a contact with two emails, three phones, two addresses, birthday, company,
-  title and a note; a second, plain one.
+  title and a note; a second, plain one; a distribution list holding both and one address.
 
-Not here, because Exchange has no field for them (ews_convert.py says so): overridden
-instances, attachments, photos, floating times, subtasks, groups.
+Not here, because Exchange has no field for them (ews_convert.py says so): attachments (not
+mapped), photos (not mapped), floating times, subtasks.
 """
 
 from __future__ import annotations
@@ -20,12 +21,20 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from ews_simulator.typed import cancel_occurrence
-from exchangelib import CalendarItem, Contact, EWSDate, EWSDateTime, EWSTimeZone, Task
+from ews_simulator.typed import cancel_occurrence, move_occurrence
+from exchangelib import (
+    CalendarItem,
+    Contact,
+    DistributionList,
+    EWSDate,
+    EWSDateTime,
+    EWSTimeZone,
+    Task,
+)
 from exchangelib.folders import Calendar
 from exchangelib.indexed_properties import EmailAddress, PhoneNumber, PhysicalAddress
 from exchangelib.items import SEND_TO_NONE
-from exchangelib.properties import Attendee, Body, Mailbox
+from exchangelib.properties import Attendee, Body, ItemId, Mailbox, Member
 from exchangelib.recurrence import NumberedPattern, Recurrence, WeeklyPattern
 
 BERLIN = EWSTimeZone("Europe/Berlin")
@@ -58,9 +67,11 @@ def populate(store, account) -> dict[str, object]:
     calendar = account.calendar
     weekly = meeting(account, calendar)
     weekly.save(send_meeting_invitations=SEND_TO_NONE)
-    cancel_occurrence(
-        store, weekly.id, dt.datetime(2026, 10, 19, 8, 0, tzinfo=dt.UTC)
-    )  # 10:00 CEST
+    cancel_occurrence(store, weekly.id, dt.datetime(2026, 10, 19, 8, 0, tzinfo=dt.UTC))  # fmt: skip
+    # the first instance after the DST change, moved from Monday 10:00 to Tuesday 14:00 CET
+    move_occurrence(store, weekly.id, dt.datetime(2026, 10, 26, 9, 0, tzinfo=dt.UTC),
+                    dt.datetime(2026, 10, 27, 13, 0, tzinfo=dt.UTC),
+                    dt.datetime(2026, 10, 27, 14, 0, tzinfo=dt.UTC), "Weekly planning (moved)")  # fmt: skip
     holidays = CalendarItem(account=account, folder=calendar, uid="all-day@corpus",
                             subject="Holidays", is_all_day=True, start=EWSDate(2026, 12, 24),
                             end=EWSDate(2026, 12, 26), legacy_free_busy_status="Free",
@@ -105,5 +116,15 @@ def populate(store, account) -> dict[str, object]:
                       email_addresses=[EmailAddress(label="EmailAddress1",
                                                     email="charles@example.org")])  # fmt: skip
     charles.save()
-    created.update(weekly=weekly, holidays=holidays, review=review, ada=ada, charles=charles)
+    team = DistributionList(account=account, folder=account.contacts, display_name="Engine team",
+                            members=[Member(mailbox=Mailbox(email_address=c.email_addresses[0].email,
+                                                            name=c.display_name,
+                                                            mailbox_type="Contact",
+                                                            item_id=ItemId(c.id, c.changekey)))
+                                     for c in (ada, charles)]
+                            + [Member(mailbox=Mailbox(email_address="lab@example.org",
+                                                      mailbox_type="OneOff"))])  # fmt: skip
+    team.save()
+    created.update(weekly=weekly, holidays=holidays, review=review, ada=ada, charles=charles,
+                   team=team)  # fmt: skip
     return created

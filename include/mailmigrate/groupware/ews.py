@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote
 
-from exchangelib import CalendarItem, Contact, Task
+from exchangelib import CalendarItem, Contact, DistributionList, Task
 from exchangelib.errors import ErrorItemNotFound, EWSError, TransportError, UnauthorizedError
 from exchangelib.folders import Calendar, Contacts, Folder, Tasks
 from exchangelib.items import SEND_TO_NONE
@@ -100,6 +100,7 @@ class EwsGroupwareAccount:
         self.account = build_account(options, endpoint.user, secret or "")
         self._folders: dict[str, Folder] = {}
         self._ids: dict[str, tuple[str, str]] = {}  # item href -> (item id, change key)
+        self._uids: dict[str, str] = {}  # item id -> UID (a group's members)
 
     def close(self) -> None:
         try:
@@ -191,10 +192,11 @@ class EwsGroupwareAccount:
         def run() -> dict[str, str]:
             etags = {}
             for item in folder.all().only(*fields):
-                if not isinstance(item, (CalendarItem, Task, Contact)):
-                    continue  # distribution lists and other item types are not carried
+                if not isinstance(item, (CalendarItem, Task, Contact, DistributionList)):
+                    continue  # other item types are not carried
                 href = f"{collection.href}{_resource_name(item_uid(item))}{extension}"
                 self._ids[href] = (item.id, item.changekey)
+                self._uids[item.id] = item_uid(item)
                 etags[href] = item.changekey
             return etags
 
@@ -208,10 +210,20 @@ class EwsGroupwareAccount:
         out = {}
         items = self._call(f"reading {collection.name!r}", lambda: list(
             self.account.fetch(ids=[ids for _, ids in wanted])))  # fmt: skip
+        moved = [o for i in items if isinstance(i, CalendarItem)
+                 for o in i.modified_occurrences or []]  # fmt: skip
+        exceptions = {}
+        if moved:
+            found = self._call(f"reading moved instances in {collection.name!r}", lambda: list(
+                self.account.fetch(ids=[(o.id, o.changekey) for o in moved])))  # fmt: skip
+            exceptions = {o.id: e for o, e in zip(moved, found, strict=True)
+                          if not isinstance(e, Exception)}  # fmt: skip
         for (href, _), item in zip(wanted, items, strict=True):
             if isinstance(item, Exception):
                 continue  # deleted in between
-            out[href] = (item_text(item), item.changekey)
+            own = [exceptions[o.id] for o in getattr(item, "modified_occurrences", None) or []
+                   if o.id in exceptions]  # fmt: skip
+            out[href] = (item_text(item, own, self._uids), item.changekey)
         return out
 
     def put(self, kind: str, href: str, body: str, etag: str | None) -> None:

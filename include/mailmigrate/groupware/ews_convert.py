@@ -17,9 +17,13 @@ lose so the copy reports it instead of writing less than it read):
   TITLE, BDAY, NOTE, up to three EMAIL, TEL (work, home, cell, fax, other; two each for work and
   home), ADR (work, home, other).
 
-Not carried: overridden instances (RECURRENCE-ID), writing cancelled instances, attachments,
-photos, floating times (read as UTC), RELATED-TO (subtasks), more than one alarm, vCard groups
-and distribution lists. Contacts and tasks have no UID on Exchange: the UID lives in an
+- **Groups** (``DistributionList``, read only): a vCard group (``X-ADDRESSBOOKSERVER-KIND``)
+  whose members are the account's contacts by UID, other addresses by ``mailto:``.
+- **Moved instances** (read only): a recurring meeting's modified occurrences become overridden
+  instances (RECURRENCE-ID = the original start) with their own times, summary and attendees.
+
+Not carried: writing overridden or cancelled instances or groups onto Exchange, attachments,
+photos, floating times (read as UTC), RELATED-TO (subtasks), more than one alarm. Contacts and tasks have no UID on Exchange: the UID lives in an
 extended property (:class:`GroupwareUid`); an item created in Outlook gets ``ews-<digest of its
 id>``.
 """
@@ -104,7 +108,12 @@ def _fold(lines: list[str]) -> str:
 def item_uid(item) -> str:
     """The UID an Exchange item is known by (see the module docstring)."""
     uid = getattr(item, "uid", None) if isinstance(item, CalendarItem) else item.groupware_uid
-    return uid or "ews-" + hashlib.sha256(item.id.encode()).hexdigest()[:24]
+    return uid or id_uid(item.id)
+
+
+def id_uid(item_id: str) -> str:
+    """The UID of an item created outside mailmigrate, from its (stable) Exchange id."""
+    return "ews-" + hashlib.sha256(item_id.encode()).hexdigest()[:24]
 
 
 # -- Exchange -> text --------------------------------------------------------------------------
@@ -142,16 +151,28 @@ def _rrule(recurrence: Recurrence, tz) -> str:
     return "RRULE:" + ";".join(parts)
 
 
-def event_text(item: CalendarItem) -> str:
-    """A calendar item as an iCalendar resource (see the module docstring for what maps)."""
+def event_text(item: CalendarItem, exceptions=()) -> str:
+    """A calendar item as an iCalendar resource (see the module docstring for what maps), with
+    its ``exceptions`` (the items of its modified occurrences) as overridden instances."""
     tz = item._start_timezone or EWSTimeZone("UTC")
+    lines = ["BEGIN:VCALENDAR", "VERSION:2.0", PRODID, *_vevent(item, item_uid(item), tz)]
+    for exception in sorted(exceptions, key=lambda e: e.original_start or e.start):
+        lines += _vevent(exception, item_uid(item), tz, item.is_all_day)
+    return _fold([*lines, "END:VCALENDAR"])
+
+
+def _vevent(item: CalendarItem, uid: str, tz, master_all_day: bool | None = None) -> list[str]:
     start, end = item.start, item.end
     if item.is_all_day:
         end = end + dt.timedelta(days=1)  # exchangelib's all-day end is the last day
-    lines = ["BEGIN:VCALENDAR", "VERSION:2.0", PRODID, "BEGIN:VEVENT", f"UID:{item_uid(item)}",
-             f"DTSTAMP:{(item.last_modified_time or dt.datetime.now(dt.UTC)):%Y%m%dT%H%M%SZ}",
-             _when("DTSTART", start, tz), _when("DTEND", end, item._end_timezone or tz)]  # fmt: skip
-    if item.recurrence is not None:
+    lines = ["BEGIN:VEVENT", f"UID:{uid}",
+             f"DTSTAMP:{(item.last_modified_time or dt.datetime.now(dt.UTC)):%Y%m%dT%H%M%SZ}"]  # fmt: skip
+    if master_all_day is not None:  # an overridden instance: which one it replaces
+        original = item.original_start or item.recurrence_id
+        lines.append(_when("RECURRENCE-ID", original.date() if master_all_day else original, tz))
+    lines += [_when("DTSTART", start, item._start_timezone or tz),
+              _when("DTEND", end, item._end_timezone or tz)]  # fmt: skip
+    if item.recurrence is not None and master_all_day is None:
         lines.append(_rrule(item.recurrence, tz))
         for gone in item.deleted_occurrences or []:
             value = gone.start.date() if item.is_all_day else gone.start
@@ -186,7 +207,7 @@ def event_text(item: CalendarItem) -> str:
         minutes = int(item.reminder_minutes_before_start or 0)
         lines += ["BEGIN:VALARM", "ACTION:DISPLAY", "DESCRIPTION:Reminder",
                   f"TRIGGER:-PT{minutes}M", "END:VALARM"]  # fmt: skip
-    return _fold([*lines, "END:VEVENT", "END:VCALENDAR"])
+    return [*lines, "END:VEVENT"]
 
 
 def task_text(item: Task) -> str:
@@ -237,9 +258,30 @@ def contact_text(item: Contact) -> str:
     return _fold([*lines, "END:VCARD"])
 
 
-def item_text(item) -> str:
+def group_text(item: DistributionList, uids: dict[str, str]) -> str:
+    """A distribution list as a vCard group (Apple's form, as the DAV corpus writes it): a
+    member that is a contact of the account (``uids``: item id -> UID) by its UID, any other
+    by its address."""
+    lines = ["BEGIN:VCARD", "VERSION:3.0", f"UID:{item_uid(item)}",
+             f"FN:{escape(item.display_name or '')}", f"N:{escape(item.display_name or '')};;;;",
+             "X-ADDRESSBOOKSERVER-KIND:group"]  # fmt: skip
+    for member in item.members or []:
+        box = member.mailbox
+        # a member contact by its UID; one gone since (or not listed) by the UID of its id,
+        # so that the group's text does not change with its members' lifetimes
+        contact = (uids.get(box.item_id.id) or id_uid(box.item_id.id)) if box.item_id else None
+        target = f"urn:uuid:{contact}" if contact else f"mailto:{box.email_address}"
+        lines.append(f"X-ADDRESSBOOKSERVER-MEMBER:{target}")
+    return _fold([*lines, "END:VCARD"])
+
+
+def item_text(item, exceptions=(), uids: dict[str, str] | None = None) -> str:
+    """The text of an Exchange item (``exceptions``: a recurring meeting's modified
+    occurrences; ``uids``: contact item id -> UID, for a distribution list's members)."""
     if isinstance(item, CalendarItem):
-        return event_text(item)
+        return event_text(item, exceptions)
+    if isinstance(item, DistributionList):
+        return group_text(item, uids or {})
     if isinstance(item, Task):
         return task_text(item)
     if isinstance(item, Contact):

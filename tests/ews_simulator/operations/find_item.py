@@ -44,7 +44,10 @@ class FindItem(Operation):
             found = (
                 []
                 if traversal != "Shallow"
-                else sorted(mailbox.items_in(folder.id), key=lambda i: i.created_seq)
+                else sorted(
+                    (i for i in mailbox.items_in(folder.id) if not i.occurrence_of),
+                    key=lambda i: i.created_seq,
+                )  # exceptions are not listed
             )
             found = self._sorted(found, sort_order)
             page = found[offset : offset + count]

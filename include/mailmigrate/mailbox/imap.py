@@ -17,7 +17,8 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
 
 from imapclient import IMAPClient, imap_utf7
-from imapclient.exceptions import IMAPClientError
+from imapclient.exceptions import IMAPClientError, ProtocolError
+from imapclient.response_parser import parse_response
 
 from mailmigrate import identity as ident
 from mailmigrate.connections import Endpoint
@@ -211,14 +212,7 @@ class ImapMailbox(Mailbox):
         client = open_session(self.endpoint, self.user, self._password, self.label)
         self._selected = None
         try:
-            personal = None  # without NAMESPACE, the separator comes from LIST
-            if client.has_capability("NAMESPACE"):
-                try:
-                    personal = client.namespace().personal
-                except TRANSIENT_ERRORS:
-                    raise
-                except IMAPClientError:
-                    pass
+            personal = self._enable_and_namespace(client)
             if personal:
                 prefix, separator = personal[0]
             else:
@@ -234,6 +228,37 @@ class ImapMailbox(Mailbox):
         self.prefix = prefix
         self.separator = (separator.decode() if isinstance(separator, bytes) else separator) or "/"
         self._client = client
+
+    def _enable_and_namespace(self, client: IMAPClient) -> Any:
+        """``ENABLE CONDSTORE`` and ``NAMESPACE`` where offered, in one round trip: the
+        personal namespace, or ``None`` (without NAMESPACE, or refused: the separator then
+        comes from LIST).
+
+        :raises IMAPClientError: the server refused ENABLE."""
+        commands = [b"ENABLE CONDSTORE"] if client.has_capability("CONDSTORE") else []
+        if client.has_capability("NAMESPACE"):
+            commands.append(b"NAMESPACE")
+        if not commands:
+            return None
+        imap = internals.session(client)
+        internals.take_untagged(imap, "NAMESPACE")
+        replies = imap_wire.pipelined(imap, commands)
+        if commands[0] == b"ENABLE CONDSTORE" and replies[0][0] != "OK":
+            raise IMAPClientError(f"ENABLE failed: {replies[0][1].decode(errors='replace')}")
+        data = internals.take_untagged(imap, "NAMESPACE")
+        if commands[-1] != b"NAMESPACE" or replies[-1][0] != "OK" or not data:
+            return None
+        try:
+            personal = parse_response(data)[0]
+        except (ValueError, IndexError, ProtocolError):
+            return None
+        if not personal:
+            return None
+        return [
+            (imap_utf7.decode(prefix) if client.folder_encode else prefix,
+             separator.decode() if isinstance(separator, bytes) else separator)
+            for prefix, separator in personal
+        ]  # fmt: skip
 
     def close(self) -> None:
         """Log out without waiting for the server's goodbye: everything the session did was

@@ -43,7 +43,8 @@ def tls_context(endpoint: Endpoint) -> ssl.SSLContext:
 
 
 def open_session(endpoint: Endpoint, user: str, password: str | None, label: str) -> IMAPClient:
-    """Connect to the endpoint and log in as ``user``; the returned client is ready to use.
+    """Connect to the endpoint and log in as ``user`` (and compress where offered); the
+    returned client is ready to use (the adapter's ``connect`` enables CONDSTORE).
 
     :param password: the account's own password (or XOAUTH2 token); ``None`` to log in with the
         connection's admin credentials as the connection's ``auth`` extra says.
@@ -60,7 +61,7 @@ def open_session(endpoint: Endpoint, user: str, password: str | None, label: str
     port = endpoint.port or DEFAULT_PORTS[security]
     where = f"{endpoint.host}:{port}"
     try:
-        client = IMAPClient(
+        client = internals.Client(
             endpoint.host,
             port=port,
             ssl=security == "ssl",
@@ -84,8 +85,6 @@ def open_session(endpoint: Endpoint, user: str, password: str | None, label: str
         if security == "starttls":
             _starttls(client, endpoint, where, label)
         _login(client, endpoint, auth, user, password, label)
-        if client.has_capability("CONDSTORE"):
-            client.enable("CONDSTORE")
         if compress and client.has_capability(imap_compress.CAPABILITY):
             imap_compress.start(client)
     except MailboxError:

@@ -49,6 +49,17 @@ def _wipe_mailbox(server, account) -> None:
     assert _uidvalidity(server, account) != old
 
 
+def _copied_once(legacy_imap, modern_imap, new_account, tmp_path, seed: int):
+    """A seeded source account copied once by the CLI into a new destination account:
+    ``(cli, source account, destination account)``."""
+    alice = seed_source(legacy_imap, new_account, seed)
+    mm1 = new_account(modern_imap)
+    cli = CliMigration(tmp_path, legacy_imap, modern_imap)
+    cli.accounts((*alice, *mm1))
+    assert cli.copy()[0].returncode == 0
+    return cli, alice, mm1
+
+
 def test_a_new_destination_account_for_the_same_source_user_gets_every_message(
     legacy_imap, modern_imap, new_account, tmp_path
 ):
@@ -72,11 +83,7 @@ def test_a_new_destination_account_for_the_same_source_user_gets_every_message(
 def test_a_destination_mailbox_deleted_and_recreated_empty_is_filled_again(
     legacy_imap, modern_imap, new_account, tmp_path
 ):
-    alice = seed_source(legacy_imap, new_account, 132)
-    mm1 = new_account(modern_imap)
-    cli = CliMigration(tmp_path, legacy_imap, modern_imap)
-    cli.accounts((*alice, *mm1))
-    assert cli.copy()[0].returncode == 0
+    cli, alice, mm1 = _copied_once(legacy_imap, modern_imap, new_account, tmp_path, 132)
 
     _wipe_mailbox(modern_imap, mm1)
     done, entry = cli.copy("delta")
@@ -90,11 +97,7 @@ def test_a_source_restored_from_a_backup_doubles_nothing(
     legacy_imap, modern_imap, new_account, tmp_path
 ):
     """The source store is restored: same messages (bytes, flags, dates), new UIDVALIDITYs."""
-    alice = seed_source(legacy_imap, new_account, 133)
-    mm1 = new_account(modern_imap)
-    cli = CliMigration(tmp_path, legacy_imap, modern_imap)
-    cli.accounts((*alice, *mm1))
-    assert cli.copy()[0].returncode == 0
+    cli, alice, mm1 = _copied_once(legacy_imap, modern_imap, new_account, tmp_path, 133)
 
     client = legacy_imap.client(*alice)
     backup = {folder: snapshot(client, folder) for folder in ("INBOX", "INBOX.Projects")}
@@ -193,11 +196,7 @@ def test_destination_folders_renamed_or_replaced_by_the_owner_are_refilled_not_w
     own with two messages. A flag changes on the source. The delta recreates and refills
     Projects, fills the owner's Lists with the source's messages and never touches the owner's
     messages (today's state would set the flag on whatever message now has the old UID)."""
-    alice = seed_source(legacy_imap, new_account, 136)
-    mm1 = new_account(modern_imap)
-    cli = CliMigration(tmp_path, legacy_imap, modern_imap)
-    cli.accounts((*alice, *mm1))
-    assert cli.copy()[0].returncode == 0
+    cli, alice, mm1 = _copied_once(legacy_imap, modern_imap, new_account, tmp_path, 136)
 
     dst = modern_imap.client(*mm1)
     renamed = snapshot(dst, "Projects")

@@ -29,7 +29,7 @@ from mailmigrate.connections import Endpoint
 from mailmigrate.errors import ConnectionConfigError
 from mailmigrate.groupware import ews
 from mailmigrate.groupware.account import endpoints
-from mailmigrate.groupware.content import uid_of
+from mailmigrate.groupware.content import canonical, uid_of
 from mailmigrate.groupware.dav import DavAccount
 from mailmigrate.groupware.ews import EwsGroupwareEndpoint
 from mailmigrate.groupware.sync import copy_groupware, preflight
@@ -59,6 +59,15 @@ def exchange():
                               password=ADMIN_PASSWORD, extra={"auth": "basic"})  # fmt: skip
         yield store, EwsGroupwareEndpoint.from_connection(connection, ALICE, None)
     close_connections()
+
+
+def _flat(form, path=()) -> set:
+    """A canonical form as (component path, line) pairs."""
+    out = set()
+    for name, lines, children in form:
+        out |= {(path + (name,), line) for line in lines}
+        out |= _flat(children, path + (name,))
+    return out
 
 
 def assert_same(source, destination, result) -> None:
@@ -184,15 +193,38 @@ def test_radicale_to_exchange_sends_no_invitation(exchange, radicale, tmp_path, 
         "CLASS:PRIVATE", "\r\n".join(["ORGANIZER;CN=Owner:mailto:owner@example.org",
                                       *corpus._attendees(50)]))  # fmt: skip
     dav.put("calendar", f"{hrefs['Calendar']}kickoff.ics", kickoff, None)
+    # the corpus meeting (moved and cancelled instance across DST) without its attachment
+    series = "\r\n".join(line for line in corpus.weekly_meeting().split("\r\n")
+                          if not line.startswith("ATTACH")).replace("weekly-meeting", "series")  # fmt: skip
+    dav.put("calendar", f"{hrefs['Calendar']}series.ics", series, None)
 
     first = copy_groupware(source, destination, plan="gw", state_dir=tmp_path,
                            kinds=["calendars"])  # fmt: skip
     problems = {p.uid: p.reason for p in first.all_problems}
     assert set(problems) == {"weekly-meeting@corpus", "floating@corpus"}
-    assert "overridden instances" in problems["weekly-meeting@corpus"]
+    assert "Exchange cannot hold ATTACH as written" in problems["weekly-meeting@corpus"]
     assert "DTSTART" in problems["floating@corpus"]
-    assert first.total("added") == 3  # all-day, kickoff, the Work review
+    assert first.total("added") == 4  # all-day, kickoff, series, the Work review
     assert store.invitations == []
+    # the series with its cancelled and its moved instance, as Exchange presents it again
+    on_exchange = snapshot(destination)["Calendar"][1]["series@corpus"]
+    written = canonical(series)
+    assert _flat(on_exchange) ^ _flat(written) == {
+        (("VCALENDAR", "VEVENT"), ("ORGANIZER", ("CN=Alice",), f"mailto:{ALICE}")),
+        (("VCALENDAR", "VEVENT"), ("ORGANIZER", ("CN=Owner",), "mailto:owner@example.org")),
+        (("VCALENDAR", "VEVENT"), ("SEQUENCE", (), "1")),
+        (("VCALENDAR", "VEVENT", "VALARM"), ("DESCRIPTION", (), "Planning")),
+        (("VCALENDAR", "VEVENT", "VALARM"), ("DESCRIPTION", (), "Reminder")),
+    }  # the rewrites README names: Exchange's organizer, sequence and reminder text
+    series_v2 = series.replace("SUMMARY:Weekly planning\r\n", "SUMMARY:Weekly planning v2\r\n")
+    calendar = next(c for c in dav.collections() if c.href == hrefs["Calendar"])
+    etag = dav.listing(calendar).etags[f"{hrefs['Calendar']}series.ics"]
+    dav.put("calendar", f"{hrefs['Calendar']}series.ics", series_v2, etag)
+    changed = copy_groupware(source, destination, plan="gw", state_dir=tmp_path,
+                             kinds=["calendars"], phase="delta")  # fmt: skip
+    assert changed.total("updated") == 1 and store.invitations == []
+    moved = snapshot(destination)["Calendar"][1]["series@corpus"]
+    assert _flat(moved) ^ _flat(canonical(series_v2)) == _flat(on_exchange) ^ _flat(written)
     mailbox = store.mailbox(ALICE)
     copied = [i for i in mailbox.items.values() if i.item_class == "IPM.Appointment"]
     account = destination.open().account

@@ -227,28 +227,47 @@ class EwsGroupwareAccount:
         return out
 
     def put(self, kind: str, href: str, body: str, etag: str | None) -> None:
-        """Create (``etag`` None, the href unused) or replace the item at ``href``."""
+        """Create (``etag`` None, the href unused) or replace the item at ``href``. A series
+        is replaced by deleting and creating it again (both with nothing sent), since its
+        cancelled and changed instances are written instance by instance after the series."""
         folder_href = href.rsplit("/", 1)[0] + "/"
         folder = self._folder(folder_href)
         try:
-            item = to_exchange(body, self.account)
+            converted = to_exchange(body, self.account)
         except NotCarried as exc:
             raise EwsGroupwareError(f"{self.label}: {exc}", 422) from None
+        item = converted.item
         known = self._ids.get(href)
         if known is not None and (etag is None or etag != known[1]):
             raise EwsGroupwareError(f"{self.label}: {href} exists with another change key", 412)
+        if known is not None and getattr(item, "recurrence", None) is not None:
+            self.delete(href, etag)
+            known = None
         if known is None:
             item.folder = folder
             self._call(f"creating an item in {folder.name!r}", item.save,
                        send_meeting_invitations=INVITATIONS)  # fmt: skip
+            self._instances(item, converted, folder)
         else:
             item.id, item.changekey, item.folder = known[0], known[1], folder
             fields = [f.name for f in item.supported_fields(self.account.version)
-                      if not f.is_read_only and f.name not in ("uid", "mime_content")
-                      and f.name in _WRITABLE]  # fmt: skip
+                      if not f.is_read_only and f.name in _WRITABLE]  # fmt: skip
             self._call(f"updating an item in {folder.name!r}", item.save, update_fields=fields,
                        send_meeting_invitations=INVITATIONS)  # fmt: skip
         self._ids[href] = (item.id, item.changekey)
+
+    def _instances(self, master: CalendarItem, converted, folder: Folder) -> None:
+        """Cancel and change single instances of a new series, sending nothing."""
+        for number in converted.cancelled:
+            self._call(f"cancelling an instance in {folder.name!r}",
+                       master.occurrence(number).delete,
+                       send_meeting_cancellations=INVITATIONS)  # fmt: skip
+        for number, exception in converted.moved:
+            occurrence = master.occurrence(number)
+            for name in _INSTANCE:
+                setattr(occurrence, name, getattr(exception, name))
+            self._call(f"changing an instance in {folder.name!r}", occurrence.save,
+                       update_fields=list(_INSTANCE), send_meeting_invitations=INVITATIONS)  # fmt: skip
 
     def delete(self, href: str, etag: str | None) -> None:
         known = self._ids.get(href)
@@ -262,6 +281,9 @@ class EwsGroupwareAccount:
         del self._ids[href]
 
 
+_INSTANCE = ("start", "end", "subject", "body", "location", "sensitivity", "categories",
+             "legacy_free_busy_status", "required_attendees", "optional_attendees", "resources",
+             "reminder_is_set", "reminder_minutes_before_start")  # fmt: skip
 _WRITABLE = {
     "subject", "body", "location", "start", "end", "is_all_day", "recurrence", "sensitivity",
     "categories", "legacy_free_busy_status", "required_attendees", "optional_attendees",

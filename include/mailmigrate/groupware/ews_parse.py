@@ -6,16 +6,22 @@ It renders the item it built back to text and compares both canonical forms
 (:func:`~mailmigrate.groupware.content.canonical`); a difference raises :class:`NotCarried`
 naming the properties, and the copy reports the item instead of writing it. Only what Exchange
 decides itself is left out of that comparison: ORGANIZER (the mailbox's owner organizes what is
-created in it), a task's COMPLETED time, and the TYPE parameter of EMAIL.
+created in it), SEQUENCE (Exchange counts its own), a task's COMPLETED time, an alarm's text
+(Exchange's reminder has none: it shows the subject), and the TYPE parameter of EMAIL.
+
+A recurring meeting becomes the series (RRULE) plus, by instance number, the instances to
+cancel (EXDATE) and to change (each RECURRENCE-ID component); :class:`Converted` carries them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 import icalendar
 import vobject
+from dateutil.rrule import rrulestr
 from exchangelib import CalendarItem, Contact, EWSDate, EWSDateTime, EWSTimeZone, Task
 from exchangelib.indexed_properties import EmailAddress, PhoneNumber, PhysicalAddress
 from exchangelib.properties import Attendee, Body, Mailbox
@@ -23,6 +29,7 @@ from exchangelib.recurrence import (
     AbsoluteMonthlyPattern,
     AbsoluteYearlyPattern,
     DailyPattern,
+    DeletedOccurrence,
     EndDatePattern,
     NoEndPattern,
     NumberedPattern,
@@ -41,7 +48,9 @@ from mailmigrate.groupware.ews_convert import (
     item_text,
 )
 
-IGNORED = {"ORGANIZER", "COMPLETED", "DTSTAMP", "PRODID"}
+IGNORED = {"ORGANIZER", "COMPLETED", "DTSTAMP", "PRODID", "SEQUENCE"}
+MAX_INSTANCES = 10_000  # instances looked through to number one
+UTC = EWSTimeZone("UTC")
 
 
 class NotCarried(ContentError):
@@ -236,7 +245,8 @@ def _contact(text: str, account) -> Contact:
 def _flat(form, path=()) -> set:
     out = set()
     for name, lines, children in form:
-        out |= {(path + (name,), line) for line in lines if line[0] not in IGNORED}
+        out |= {(path + (name,), line) for line in lines if line[0] not in IGNORED
+                and not (name == "VALARM" and line[0] == "DESCRIPTION")}  # fmt: skip
         out |= _flat(children, path + (name,))
     return out
 
@@ -250,34 +260,92 @@ def _without_email_types(text: str) -> str:
     return "\r\n".join(out) + "\r\n"
 
 
-def to_exchange(text: str, account):
+@dataclass
+class Converted:
+    """What to write: the item, and for a recurring meeting the instances to cancel and the
+    instances to change (1-based instance numbers, as EWS's ``InstanceIndex``)."""
+
+    item: object
+    cancelled: list[int] = field(default_factory=list)
+    moved: list[tuple[int, CalendarItem]] = field(default_factory=list)
+
+
+def _as_datetime(value) -> dt.datetime:
+    return value if isinstance(value, dt.datetime) else dt.datetime.combine(value, dt.time())
+
+
+def _instance_numbers(master):
+    """A function: an instance's start (RECURRENCE-ID or EXDATE value) -> its number."""
+    start = _as_datetime(master.decoded("DTSTART"))
+    rule = rrulestr(master["RRULE"].to_ical().decode(), dtstart=start)
+
+    def number(target) -> int:
+        target = _as_datetime(target)
+        if (target.tzinfo is None) != (start.tzinfo is None):
+            raise NotCarried(f"instance {target} and the series differ in time zone use")
+        for count, when in enumerate(rule, start=1):
+            if when == target:
+                return count
+            if when > target or count > MAX_INSTANCES:
+                break
+        raise NotCarried(f"{target} is not an instance of the series")
+
+    return number
+
+
+def _meeting(parts: list, account) -> Converted:
+    masters = [c for c in parts if "RECURRENCE-ID" not in c]
+    if len(masters) != 1:
+        raise NotCarried("Exchange needs the series of overridden instances (no master found)")
+    master = masters[0]
+    item = _event(master, account)
+    converted = Converted(item)
+    if "RRULE" not in master:
+        if len(parts) > 1:
+            raise NotCarried("overridden instances without a recurrence")
+        return converted
+    number = _instance_numbers(master)
+    gone = []
+    for value in _list(master.get("EXDATE")):
+        for entry in value.dts:
+            converted.cancelled.append(number(entry.dt))
+            gone.append(DeletedOccurrence(start=_moment(_as_datetime(entry.dt), UTC)))
+    item.deleted_occurrences = gone or None  # read back by the loss check only
+    for part in parts:
+        if part is master:
+            continue
+        exception = _event(part, account)
+        original = part.decoded("RECURRENCE-ID")
+        exception.original_start = _moment(_as_datetime(original), UTC)
+        converted.moved.append((number(original), exception))
+    return converted
+
+
+def to_exchange(text: str, account) -> Converted:
     """The exchangelib item (unsaved) holding ``text``; :class:`NotCarried` when it cannot."""
     try:
         if "BEGIN:VCARD" in text.upper()[:200]:
-            item = _contact(text, account)
+            converted = Converted(_contact(text, account))
         else:
             calendar = icalendar.Calendar.from_ical(text)
             parts = [c for c in calendar.subcomponents if c.name in ("VEVENT", "VTODO")]
-            if len(parts) != 1:
-                raise NotCarried("Exchange cannot hold overridden instances (RECURRENCE-ID)")
-            component = parts[0]
-            if "EXDATE" in component:
-                raise NotCarried("cancelled instances (EXDATE) are not written to Exchange")
-            item = (
-                _event(component, account)
-                if component.name == "VEVENT"
-                else _task(component, account)
-            )
+            if parts and all(c.name == "VEVENT" for c in parts):
+                converted = _meeting(parts, account)
+            elif len(parts) == 1:
+                converted = Converted(_task(parts[0], account))
+            else:
+                raise NotCarried("Exchange holds one task or one event series per item")
     except NotCarried:
         raise
     except (ValueError, KeyError, AttributeError, vobject.base.ParseError) as exc:
         raise ContentError(f"not readable for Exchange: {type(exc).__name__}: {exc}") from None
+    rendered = item_text(converted.item, [e for _, e in converted.moved])
     lost = _flat(canonical(_without_email_types(text))) ^ _flat(
-        canonical(_without_email_types(item_text(item)))
+        canonical(_without_email_types(rendered))
     )
     names = sorted({line[0] for _, line in lost})
     if "DURATION" in names:  # DTSTART + DURATION is held as the end it means
         names = [n for n in names if n not in ("DTEND", "DURATION")]
     if names:
         raise NotCarried(f"Exchange cannot hold {', '.join(names)} as written")
-    return item
+    return converted

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from lxml import etree
 
-from ..soap import SoapFault
+from .. import occurrences
+from ..soap import SoapFault, t
 from ..typed import is_typed, record_invitation
 from .base import Operation
 
@@ -21,10 +22,15 @@ class DeleteItem(Operation):
             )
 
         def build(item_id: etree._Element, message: etree._Element) -> None:
+            if item_id.tag == t("OccurrenceItemId"):  # one instance of a recurring meeting
+                occurrences.cancel(self.store, self.context, item_id)
+                return
             mailbox, item = self.context.item(item_id)
             if is_typed(item):  # calendar items etc.: gone, cancellations counted
                 record_invitation(self.store, item, self.NAME,
                                   request.get("SendMeetingCancellations"))  # fmt: skip
+                for exception in [i for i in mailbox.items.values() if i.occurrence_of == item.id]:
+                    self.store.delete_item(mailbox, exception)
                 self.store.delete_item(mailbox, item)
                 return
             trash = mailbox.distinguished("deleteditems")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from lxml import etree
 
+from .. import occurrences
 from ..props import apply_item_write, delete_item_property, parse_item_write, prop_key
 from ..soap import ResponseError, SoapFault, m, t
 from ..typed import TAG_OF_CLASS, is_typed, record_invitation, update_typed
@@ -26,6 +27,12 @@ class UpdateItem(Operation):
         def build(change: etree._Element, message: etree._Element) -> None:
             id_elem = change.find(t("ItemId"))
             updates = change.find(t("Updates"))
+            occurrence = change.find(t("OccurrenceItemId"))
+            if occurrence is not None and updates is not None:  # one instance: its exception
+                item = occurrences.exception_for(self.store, self.context, occurrence)
+                self._typed(item, updates, None, conflict_resolution, message, request)
+                occurrences.refresh_master(self.store, item)
+                return
             if id_elem is None or updates is None:
                 raise SoapFault(
                     "ErrorSchemaValidation", "The request failed schema validation: ItemChange."

@@ -205,18 +205,24 @@ class CopyPipeline:
         stop: threading.Event,
         budget: _Budget,
     ) -> None:
+        batches = list(growing_batches(todo, self.options.batch_messages,
+                                       self.options.batch_bytes))  # fmt: skip
         try:
-            for batch in growing_batches(
-                todo, self.options.batch_messages, self.options.batch_bytes
-            ):
+            for number, batch in enumerate(batches):
                 size = sum(info.size for info in batch)
                 if not budget.take(size, stop):
                     return
-                messages = self.src.fetch(self.source, [info.ref for info in batch])
+                following = batches[number + 1] if number + 1 < len(batches) else None
+                messages = self.src.fetch_then(
+                    self.source,
+                    [info.ref for info in batch],
+                    [info.ref for info in following] if following else None,
+                )
                 out.put((batch, {m.info.ref: m for m in messages}, size))
         except BaseException as exc:
             out.put(exc)
         finally:
+            self.src.end_fetches()
             out.put(None)
 
     def _outgoing(self, batch: list[MessageInfo], fetched: dict) -> list[Message]:

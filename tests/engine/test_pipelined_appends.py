@@ -123,3 +123,40 @@ def test_a_cut_in_the_middle_of_a_pipeline_resumes_without_doubles(
             assert_same_folders(src, dst, {"INBOX": "INBOX", "INBOX.Sent": "Sent"})
     finally:
         cutter.close()
+
+
+def test_fetches_sent_ahead_survive_a_cut_source_exactly(
+    legacy_imap, modern_imap, new_account, tmp_path, monkeypatch
+):
+    """The source's next FETCH goes out before the previous answer is read; a connection cut
+    with one sent ahead costs only a reconnect, and the copy is exact."""
+    from mailmigrate.mailbox import imap_wire
+
+    ahead = [0]
+    fetch = imap_wire.uid_fetch_ahead
+
+    def spy(imap, uids, uid_set, items, sent=None, following=None):
+        ahead[0] += following is not None
+        return fetch(imap, uids, uid_set, items, sent, following)
+
+    monkeypatch.setattr(imap_wire, "uid_fetch_ahead", spy)
+    user, password = new_account(legacy_imap)
+    src = legacy_imap.client(user, password)
+    seed_account(src, {"INBOX": _messages(5, 80, 8_000), "INBOX.Sent": _messages(6, 30, 8_000)})
+    dst_user, dst_password = new_account(modern_imap)
+    account = Account(user, dst_user, password, dst_password)
+    plan = make_plan(tmp_path, [account], batch_messages=5)
+    source, destination = endpoints(legacy_imap, modern_imap)
+    cutter = CuttingProxy(legacy_imap.host, legacy_imap.port)
+    try:
+        cutter.arm(300_000)
+        lines: list[str] = []
+        result = copy_account(plan, account, replace(source, port=cutter.port), destination,
+                              "initial", retry_delays=(0.1, 0.1), progress=lines.append)  # fmt: skip
+        assert cutter.cuts == 1 and any("retrying" in line for line in lines)
+        assert result.ok, result.summary_lines()
+    finally:
+        cutter.close()
+    assert ahead[0] >= 10
+    dst = modern_imap.client(dst_user, dst_password)
+    assert_same_folders(src, dst, {"INBOX": "INBOX", "INBOX.Sent": "Sent"})

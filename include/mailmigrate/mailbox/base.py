@@ -294,6 +294,18 @@ class Mailbox(abc.ABC):
         """The exact bytes of the given messages with their current flags and dates, in one
         batch, in any order."""
 
+    def fetch_then(
+        self, path: tuple[str, ...], refs: Sequence[Ref], following: Sequence[Ref] | None
+    ) -> Iterable[Message]:
+        """:meth:`fetch`; an adapter that can ask ahead asks for ``following`` (the next batch,
+        fetched by the next call) before this batch has arrived. :meth:`end_fetches` once the
+        last batch is fetched, or when the copy stops early."""
+        return self.fetch(path, refs)
+
+    def end_fetches(self) -> None:
+        """Forget a request sent ahead by :meth:`fetch_then` and never fetched."""
+        return None
+
     @abc.abstractmethod
     def append(self, path: tuple[str, ...], messages: Sequence[Message]) -> list[AppendResult]:
         """Append messages with their flags and dates, one result per message, in order.

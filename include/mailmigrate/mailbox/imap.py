@@ -42,6 +42,7 @@ from mailmigrate.mailbox.base import (
 from mailmigrate.mailbox.imap_append import Hooks, PipelinedAppender
 from mailmigrate.mailbox.imap_session import TRANSIENT_ERRORS, abandon, open_session
 
+FETCH_ITEMS = [b"BODY.PEEK[]", b"FLAGS", b"INTERNALDATE", b"RFC822.SIZE"]
 LIST_FIELDS = [b"RFC822.SIZE", b"FLAGS", b"INTERNALDATE", b"BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"]
 HEADER_FIELDS_KEY = b"BODY[HEADER.FIELDS (MESSAGE-ID)]"
 # How servers name that item in their reply: Courier quotes the field ("MESSAGE-ID").
@@ -199,6 +200,7 @@ class ImapMailbox(Mailbox):
         self._permanent_for: dict[bytes, Any] | None = None
         self._permanent: frozenset[str] | None = None
         self._lost_in: dict[tuple[tuple[str, ...], int], int] = {}  # connection losses in fetch
+        self._ahead: imap_wire.FetchAhead | None = None  # the next batch's FETCH, sent ahead
         # What read_states read, per folder; one dict shared by the connections of share_states.
         self.folder_states: dict[tuple[str, ...], dict[bytes, Any]] = {}
         self.prefix = ""
@@ -709,7 +711,26 @@ class ImapMailbox(Mailbox):
         return self._infos("1:*")
 
     @_guarded("fetching messages from")
-    def fetch(self, path: tuple[str, ...], refs: Sequence[Ref]) -> Iterable[Message]:
+    def fetch_then(
+        self, path: tuple[str, ...], refs: Sequence[Ref], following: Sequence[Ref] | None
+    ) -> Iterable[Message]:
+        """:meth:`fetch`, with the FETCH of ``following`` sent before this batch's answer is
+        read (:func:`~mailmigrate.mailbox.imap_wire.uid_fetch_ahead`): the source streams
+        batch after batch without a round trip between them."""
+        return self.fetch(path, refs, following)
+
+    def end_fetches(self) -> None:
+        """Drop the session when a FETCH sent ahead was never read (the copy stopped early):
+        its answer would be taken for the next command's."""
+        ahead, self._ahead = self._ahead, None
+        client = self._client
+        if ahead is not None and client is not None and ahead.imap is internals.session(client):
+            self._drop_session()
+
+    @_guarded("fetching messages from")
+    def fetch(
+        self, path: tuple[str, ...], refs: Sequence[Ref], following: Sequence[Ref] | None = None
+    ) -> Iterable[Message]:
         """The batch in one FETCH; message by message where that failed before.
 
         One message the server cannot deliver comes back with an ``error`` (reported, the rest
@@ -720,7 +741,7 @@ class ImapMailbox(Mailbox):
         uids = [int(r) for r in refs]
         if not any((path, uid) in self._lost_in for uid in uids):
             try:
-                return self._fetch_batch(path, uids)
+                return self._fetch_batch(path, uids, [int(r) for r in following or ()])
             except TRANSIENT_ERRORS:
                 for uid in uids:
                     self._lost_in[(path, uid)] = 1
@@ -745,11 +766,35 @@ class ImapMailbox(Mailbox):
             self._lost_in.pop((path, uid), None)
         return messages
 
-    def _fetch_batch(self, path: tuple[str, ...], uids: list[int]) -> list[Message]:
+    def _fetch_batch(
+        self, path: tuple[str, ...], uids: list[int], following: list[int] | None = None
+    ) -> list[Message]:
+        """One FETCH of ``uids`` (its answer read, sent ahead or now); with ``following``,
+        the next batch's FETCH is sent ahead. Any failure with a FETCH sent ahead drops the
+        session: its answer would be taken for another command's."""
+        sent, self._ahead = self._ahead, None
+        key = (path, tuple(uids))
+        if sent is not None and (
+            self._client is None or sent.imap is not internals.session(self._client)
+        ):
+            sent = None  # sent on a session since dropped  # fmt: skip
+        if sent is not None and sent.key != key:
+            self._drop_session()  # sent ahead for another batch: its answer is still coming
+            sent = None
         self._select(path)
-        items = [b"BODY.PEEK[]", b"FLAGS", b"INTERNALDATE", b"RFC822.SIZE"]
+        imap = internals.session(self.client)
+        try:
+            data, self._ahead = imap_wire.uid_fetch_ahead(
+                imap, uids, uid_ranges(uids), FETCH_ITEMS, sent,
+                ((path, tuple(following)), following, uid_ranges(following)) if following else None,
+            )  # fmt: skip
+        except BaseException:
+            if following or sent is not None:
+                self._ahead = None
+                self._drop_session()
+            raise
         messages = []
-        for uid, d in self._uid_fetch(uids, items).items():
+        for uid, d in data.items():
             content = d.get(b"BODY[]")
             if content is None:
                 continue  # expunged meanwhile

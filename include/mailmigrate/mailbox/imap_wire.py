@@ -409,9 +409,7 @@ def uid_fetch(
 
     :raises imaplib.IMAP4.error: the server refused the command (NO/BAD).
     """
-    command = b"UID FETCH " + uid_set.encode("ascii") + b" (" + b" ".join(items) + b")"
-    if modifiers:
-        command += b" (" + modifiers.encode("ascii") + b")"
+    command = fetch_command(uid_set, items, modifiers)
     by_uid: dict[int, dict[bytes, Any]] = {}
 
     def keep(entry: dict[bytes, Any]) -> None:
@@ -423,6 +421,74 @@ def uid_fetch(
     if typ != "OK":
         raise imaplib.IMAP4.error(f"FETCH command error: {typ} {data[0].decode(errors='replace')}")
     return by_uid
+
+
+class FetchAhead:
+    """A ``UID FETCH`` sent before the answer of the one ahead of it was read (see
+    :func:`uid_fetch_ahead`): its tag, its UIDs, and what of its answer was read already."""
+
+    __slots__ = ("imap", "key", "tag", "uids", "stash", "answer")
+
+    def __init__(self, imap: imaplib.IMAP4, key: Any, tag: bytes, uids: set[int]) -> None:
+        self.imap, self.key, self.tag, self.uids = imap, key, tag, uids
+        self.stash: dict[int, dict[bytes, Any]] = {}
+        self.answer: tuple[str, bytes] | None = None
+
+
+def uid_fetch_ahead(
+    imap: imaplib.IMAP4,
+    uids: Sequence[int],
+    uid_set: str,
+    items: Sequence[bytes],
+    sent: FetchAhead | None = None,
+    following: tuple[Any, Sequence[int], str] | None = None,
+) -> tuple[dict[int, dict[bytes, Any]], FetchAhead | None]:
+    """:func:`uid_fetch` of ``uids`` (``uid_set``), pipelined: ``sent`` is its FETCH when it
+    was sent ahead; with ``following`` (``(key, uids, uid_set)`` of the next batch) that FETCH
+    is sent before this one's answer is read, so the server streams the next batch without
+    waiting a round trip for the request. Responses for the following UIDs read on the way are
+    kept for it. Until the returned :class:`FetchAhead` is read by the next call, the session
+    must not be used for anything else (or must be dropped).
+
+    :return: this batch's items keyed by UID, and the FETCH sent ahead (or ``None``).
+    :raises imaplib.IMAP4.error: the server refused this FETCH (NO/BAD).
+    """
+    if sent is None:
+        tag = send_command(imap, [fetch_command(uid_set, items)])
+        by_uid: dict[int, dict[bytes, Any]] = {}
+        answer = None
+    else:
+        tag, by_uid, answer = sent.tag, sent.stash, sent.answer
+    ahead = None
+    outstanding = {tag}
+    if following is not None:
+        key, next_uids, next_set = following
+        ahead = FetchAhead(imap, key, send_command(imap, [fetch_command(next_set, items)]),
+                           set(next_uids))  # fmt: skip
+        outstanding.add(ahead.tag)
+    wanted = set(uids)
+
+    def keep(entry: dict[bytes, Any]) -> None:
+        uid = entry.get(b"UID")
+        if isinstance(uid, int):
+            into = ahead.stash if ahead is not None and uid not in wanted and uid in ahead.uids else by_uid  # fmt: skip
+            into.setdefault(uid, {}).update(entry)
+
+    early: dict[bytes, tuple[str, bytes]] = {}
+    typ, text = answer or read_tagged(imap, tag, outstanding, early, keep)
+    if ahead is not None and ahead.tag in early:
+        ahead.answer = early.pop(ahead.tag)
+    if typ != "OK":
+        raise imaplib.IMAP4.error(f"FETCH command error: {typ} {text.decode(errors='replace')}")
+    return by_uid, ahead
+
+
+def fetch_command(uid_set: str, items: Sequence[bytes], modifiers: str | None = None) -> bytes:
+    """``UID FETCH uid_set (items) [(modifiers)]``."""
+    command = b"UID FETCH " + uid_set.encode("ascii") + b" (" + b" ".join(items) + b")"
+    if modifiers:
+        command += b" (" + modifiers.encode("ascii") + b")"
+    return command
 
 
 def multiappend(
@@ -473,12 +539,16 @@ def send_command(imap: imaplib.IMAP4, parts: Sequence[bytes]) -> bytes:
 
 
 def read_tagged(
-    imap: imaplib.IMAP4, tag: bytes, outstanding: set[bytes], early: dict[bytes, tuple[str, bytes]]
+    imap: imaplib.IMAP4,
+    tag: bytes,
+    outstanding: set[bytes],
+    early: dict[bytes, tuple[str, bytes]],
+    on_fetch=None,
 ) -> tuple[str, bytes]:
     """Read until the tagged answer of ``tag`` (a command of :func:`send_command`). A server
     may answer pipelined commands out of order: the answer of another tag in ``outstanding``
-    read on the way is kept in ``early`` for its own call. Untagged responses go to imaplib's
-    store, as imaplib would put them.
+    read on the way is kept in ``early`` for its own call. ``on_fetch(items)`` gets each FETCH
+    response; other untagged responses go to imaplib's store, as imaplib would put them.
 
     :return: ``(typ, text)`` of the tagged answer.
     :raises MalformedResponse: a tagged answer to no command under way.
@@ -499,7 +569,11 @@ def read_tagged(
                 raise MalformedResponse(f"an answer to no command under way: {line[:200]!r}")
             early[head] = answer
             continue
-        _store_untagged(imap, *_read_response(imap, line))
+        fragments, literals = _read_response(imap, line)
+        if on_fetch is not None and _FETCH_START.match(fragments[0]):
+            on_fetch(parse_fetch(fragments, literals))
+        else:
+            _store_untagged(imap, fragments, literals)
 
 
 APPENDUID = re.compile(rb"\[APPENDUID (\d+) ([\d:,]+)\]", re.IGNORECASE)

@@ -10,6 +10,7 @@ send, and a copy that dropped SendToNone is shown to be caught.
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, date
 
 import icalendar
@@ -123,9 +124,12 @@ def assert_meaning_kept(destination, uids: dict[str, str]) -> None:
     ada = vobject.readOne(stored[uids["ada"]])
     assert len(ada.contents["tel"]) == 3 and len(ada.contents["adr"]) == 2
     assert len(ada.contents["email"]) == 2 and ada.bday.value == "1815-12-10"
+    assert ada.photo.value == ews_corpus.PHOTO
     statuses = {str(icalendar.Calendar.from_ical(stored[uids[s]]).walk("VTODO")[0]["STATUS"])
                 for s in ("Move office", "Pack boxes", "Book a van")}  # fmt: skip
     assert statuses == {"IN-PROCESS", "COMPLETED", "NEEDS-ACTION"}
+    assert base64.b64decode(event["ATTACH"].to_ical()) == ews_corpus.AGENDA
+    assert event["ATTACH"].params["X-FILENAME"] == "agenda.txt"
     moved = meeting.walk("VEVENT")[1]
     assert moved["SUMMARY"] == "Weekly planning (moved)" and len(moved["ATTENDEE"]) == 50
     team = vobject.readOne(stored[uids["team"]])
@@ -182,9 +186,11 @@ def test_exchange_to_radicale_exact_with_deltas_and_no_mail(exchange, radicale, 
 
 
 def test_radicale_to_exchange_sends_no_invitation(exchange, radicale, tmp_path, monkeypatch):
-    """A meeting with 50 attendees copied onto Exchange: created and updated with SendToNone
-    (the simulator records nothing); what Exchange cannot hold is reported per item, not
-    written with less. With SendToNone dropped, the simulator does record the invitations."""
+    """The corpus onto Exchange: the meeting series with its moved and cancelled instance, its
+    attachment and 50 attendees, a second 50-attendee meeting, the contact with its photo,
+    created and changed with SendToNone (the simulator records nothing); what Exchange cannot
+    hold is reported per item, not written with less. With SendToNone dropped, the simulator
+    does record the invitations."""
     store, destination = exchange
     source = radicale.add_user()
     dav = DavAccount(source)
@@ -193,55 +199,53 @@ def test_radicale_to_exchange_sends_no_invitation(exchange, radicale, tmp_path, 
         "CLASS:PRIVATE", "\r\n".join(["ORGANIZER;CN=Owner:mailto:owner@example.org",
                                       *corpus._attendees(50)]))  # fmt: skip
     dav.put("calendar", f"{hrefs['Calendar']}kickoff.ics", kickoff, None)
-    # the corpus meeting (moved and cancelled instance across DST) without its attachment
-    series = "\r\n".join(line for line in corpus.weekly_meeting().split("\r\n")
-                          if not line.startswith("ATTACH")).replace("weekly-meeting", "series")  # fmt: skip
-    dav.put("calendar", f"{hrefs['Calendar']}series.ics", series, None)
 
-    first = copy_groupware(source, destination, plan="gw", state_dir=tmp_path,
-                           kinds=["calendars"])  # fmt: skip
+    first = copy_groupware(source, destination, plan="gw", state_dir=tmp_path)
     problems = {p.uid: p.reason for p in first.all_problems}
-    assert set(problems) == {"weekly-meeting@corpus", "floating@corpus"}
-    assert "Exchange cannot hold ATTACH as written" in problems["weekly-meeting@corpus"]
-    assert "DTSTART" in problems["floating@corpus"]
-    assert first.total("added") == 4  # all-day, kickoff, series, the Work review
+    assert set(problems) == {"floating@corpus", "move-office@corpus", "pack-boxes@corpus",
+                             "book-van@corpus", "engines-group@corpus"}  # fmt: skip
+    assert "Exchange cannot hold DTSTART as written" in problems["floating@corpus"]
+    assert "Exchange cannot hold DUE as written" in problems["move-office@corpus"]
+    assert "RELATED-TO" in problems["pack-boxes@corpus"]
+    assert "contact groups" in problems["engines-group@corpus"]
+    assert first.total("added") == 6  # meeting, all-day, kickoff, review, Ada, Charles
     assert store.invitations == []
-    # the series with its cancelled and its moved instance, as Exchange presents it again
-    on_exchange = snapshot(destination)["Calendar"][1]["series@corpus"]
-    written = canonical(series)
-    assert _flat(on_exchange) ^ _flat(written) == {
+    # as Exchange presents them again: equal but for the rewrites README names (Exchange's
+    # organizer, sequence, reminder text; no TYPE on emails)
+    on_exchange = snapshot(destination)
+    meeting = on_exchange["Calendar"][1]["weekly-meeting@corpus"]
+    rewrites = {
         (("VCALENDAR", "VEVENT"), ("ORGANIZER", ("CN=Alice",), f"mailto:{ALICE}")),
         (("VCALENDAR", "VEVENT"), ("ORGANIZER", ("CN=Owner",), "mailto:owner@example.org")),
         (("VCALENDAR", "VEVENT"), ("SEQUENCE", (), "1")),
         (("VCALENDAR", "VEVENT", "VALARM"), ("DESCRIPTION", (), "Planning")),
         (("VCALENDAR", "VEVENT", "VALARM"), ("DESCRIPTION", (), "Reminder")),
-    }  # the rewrites README names: Exchange's organizer, sequence and reminder text
-    series_v2 = series.replace("SUMMARY:Weekly planning\r\n", "SUMMARY:Weekly planning v2\r\n")
+    }
+    assert _flat(meeting) ^ _flat(canonical(corpus.weekly_meeting())) == rewrites
+    ada = _flat(on_exchange["Contacts"][1]["ada@corpus"])
+    assert ada ^ _flat(canonical(corpus.CONTACTS["ada@corpus"])) == {
+        (("VCARD",), ("EMAIL", (f"TYPE={kind}",), f"ada@{where}.example"))
+        for kind, where in (("home,internet", "home"), ("internet", "home"),
+                            ("internet,work", "work"), ("internet", "work"))
+    }  # fmt: skip
+    assert {f.name for f in destination.open().account.msg_folder_root.children} >= {"Work"}
+
+    # the series changed at the source: written again (delete + create), nothing sent
+    changed_text = corpus.weekly_meeting("Weekly planning v2")
     calendar = next(c for c in dav.collections() if c.href == hrefs["Calendar"])
-    etag = dav.listing(calendar).etags[f"{hrefs['Calendar']}series.ics"]
-    dav.put("calendar", f"{hrefs['Calendar']}series.ics", series_v2, etag)
-    changed = copy_groupware(source, destination, plan="gw", state_dir=tmp_path,
-                             kinds=["calendars"], phase="delta")  # fmt: skip
+    etag = dav.listing(calendar).etags[f"{hrefs['Calendar']}weekly-meeting@corpus.ics"]
+    dav.put("calendar", f"{hrefs['Calendar']}weekly-meeting@corpus.ics", changed_text, etag)
+    changed = copy_groupware(source, destination, plan="gw", state_dir=tmp_path, phase="delta")
     assert changed.total("updated") == 1 and store.invitations == []
-    moved = snapshot(destination)["Calendar"][1]["series@corpus"]
-    assert _flat(moved) ^ _flat(canonical(series_v2)) == _flat(on_exchange) ^ _flat(written)
-    mailbox = store.mailbox(ALICE)
-    copied = [i for i in mailbox.items.values() if i.item_class == "IPM.Appointment"]
-    account = destination.open().account
-    meeting = next(i for i in account.fetch([(i.id, i.changekey) for i in copied])
-                   if i.uid == "kickoff@corpus")  # fmt: skip
-    assert len(meeting.required_attendees) == 50 and meeting.subject == "Review"
-    assert {f.name for f in account.msg_folder_root.children} >= {"Work"}
+    again = snapshot(destination)["Calendar"][1]["weekly-meeting@corpus"]
+    assert _flat(again) ^ _flat(canonical(changed_text)) == rewrites
 
     # the same copy with SendToNone dropped would email 50 people: the simulator sees it
     monkeypatch.setattr(ews, "INVITATIONS", SEND_TO_ALL_AND_SAVE_COPY)
-    etag = dav.listing(next(c for c in dav.collections() if c.href == hrefs["Calendar"])).etags[
-        f"{hrefs['Calendar']}kickoff.ics"
-    ]
+    etag = dav.listing(calendar).etags[f"{hrefs['Calendar']}kickoff.ics"]
     dav.put("calendar", f"{hrefs['Calendar']}kickoff.ics", kickoff.replace("Review", "Kickoff"),
             etag)  # fmt: skip
-    copy_groupware(source, destination, plan="gw", state_dir=tmp_path, kinds=["calendars"],
-                   phase="delta")  # fmt: skip
+    copy_groupware(source, destination, plan="gw", state_dir=tmp_path, phase="delta")
     assert [(i.operation, len(i.recipients)) for i in store.invitations] == [("UpdateItem", 50)]
     dav.close()
 

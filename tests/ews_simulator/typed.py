@@ -58,8 +58,10 @@ def _set(item: StoredItem, elem: etree._Element) -> None:
     name = etree.QName(elem).localname
     item.fields = [f for f in item.fields if etree.QName(f).localname != name]
     stored = copy.deepcopy(elem)
-    if (name.startswith("Is") or name in BOOLEANS) and stored.text in ("0", "1"):
-        stored.text = format_bool(stored.text == "1")  # xs:boolean comes back as Exchange says it
+    for node in stored.iter():  # xs:boolean comes back as Exchange says it
+        local = etree.QName(node).localname
+        if (local.startswith("Is") or local in BOOLEANS) and node.text in ("0", "1"):
+            node.text = format_bool(node.text == "1")
     item.fields.append(stored)
 
 
@@ -96,6 +98,12 @@ def create_typed(store: SimulatorStore, mailbox: StoredMailbox, folder: StoredFo
             _set_extended(item, child)
         elif etree.QName(child).localname not in ("ItemClass", "MimeContent"):
             _set(item, child)
+    files = _field(item, "Attachments")
+    for number, file in enumerate(files if files is not None else [], start=1):
+        for old in file.findall(t("AttachmentId")):
+            file.remove(old)
+        file.insert(0, etree.Element(t("AttachmentId"), Id=f"{item.id}-att{number}",
+                                     RootItemId=item.id))  # fmt: skip
     if tag == "CalendarItem" and _field(item, "UID") is None:
         uid = etree.Element(t("UID"))
         uid.text = f"040000008200E00074C5B7101A82E008{item.created_seq:016X}"
@@ -193,13 +201,22 @@ def _update_indexed(item: StoredItem, uri: str, key: str, value: etree._Element 
 
 
 def _computed(item: StoredItem) -> dict[str, str]:
+    files = _field(item, "Attachments")
     out = {"ItemClass": item.item_class, "DateTimeCreated": format_datetime(item.created),
-           "LastModifiedTime": format_datetime(item.created), "HasAttachments": "false"}  # fmt: skip
+           "LastModifiedTime": format_datetime(item.created),
+           "HasAttachments": format_bool(files is not None and len(files) > 0)}  # fmt: skip
     if item.item_class == "IPM.Appointment":
         recurring = _field(item, "Recurrence") is not None
         out["CalendarItemType"] = "RecurringMaster" if recurring else "Single"
         out["IsRecurring"] = format_bool(recurring)
         out["IsMeeting"] = format_bool(bool(attendees(item)))
+    if item.item_class == "IPM.Contact":
+        photos = (
+            files.findall(f"{t('FileAttachment')}/{t('IsContactPhoto')}")
+            if files is not None
+            else []
+        )
+        out["HasPicture"] = format_bool(any(p.text == "true" for p in photos))
     if item.item_class == "IPM.Task":
         status = _field(item, "Status")
         out["IsComplete"] = format_bool(status is not None and status.text == "Completed")
@@ -216,7 +233,10 @@ def render_typed(item: StoredItem, folder: StoredFolder, shape: Shape,
         etree.SubElement(elem, t("ParentFolderId"), Id=folder.id, ChangeKey=folder.changekey)
     for stored in item.fields:
         if etree.QName(stored).localname in wanted:
-            elem.append(copy.deepcopy(stored))
+            shown = copy.deepcopy(stored)
+            for content in shown.iter(t("Content")):  # attachments: GetAttachment has them
+                content.getparent().remove(content)
+            elem.append(shown)
     for name, text in _computed(item).items():
         if name in wanted and _field(item, name) is None:
             etree.SubElement(elem, t(name)).text = text
@@ -275,3 +295,23 @@ def move_occurrence(store: SimulatorStore, item_id: str, original: dt.datetime,
             etree.SubElement(entry, t(name)).text = _field(exception, name).text
         store.touch(master)
         return exception.id
+
+
+def attachment(item: StoredItem, attachment_id: str) -> etree._Element | None:
+    """A typed item's file attachment (with its content) by AttachmentId."""
+    files = _field(item, "Attachments")
+    for file in files if files is not None else []:
+        if file.find(t("AttachmentId")).get("Id") == attachment_id:
+            return file
+    return None
+
+
+def attachment_ids(item: StoredItem) -> etree._Element | None:
+    """``t:Attachments`` holding only the ids, for a CreateItem answer."""
+    files = _field(item, "Attachments")
+    if files is None:
+        return None
+    out = etree.Element(t("Attachments"))
+    for file in files:
+        etree.SubElement(out, file.tag).append(copy.deepcopy(file.find(t("AttachmentId"))))
+    return out

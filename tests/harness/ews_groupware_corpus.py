@@ -6,18 +6,19 @@ creates them (not through mailmigrate), so contacts and tasks have no mailmigrat
   (2026-10-25), 8 instances with the one of 2026-10-19 cancelled (a deleted occurrence) and the
   one of 2026-10-26 moved to Tuesday afternoon and renamed (a modified occurrence), 50 required
   attendees with their replies, a 15-minute reminder, two categories, confidential, a
-  text body; an all-day event shown as free.
+  text body and a file attachment; an all-day event shown as free.
 - ``Work`` (a second calendar folder): one private event at a UTC time with a location.
 - ``Tasks``: in progress with a due date and high importance, completed, not started.
-- ``Contacts``: a contact with two emails, three phones, two addresses, birthday, company,
-  title and a note; a second, plain one; a distribution list holding both and one address.
+- ``Contacts``: a contact with a photo, two emails, three phones, two addresses, birthday,
+  company, title and a note; a second, plain one; a distribution list holding both and one address.
 
-Not here, because Exchange has no field for them (ews_convert.py says so): attachments (not
-mapped), photos (not mapped), floating times, subtasks.
+Not here, because Exchange has no field for them (ews_convert.py says so): floating times,
+subtasks.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 from decimal import Decimal
 
@@ -31,13 +32,18 @@ from exchangelib import (
     EWSTimeZone,
     Task,
 )
+from exchangelib.attachments import FileAttachment
 from exchangelib.folders import Calendar
 from exchangelib.indexed_properties import EmailAddress, PhoneNumber, PhysicalAddress
 from exchangelib.items import SEND_TO_NONE
 from exchangelib.properties import Attendee, Body, ItemId, Mailbox, Member
 from exchangelib.recurrence import NumberedPattern, Recurrence, WeeklyPattern
 
+from harness.groupware_corpus import PHOTO as PNG
+
 BERLIN = EWSTimeZone("Europe/Berlin")
+PHOTO = base64.b64decode(PNG)
+AGENDA = b"agenda: budget, hiring, offsite\n" * 4
 UTC = EWSTimeZone("UTC")
 REPLIES = ("Accept", "Decline", "Tentative", "NoResponseReceived")
 
@@ -58,6 +64,7 @@ def meeting(account, folder, subject: str = "Weekly planning") -> CalendarItem:
         categories=["Planning", "Team"], sensitivity="Confidential",
         body=Body("Agenda: budget, hiring; minutes afterwards."),
         reminder_is_set=True, reminder_minutes_before_start=15,
+        attachments=[FileAttachment(name="agenda.txt", content=AGENDA, content_type="text/plain")],
     )  # fmt: skip
 
 
@@ -109,6 +116,8 @@ def populate(store, account) -> dict[str, object]:
                             zipcode="EC1A 1BB", country="United Kingdom"),
             PhysicalAddress(label="Home", street="12 St James's Square", city="London",
                             zipcode="SW1Y 4JH", country="United Kingdom")],
+        attachments=[FileAttachment(name="ContactPicture.jpg", content=PHOTO,
+                                    content_type="image/png", is_contact_photo=True)],
     )  # fmt: skip
     ada.save()
     charles = Contact(account=account, folder=account.contacts, display_name="Charles Babbage",

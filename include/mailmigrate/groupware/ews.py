@@ -227,9 +227,10 @@ class EwsGroupwareAccount:
         return out
 
     def put(self, kind: str, href: str, body: str, etag: str | None) -> None:
-        """Create (``etag`` None, the href unused) or replace the item at ``href``. A series
-        is replaced by deleting and creating it again (both with nothing sent), since its
-        cancelled and changed instances are written instance by instance after the series."""
+        """Create (``etag`` None, the href unused) or replace the item at ``href``: in place,
+        or by deleting and creating it again (both with nothing sent, :meth:`_replaces`), since
+        a series' cancelled and changed instances and an item's attachments are written after
+        the item."""
         folder_href = href.rsplit("/", 1)[0] + "/"
         folder = self._folder(folder_href)
         try:
@@ -240,7 +241,7 @@ class EwsGroupwareAccount:
         known = self._ids.get(href)
         if known is not None and (etag is None or etag != known[1]):
             raise EwsGroupwareError(f"{self.label}: {href} exists with another change key", 412)
-        if known is not None and getattr(item, "recurrence", None) is not None:
+        if known is not None and self._replaces(item, known):
             self.delete(href, etag)
             known = None
         if known is None:
@@ -255,6 +256,16 @@ class EwsGroupwareAccount:
             self._call(f"updating an item in {folder.name!r}", item.save, update_fields=fields,
                        send_meeting_invitations=INVITATIONS)  # fmt: skip
         self._ids[href] = (item.id, item.changekey)
+
+    def _replaces(self, item, known: tuple[str, str]) -> bool:
+        """Whether a change is written as delete + create rather than in place: always for
+        contacts and tasks (nothing to send; their attachments and photo go with them), for a
+        meeting when it is a series or either version has attachments."""
+        if not isinstance(item, CalendarItem) or item.recurrence is not None or item.attachments:
+            return True
+        (current,) = self._call("reading an item", lambda: list(self.account.fetch(
+            ids=[known], only_fields=["has_attachments"])))  # fmt: skip
+        return bool(getattr(current, "has_attachments", False))
 
     def _instances(self, master: CalendarItem, converted, folder: Folder) -> None:
         """Cancel and change single instances of a new series, sending nothing."""

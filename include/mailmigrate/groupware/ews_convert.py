@@ -1,37 +1,38 @@
 """Exchange items as iCalendar and vCard text, and back (exchangelib items; icalendar and vobject
 read what comes in, the text going out is written here line by line, like content.py reads it).
 
-What maps (everything else is not carried; :func:`lost_on_exchange` names what an item would
-lose so the copy reports it instead of writing less than it read):
+What maps (everything else is not carried; :func:`~mailmigrate.groupware.ews_parse.to_exchange`
+names what an item would lose so the copy reports it instead of writing less than it read):
 
 - **Events** (``CalendarItem``): UID, SUMMARY, DESCRIPTION (text body), LOCATION, DTSTART/DTEND
   with their time zone (IANA name; Exchange stores a Windows zone, exchangelib maps it), all-day
   dates, RRULE (daily, weekly by day, monthly by day of month, yearly by date; COUNT, UNTIL or no
-  end; INTERVAL), cancelled instances read as EXDATE (Exchange's deleted occurrences), CLASS
-  (sensitivity), CATEGORIES, TRANSP (free/busy), ORGANIZER and ATTENDEE (required, optional,
-  resources) with their replies (PARTSTAT) and RSVP, one display alarm (the reminder).
+  end; INTERVAL), cancelled instances as EXDATE (Exchange's deleted occurrences), changed
+  instances as RECURRENCE-ID components (its modified occurrences, with their own times,
+  summary, attendees...), CLASS (sensitivity), CATEGORIES, TRANSP (free/busy), ORGANIZER and
+  ATTENDEE (required, optional, resources) with their replies (PARTSTAT) and RSVP, one display
+  alarm (the reminder), inline ATTACH values (file attachments).
 - **Tasks** (``Task``): UID, SUMMARY, DESCRIPTION, DTSTART and DUE (dates: Exchange keeps no
   time), STATUS, PERCENT-COMPLETE, COMPLETED (Exchange sets it when a task is completed), PRIORITY
-  (importance).
+  (importance), inline ATTACH values.
 - **Contacts** (``Contact``): UID, FN, N (family, given, middle), ORG (company, department),
   TITLE, BDAY, NOTE, up to three EMAIL, TEL (work, home, cell, fax, other; two each for work and
-  home), ADR (work, home, other).
-
+  home), ADR (work, home, other), PHOTO (the contact photo attachment).
 - **Groups** (``DistributionList``, read only): a vCard group (``X-ADDRESSBOOKSERVER-KIND``)
   whose members are the account's contacts by UID, other addresses by ``mailto:``.
-- **Moved instances** (read only): a recurring meeting's modified occurrences become overridden
-  instances (RECURRENCE-ID = the original start) with their own times, summary and attendees.
 
-Not carried: writing overridden or cancelled instances or groups onto Exchange, attachments,
-photos, floating times (read as UTC), RELATED-TO (subtasks), more than one alarm. Contacts and tasks have no UID on Exchange: the UID lives in an
-extended property (:class:`GroupwareUid`); an item created in Outlook gets ``ews-<digest of its
-id>``.
+Not carried: groups onto Exchange, attachments of changed instances, linked (URI) attachments,
+floating times, RELATED-TO (subtasks), more than one alarm, N prefixes and suffixes. Contacts
+and tasks have no UID on Exchange: the UID lives in an extended property
+(:class:`GroupwareUid`); an item created in Outlook gets ``ews-<digest of its id>``.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
+import re
 
 from exchangelib import (
     CalendarItem,
@@ -40,6 +41,7 @@ from exchangelib import (
     EWSTimeZone,
     Task,
 )
+from exchangelib.attachments import FileAttachment
 from exchangelib.extended_properties import ExtendedProperty
 from exchangelib.recurrence import (
     AbsoluteMonthlyPattern,
@@ -203,6 +205,8 @@ def _vevent(item: CalendarItem, uid: str, tz, master_all_day: bool | None = None
         if item.is_response_requested:
             params.append("RSVP=TRUE")
         lines.append(f"ATTENDEE;{';'.join(params)}:mailto:{box.email_address}")
+    if master_all_day is None:
+        lines += attach_lines(item)
     if item.reminder_is_set:
         minutes = int(item.reminder_minutes_before_start or 0)
         lines += ["BEGIN:VALARM", "ACTION:DISPLAY", "DESCRIPTION:Reminder",
@@ -227,6 +231,7 @@ def task_text(item: Task) -> str:
         lines.append(f"COMPLETED:{item.complete_date.astimezone(EWS_UTC):%Y%m%dT%H%M%SZ}")
     if item.importance in PRIORITY:
         lines.append(f"PRIORITY:{PRIORITY[item.importance]}")
+    lines += attach_lines(item)
     return _fold([*lines, "END:VTODO", "END:VCALENDAR"])
 
 
@@ -255,7 +260,30 @@ def contact_text(item: Contact) -> str:
         lines.append(f"ADR;TYPE={ADDRESSES[adr.label]}:" + ";".join(escape(p) for p in parts))
     if item.text_body or item.body:
         lines.append(f"NOTE:{escape(str(item.text_body or item.body))}")
+    photo = next((a for a in _files(item) if a.is_contact_photo), None)
+    if photo is not None:
+        kind = (photo.content_type or "image/jpeg").split("/")[-1].upper()
+        lines.append(f"PHOTO;ENCODING=b;TYPE={kind}:{base64.b64encode(photo.content).decode()}")
     return _fold([*lines, "END:VCARD"])
+
+
+def _files(item) -> list[FileAttachment]:
+    return [a for a in item.attachments or [] if isinstance(a, FileAttachment)]
+
+
+def attach_lines(item) -> list[str]:
+    """An event's or task's file attachments as inline ATTACH values (the name as X-FILENAME
+    unless it is one given here to a nameless one, ``attachment<n>``)."""
+    out = []
+    for file in _files(item):
+        if file.is_contact_photo:
+            continue
+        params = [f"FMTTYPE={file.content_type or 'application/octet-stream'}", "ENCODING=BASE64",
+                  "VALUE=BINARY"]  # fmt: skip
+        if file.name and not re.fullmatch(r"attachment\d+", file.name):
+            params.append(f"X-FILENAME={_param(file.name)}")
+        out.append(f"ATTACH;{';'.join(params)}:{base64.b64encode(file.content).decode()}")
+    return out
 
 
 def group_text(item: DistributionList, uids: dict[str, str]) -> str:

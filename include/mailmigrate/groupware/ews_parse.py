@@ -15,6 +15,7 @@ cancel (EXDATE) and to change (each RECURRENCE-ID component); :class:`Converted`
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -23,6 +24,7 @@ import icalendar
 import vobject
 from dateutil.rrule import rrulestr
 from exchangelib import CalendarItem, Contact, EWSDate, EWSDateTime, EWSTimeZone, Task
+from exchangelib.attachments import FileAttachment
 from exchangelib.indexed_properties import EmailAddress, PhoneNumber, PhysicalAddress
 from exchangelib.properties import Attendee, Body, Mailbox
 from exchangelib.recurrence import (
@@ -156,6 +158,7 @@ def _event(component, account) -> CalendarItem:
     item.optional_attendees = optional or None
     item.resources = resources or None
     item.is_response_requested = rsvp if (required or optional or resources) else None
+    _attachments(component, item)
     alarms = [a for a in component.subcomponents if a.name == "VALARM"]
     if alarms and isinstance(alarms[0].decoded("TRIGGER"), dt.timedelta):
         minutes = -alarms[0].decoded("TRIGGER").total_seconds() / 60
@@ -164,6 +167,23 @@ def _event(component, account) -> CalendarItem:
     else:
         item.reminder_is_set = False
     return item
+
+
+def _attachments(component, item) -> None:
+    """Inline (base64) ATTACH values as file attachments; a link (URI) is not carried (the loss
+    check names ATTACH)."""
+    files = []
+    for number, value in enumerate(_list(component.get("ATTACH")), start=1):
+        if str(value.params.get("VALUE", "")).upper() != "BINARY":
+            continue
+        name = (
+            value.params.get("X-FILENAME") or value.params.get("FILENAME") or f"attachment{number}"
+        )
+        files.append(FileAttachment(name=name, content=base64.b64decode(value.to_ical()),
+                                    content_type=value.params.get("FMTTYPE",
+                                                                  "application/octet-stream")))  # fmt: skip
+    if files:
+        item.attachments = files
 
 
 def _task(component, account) -> Task:
@@ -181,6 +201,7 @@ def _task(component, account) -> Task:
     )
     if "PERCENT-COMPLETE" in component:
         item.percent_complete = Decimal(int(component["PERCENT-COMPLETE"]))
+    _attachments(component, item)
     priority = int(component.get("PRIORITY", 0) or 0)
     item.importance = "High" if 1 <= priority <= 4 else "Low" if priority >= 6 else "Normal"
     return item
@@ -239,6 +260,16 @@ def _contact(text: str, account) -> Contact:
     item.physical_addresses = addresses or None
     if "note" in card.contents:
         item.body = Body(card.note.value)
+    if "photo" in card.contents and isinstance(card.photo.value, bytes):
+        kind = (card.photo.params.get("TYPE") or ["jpeg"])[0].lower()
+        item.attachments = [
+            FileAttachment(
+                name="ContactPicture.jpg",
+                content=card.photo.value,
+                content_type=f"image/{kind}",
+                is_contact_photo=True,
+            )
+        ]
     return item
 
 

@@ -7,6 +7,7 @@ from .create_item import CreateItem
 from .delete_item import DeleteItem
 from .find_folder import FindFolder
 from .find_item import FindItem
+from .get_attachment import GetAttachment
 from .get_folder import GetFolder
 from .get_item import GetItem
 from .sync_folder_hierarchy import SyncFolderHierarchy
@@ -22,6 +23,7 @@ OPERATIONS: dict[str, type[Operation]] = {
         DeleteItem,
         FindFolder,
         FindItem,
+        GetAttachment,
         GetFolder,
         GetItem,
         SyncFolderHierarchy,

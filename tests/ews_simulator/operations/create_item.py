@@ -15,7 +15,7 @@ from lxml import etree
 
 from ..props import apply_item_write, parse_item_write
 from ..soap import ResponseError, SoapFault, m, t
-from ..typed import TYPED, create_typed, record_invitation
+from ..typed import TYPED, attachment_ids, create_typed, record_invitation
 from .base import Operation
 
 
@@ -51,6 +51,9 @@ class CreateItem(Operation):
                 record_invitation(self.store, item, self.NAME, invitations)
                 created = etree.SubElement(etree.SubElement(message, m("Items")), spec.tag)
                 etree.SubElement(created, t("ItemId"), Id=item.id, ChangeKey=item.changekey)
+                files = attachment_ids(item)
+                if files is not None:
+                    created.append(files)
                 return
             if spec.tag != t("Message"):
                 raise ResponseError(

@@ -18,9 +18,10 @@ import pytest
 import recurring_ical_events
 import vobject
 from ews_simulator import EwsSimulator, SimulatorStore
-from exchangelib import CalendarItem
+from exchangelib import CalendarItem, EWSDate, EWSDateTime
 from exchangelib.items import SEND_TO_ALL_AND_SAVE_COPY
 from exchangelib.protocol import close_connections
+from exchangelib.recurrence import NumberedPattern, Recurrence, RelativeMonthlyPattern
 from harness import ews_groupware_corpus as ews_corpus
 from harness import groupware_corpus as corpus
 from harness.groupware_corpus import snapshot
@@ -274,3 +275,53 @@ def test_refused_login_names_account_not_password(exchange):
     assert refused.value.status == 401 and "wrong-Secret" not in str(refused.value)
     assert ALICE in str(refused.value)
     assert not any(isinstance(i, CalendarItem) for i in store.invitations)
+
+
+def test_relative_recurrences_both_ways_and_unreadable_items_reported(exchange, radicale, tmp_path):
+    """ "Second Tuesday monthly" leaves Exchange as BYDAY=2TU; "last Friday monthly" with a
+    cancelled instance arrives as a relative pattern with that instance cancelled; a series on
+    "the first weekday" (no iCalendar day) is reported by name, the rest is copied."""
+    store, exchange_side = exchange
+    account = exchange_side.open().account
+    second_tuesday = CalendarItem(
+        account=account, folder=account.calendar, uid="jour-fixe@ews", subject="Jour fixe",
+        start=EWSDateTime(2026, 10, 13, 9, 0, tzinfo=ews_corpus.BERLIN),
+        end=EWSDateTime(2026, 10, 13, 10, 0, tzinfo=ews_corpus.BERLIN), reminder_is_set=False,
+        recurrence=Recurrence(pattern=RelativeMonthlyPattern(interval=1, weekday=2, week_number=2),
+                              boundary=NumberedPattern(start=EWSDate(2026, 10, 13), number=6)))  # fmt: skip
+    second_tuesday.save()
+    weekday = CalendarItem(
+        account=account, folder=account.calendar, uid="first-weekday@ews", subject="Payroll",
+        start=EWSDateTime(2026, 10, 1, 9, 0, tzinfo=ews_corpus.BERLIN),
+        end=EWSDateTime(2026, 10, 1, 10, 0, tzinfo=ews_corpus.BERLIN), reminder_is_set=False,
+        recurrence=Recurrence(pattern=RelativeMonthlyPattern(interval=1, weekday=9, week_number=1),
+                              boundary=NumberedPattern(start=EWSDate(2026, 10, 1), number=6)))  # fmt: skip
+    weekday.save()
+    destination = radicale.add_user()
+    result = copy_groupware(exchange_side, destination, plan="gw", state_dir=tmp_path,
+                            kinds=["calendars"])  # fmt: skip
+    assert [(p.uid, "'Payroll'" in p.reason) for p in result.all_problems] == [
+        ("first-weekday@ews.ics", True)]  # fmt: skip
+    copied = icalendar.Calendar.from_ical(texts(destination)["jour-fixe@ews"])
+    rule = copied.walk("VEVENT")[0]["RRULE"]
+    assert (rule["FREQ"], rule["BYDAY"], rule["COUNT"]) == (["MONTHLY"], ["2TU"], [6])
+
+    source = radicale.add_user()
+    dav = DavAccount(source)
+    calendar = corpus.populate(dav)["Calendar"]
+    last_friday = (
+        corpus.WORK.replace("work-review", "retro")
+        .replace(
+            "CLASS:PRIVATE", "RRULE:FREQ=MONTHLY;BYDAY=-1FR;COUNT=4\r\nEXDATE:20261127T130000Z"
+        )
+        .replace("20261110T1", "20261030T1")
+    )
+    dav.put("calendar", f"{calendar}retro.ics", last_friday, None)
+    back = copy_groupware(source, exchange_side, plan="gw2", state_dir=tmp_path,
+                          kinds=["calendars"])  # fmt: skip
+    assert "retro@corpus" not in {p.uid for p in back.all_problems}
+    (retro,) = [i for i in account.calendar.all() if i.uid == "retro@corpus"]
+    assert isinstance(retro.recurrence.pattern, RelativeMonthlyPattern)
+    assert [o.start.day for o in retro.deleted_occurrences] == [27]
+    assert store.invitations == []
+    dav.close()

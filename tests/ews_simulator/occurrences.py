@@ -4,7 +4,7 @@ sends it to DeleteItem (cancel that instance: a ``DeletedOccurrence`` on the mas
 UpdateItem (change it: an exception item, listed in the master's ``ModifiedOccurrences``).
 
 Instances are expanded from the master's stored ``Recurrence`` (daily, weekly by days, monthly
-and yearly by date; numbered, end-date or no end) in the master's start time zone, with
+and yearly by date or by n-th weekday; numbered, end-date or no end) in the master's start time zone, with
 python-dateutil, so the n-th instance keeps its wall-clock time across a DST change as on
 Exchange. Other patterns are refused with ``ErrorCalendarOccurrenceIndexIsOutOfRecurrenceRange``
 rather than guessed.
@@ -58,6 +58,15 @@ def instance_start(master: StoredItem, index: int) -> dt.datetime:
         freq, options["bymonthday"] = rrule.YEARLY, int(pattern.findtext(t("DayOfMonth")))
         options["bymonth"] = MONTHS.index(pattern.findtext(t("Month")) or "January") + 1
         options.pop("interval")
+    elif kind in ("RelativeMonthlyRecurrence", "RelativeYearlyRecurrence"):
+        week = ["First", "Second", "Third", "Fourth", "Last"].index(
+            pattern.findtext(t("DayOfWeekIndex")) or "First") + 1  # fmt: skip
+        day = DAYS[(pattern.findtext(t("DaysOfWeek")) or "").strip()]
+        options["byweekday"] = [day(-1 if week == 5 else week)]
+        freq = rrule.MONTHLY
+        if kind == "RelativeYearlyRecurrence":
+            freq, options["bymonth"] = rrule.YEARLY, MONTHS.index(pattern.findtext(t("Month"))) + 1
+            options.pop("interval")
     else:
         raise ResponseError(OUT_OF_RANGE, f"The simulator does not expand {kind}.")
     boundary_kind = etree.QName(boundary).localname

@@ -34,7 +34,7 @@ from exchangelib.errors import ErrorItemNotFound, EWSError, TransportError, Unau
 from exchangelib.folders import Calendar, Contacts, Folder, Tasks
 from exchangelib.items import SEND_TO_NONE
 
-from mailmigrate.errors import ConnectionConfigError, EwsGroupwareError  # noqa: F401 - re-exported
+from mailmigrate.errors import ConnectionConfigError, ContentError, EwsGroupwareError  # noqa: F401 - re-exported
 from mailmigrate.groupware.dav import ADDRESSBOOK, CALENDAR, EXTENSION, Collection, Listing
 from mailmigrate.groupware.ews_convert import GroupwareUid, item_text, item_uid
 from mailmigrate.groupware.ews_parse import NotCarried, to_exchange
@@ -203,7 +203,8 @@ class EwsGroupwareAccount:
         return Listing(self._call(f"listing {collection.name!r}", run), set(), None, True)
 
     def fetch(self, collection: Collection, hrefs: list[str]) -> dict[str, tuple[str, str]]:
-        """href -> (iCalendar or vCard text, change key) of the items still there."""
+        """href -> (iCalendar or vCard text, change key) of the items still there; an item
+        that cannot be told as text (a recurrence on "a weekday") has a ContentError as text."""
         if any(h not in self._ids for h in hrefs):
             self.listing(collection)
         wanted = [(h, self._ids[h]) for h in hrefs if h in self._ids]
@@ -223,7 +224,11 @@ class EwsGroupwareAccount:
                 continue  # deleted in between
             own = [exceptions[o.id] for o in getattr(item, "modified_occurrences", None) or []
                    if o.id in exceptions]  # fmt: skip
-            out[href] = (item_text(item, own, self._uids), item.changekey)
+            try:
+                out[href] = (item_text(item, own, self._uids), item.changekey)
+            except ContentError as exc:  # reported by the sync with the item's name
+                out[href] = (ContentError(f"Exchange item {item.subject or ''!r}: {exc}"),
+                             item.changekey)  # fmt: skip
         return out
 
     def put(self, kind: str, href: str, body: str, etag: str | None) -> None:

@@ -6,8 +6,8 @@ names what an item would lose so the copy reports it instead of writing less tha
 
 - **Events** (``CalendarItem``): UID, SUMMARY, DESCRIPTION (text body), LOCATION, DTSTART/DTEND
   with their time zone (IANA name; Exchange stores a Windows zone, exchangelib maps it), all-day
-  dates, RRULE (daily, weekly by day, monthly by day of month, yearly by date; COUNT, UNTIL or no
-  end; INTERVAL), cancelled instances as EXDATE (Exchange's deleted occurrences), changed
+  dates, RRULE (daily, weekly by days, monthly by date or by n-th weekday, yearly by date or by
+  n-th weekday of a month; COUNT, UNTIL or no end; INTERVAL), cancelled instances as EXDATE (Exchange's deleted occurrences), changed
   instances as RECURRENCE-ID components (its modified occurrences, with their own times,
   summary, attendees...), CLASS (sensitivity), CATEGORIES, TRANSP (free/busy), ORGANIZER and
   ATTENDEE (required, optional, resources) with their replies (PARTSTAT) and RSVP, one display
@@ -50,6 +50,8 @@ from exchangelib.recurrence import (
     EndDatePattern,
     NumberedPattern,
     Recurrence,
+    RelativeMonthlyPattern,
+    RelativeYearlyPattern,
     WeeklyPattern,
 )
 
@@ -130,6 +132,14 @@ def _when(name: str, value, tz) -> str:
     return f"{name};VALUE=DATE:{value:%Y%m%d}"
 
 
+def _nth(pattern) -> str:
+    """``2MO``, ``-1FR``: the day of a relative pattern (Exchange's "last" is -1)."""
+    day, week = int(pattern.weekday), int(pattern.week_number)
+    if day > 7:
+        raise ContentError("a recurrence on 'a day', 'a weekday' or 'a weekend day' is not carried")
+    return f"{-1 if week == 5 else week}{DAYS[day - 1]}"
+
+
 def _rrule(recurrence: Recurrence, tz) -> str:
     pattern, boundary = recurrence.pattern, recurrence.boundary
     if isinstance(pattern, DailyPattern):
@@ -142,6 +152,10 @@ def _rrule(recurrence: Recurrence, tz) -> str:
     elif isinstance(pattern, AbsoluteYearlyPattern):
         parts = ["FREQ=YEARLY", f"BYMONTH={int(pattern.month)}",
                  f"BYMONTHDAY={pattern.day_of_month}"]  # fmt: skip
+    elif isinstance(pattern, RelativeMonthlyPattern):
+        parts = ["FREQ=MONTHLY", f"BYDAY={_nth(pattern)}"]
+    elif isinstance(pattern, RelativeYearlyPattern):
+        parts = ["FREQ=YEARLY", f"BYMONTH={int(pattern.month)}", f"BYDAY={_nth(pattern)}"]
     else:
         raise ContentError(f"recurrence {type(pattern).__name__} is not carried")
     if getattr(pattern, "interval", 1) not in (None, 1):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -36,6 +37,8 @@ from exchangelib.recurrence import (
     NoEndPattern,
     NumberedPattern,
     Recurrence,
+    RelativeMonthlyPattern,
+    RelativeYearlyPattern,
     WeeklyPattern,
 )
 
@@ -76,6 +79,15 @@ def _moment(value, tz: EWSTimeZone):
     return EWSDate(value.year, value.month, value.day)
 
 
+def _nth(values) -> tuple[int, int]:
+    """(week number 1-5, weekday 1-7) of one BYDAY such as ``2MO`` or ``-1FR``."""
+    match = re.fullmatch(r"([+]?[1-4]|-1)?(MO|TU|WE|TH|FR|SA|SU)", str(values[0]).upper())
+    if len(values) != 1 or match is None or match.group(1) is None:
+        raise NotCarried(f"Exchange cannot hold the recurrence day {','.join(map(str, values))}")
+    week = int(match.group(1))
+    return (5 if week == -1 else week), DAYS.index(match.group(2)) + 1
+
+
 def _recurrence(rule, start) -> Recurrence:
     rule = {k.upper(): v for k, v in rule.items()}
     freq = rule.pop("FREQ", [""])[0]
@@ -88,9 +100,16 @@ def _recurrence(rule, start) -> Recurrence:
     elif freq == "WEEKLY":
         days = [d.upper() for d in rule.pop("BYDAY", [DAYS[first.weekday()]])]
         pattern = WeeklyPattern(interval=interval, weekdays=[DAYS.index(d) + 1 for d in days])
+    elif freq == "MONTHLY" and "BYDAY" in rule:
+        week, day = _nth(rule.pop("BYDAY"))
+        pattern = RelativeMonthlyPattern(interval=interval, weekday=day, week_number=week)
     elif freq == "MONTHLY":
         day = int(rule.pop("BYMONTHDAY", [first.day])[0])
         pattern = AbsoluteMonthlyPattern(interval=interval, day_of_month=day)
+    elif freq == "YEARLY" and interval == 1 and "BYDAY" in rule:
+        week, day = _nth(rule.pop("BYDAY"))
+        month = int(rule.pop("BYMONTH", [first.month])[0])
+        pattern = RelativeYearlyPattern(weekday=day, week_number=week, month=month)
     elif freq == "YEARLY" and interval == 1:
         day = int(rule.pop("BYMONTHDAY", [first.day])[0])
         pattern = AbsoluteYearlyPattern(

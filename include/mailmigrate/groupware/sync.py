@@ -235,6 +235,9 @@ class _CollectionPass:
             if href not in fetched:
                 continue  # deleted on the source in between: the next pass sees it
             content, etag = fetched[href]
+            if isinstance(content, ContentError):  # a side that could not render the item
+                self.problem(href.rsplit("/", 1)[-1], f"not copied: {content}", href)
+                continue
             self._item(destination, href, content, etag or listing.etags.get(href),
                        copied.get(href), dest_etags, by_uid)  # fmt: skip
         listed = dest_etags
@@ -262,6 +265,8 @@ class _CollectionPass:
             return {}
         found = {}
         for href, (content, etag) in self.dst.fetch(destination, unknown).items():
+            if isinstance(content, ContentError):
+                continue
             try:
                 uid = uid_of(content)
             except ContentError:

@@ -3,8 +3,11 @@
 No Exchange server can run here, so the tests talk to this simulator: a small HTTP(S) server on
 127.0.0.1 that speaks EWS SOAP for exactly the operations mailmigrate's EWS adapter and exchangelib
 use (ConvertId, GetFolder, FindFolder, CreateFolder, SyncFolderHierarchy, FindItem, GetItem,
-CreateItem, UpdateItem, DeleteItem, SyncFolderItems), backed by an in-memory store with
-deterministic ids and change keys. exchangelib's own request and response code runs unchanged
+CreateItem, UpdateItem, DeleteItem, SyncFolderItems, GetAttachment), backed by an in-memory store
+with deterministic ids and change keys. Besides messages it keeps calendar items, contacts,
+distribution lists and tasks field by field (``typed.py``), single instances of recurring
+meetings (``occurrences.py``), and records instead of sending the meeting invitations and
+cancellations a request without ``SendToNone`` would make Exchange send (``store.invitations``). exchangelib's own request and response code runs unchanged
 against it.
 
 Usage::

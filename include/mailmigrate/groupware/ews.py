@@ -37,6 +37,7 @@ from exchangelib.items import SEND_TO_NONE
 from mailmigrate.errors import ConnectionConfigError, ContentError, EwsGroupwareError  # noqa: F401 - re-exported
 from mailmigrate.groupware.dav import ADDRESSBOOK, CALENDAR, EXTENSION, Collection, Listing
 from mailmigrate.groupware.ews_convert import GroupwareUid, item_text, item_uid
+from mailmigrate.groupware.ews_groups import KnownContact, MissingMember
 from mailmigrate.groupware.ews_parse import NotCarried, to_exchange
 from mailmigrate.mailbox.ews_connect import build_account, resolve_options
 
@@ -238,10 +239,13 @@ class EwsGroupwareAccount:
         the item."""
         folder_href = href.rsplit("/", 1)[0] + "/"
         folder = self._folder(folder_href)
+        contacts = self._contacts(folder) if _is_group(body) else None
         try:
-            converted = to_exchange(body, self.account)
+            converted = to_exchange(body, self.account, contacts)
         except NotCarried as exc:
             raise EwsGroupwareError(f"{self.label}: {exc}", 422) from None
+        except MissingMember as exc:
+            raise EwsGroupwareError(f"{self.label}: {exc}", 409) from None
         item = converted.item
         known = self._ids.get(href)
         if known is not None and (etag is None or etag != known[1]):
@@ -261,6 +265,22 @@ class EwsGroupwareAccount:
             self._call(f"updating an item in {folder.name!r}", item.save, update_fields=fields,
                        send_meeting_invitations=INVITATIONS)  # fmt: skip
         self._ids[href] = (item.id, item.changekey)
+        self._uids[item.id] = item_uid(item)
+
+    def _contacts(self, folder: Folder) -> dict[str, KnownContact]:
+        """UID -> the folder's contacts with their first email address (a group's members)."""
+
+        def run() -> dict[str, KnownContact]:
+            found = {}
+            for item in folder.all().only("groupware_uid", "email_addresses", "display_name"):
+                if isinstance(item, Contact):
+                    emails = sorted(item.email_addresses or [], key=lambda e: e.label)
+                    found[item_uid(item)] = KnownContact(item.id, item.changekey,
+                                                         emails[0].email if emails else None,
+                                                         item.display_name)  # fmt: skip
+            return found
+
+        return self._call(f"listing contacts of {folder.name!r}", run)
 
     def _replaces(self, item, known: tuple[str, str]) -> bool:
         """Whether a change is written as delete + create rather than in place: always for
@@ -297,6 +317,11 @@ class EwsGroupwareAccount:
         del self._ids[href]
 
 
+def _is_group(body: str) -> bool:
+    upper = body.upper()
+    return "BEGIN:VCARD" in upper and ("KIND:GROUP" in upper)
+
+
 _INSTANCE = ("start", "end", "subject", "body", "location", "sensitivity", "categories",
              "legacy_free_busy_status", "required_attendees", "optional_attendees", "resources",
              "reminder_is_set", "reminder_minutes_before_start")  # fmt: skip
@@ -307,5 +332,5 @@ _WRITABLE = {
     "_start_timezone", "_end_timezone", "groupware_uid", "start_date", "due_date", "status",
     "percent_complete", "importance", "display_name", "given_name", "surname", "middle_name",
     "company_name", "department", "job_title", "birthday", "email_addresses", "phone_numbers",
-    "physical_addresses",
+    "physical_addresses", "members",
 }  # fmt: skip

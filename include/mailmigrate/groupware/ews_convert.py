@@ -18,10 +18,10 @@ names what an item would lose so the copy reports it instead of writing less tha
 - **Contacts** (``Contact``): UID, FN, N (family, given, middle), ORG (company, department),
   TITLE, BDAY, NOTE, up to three EMAIL, TEL (work, home, cell, fax, other; two each for work and
   home), ADR (work, home, other), PHOTO (the contact photo attachment).
-- **Groups** (``DistributionList``, read only): a vCard group (``X-ADDRESSBOOKSERVER-KIND``)
+- **Groups** (``DistributionList``; written by :mod:`~mailmigrate.groupware.ews_groups`): a vCard group (``X-ADDRESSBOOKSERVER-KIND``)
   whose members are the account's contacts by UID, other addresses by ``mailto:``.
 
-Not carried: groups onto Exchange, attachments of changed instances, linked (URI) attachments,
+Not carried: vCard 4 groups (rendered in Apple's form), attachments of changed instances, linked (URI) attachments,
 floating times, RELATED-TO (subtasks), more than one alarm, N prefixes and suffixes. Contacts
 and tasks have no UID on Exchange: the UID lives in an extended property
 (:class:`GroupwareUid`); an item created in Outlook gets ``ews-<digest of its id>``.

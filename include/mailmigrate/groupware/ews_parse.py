@@ -52,6 +52,7 @@ from mailmigrate.groupware.ews_convert import (
     STATUS_BACK,
     item_text,
 )
+from mailmigrate.groupware.ews_groups import KnownContact, MissingMember, distribution_list
 
 IGNORED = {"ORGANIZER", "COMPLETED", "DTSTAMP", "PRODID", "SEQUENCE"}
 MAX_INSTANCES = 10_000  # instances looked through to number one
@@ -226,12 +227,12 @@ def _task(component, account) -> Task:
     return item
 
 
-def _contact(text: str, account) -> Contact:
+def _contact(text: str, account, contacts: dict[str, KnownContact]):
     card = vobject.readOne(text)
     kinds = {c.value.lower() for key in ("kind", "x-addressbookserver-kind")
              for c in card.contents.get(key, [])}  # fmt: skip
     if "group" in kinds:
-        raise NotCarried("contact groups (distribution lists) are not written to Exchange")
+        return distribution_list(card, account, contacts)
     item = Contact(account=account, display_name=card.fn.value if "fn" in card.contents else "")
     item.groupware_uid = card.uid.value
     if "n" in card.contents:
@@ -371,11 +372,13 @@ def _meeting(parts: list, account) -> Converted:
     return converted
 
 
-def to_exchange(text: str, account) -> Converted:
-    """The exchangelib item (unsaved) holding ``text``; :class:`NotCarried` when it cannot."""
+def to_exchange(text: str, account, contacts: dict[str, KnownContact] | None = None) -> Converted:
+    """The exchangelib item (unsaved) holding ``text``; :class:`NotCarried` when it cannot.
+    ``contacts`` (UID -> contact on Exchange) resolves a group's members."""
+    contacts = contacts or {}
     try:
         if "BEGIN:VCARD" in text.upper()[:200]:
-            converted = Converted(_contact(text, account))
+            converted = Converted(_contact(text, account, contacts))
         else:
             calendar = icalendar.Calendar.from_ical(text)
             parts = [c for c in calendar.subcomponents if c.name in ("VEVENT", "VTODO")]
@@ -385,11 +388,12 @@ def to_exchange(text: str, account) -> Converted:
                 converted = Converted(_task(parts[0], account))
             else:
                 raise NotCarried("Exchange holds one task or one event series per item")
-    except NotCarried:
+    except (NotCarried, MissingMember):
         raise
     except (ValueError, KeyError, AttributeError, vobject.base.ParseError) as exc:
         raise ContentError(f"not readable for Exchange: {type(exc).__name__}: {exc}") from None
-    rendered = item_text(converted.item, [e for _, e in converted.moved])
+    uids = {known.item_id: uid for uid, known in contacts.items()}
+    rendered = item_text(converted.item, [e for _, e in converted.moved], uids)
     lost = _flat(canonical(_without_email_types(text))) ^ _flat(
         canonical(_without_email_types(rendered))
     )

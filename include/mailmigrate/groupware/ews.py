@@ -104,10 +104,9 @@ class EwsGroupwareAccount:
         self._uids: dict[str, str] = {}  # item id -> UID (a group's members)
 
     def close(self) -> None:
-        try:
-            self.account.protocol.close()
-        except Exception:  # noqa: BLE001 - closing is best effort
-            pass
+        # exchangelib keeps one connection pool per server and credentials (the mail's too):
+        # it stays for reuse, as the mail adapter leaves it
+        self._folders.clear()
 
     def _call(self, action: str, function, *args, **kwargs):
         """Run one exchangelib call; its errors become :class:`EwsGroupwareError`."""

@@ -34,6 +34,7 @@ import datetime as dt
 import hashlib
 import re
 
+import icalendar
 from exchangelib import (
     CalendarItem,
     Contact,
@@ -171,10 +172,29 @@ def event_text(item: CalendarItem, exceptions=()) -> str:
     """A calendar item as an iCalendar resource (see the module docstring for what maps), with
     its ``exceptions`` (the items of its modified occurrences) as overridden instances."""
     tz = item._start_timezone or EWSTimeZone("UTC")
-    lines = ["BEGIN:VCALENDAR", "VERSION:2.0", PRODID, *_vevent(item, item_uid(item), tz)]
+    events = _vevent(item, item_uid(item), tz)
     for exception in sorted(exceptions, key=lambda e: e.original_start or e.start):
-        lines += _vevent(exception, item_uid(item), tz, item.is_all_day)
-    return _fold([*lines, "END:VCALENDAR"])
+        events += _vevent(exception, item_uid(item), tz, item.is_all_day)
+    first = item.start if isinstance(item.start, dt.date) else None
+    return _fold(["BEGIN:VCALENDAR", "VERSION:2.0", PRODID, *_timezones(events, first), *events,
+                  "END:VCALENDAR"])  # fmt: skip
+
+
+def _timezones(lines: list[str], first: dt.date | None) -> list[str]:
+    """A VTIMEZONE for each TZID the lines use (RFC 5545 wants them; from the IANA database,
+    from a year before the item to 2038)."""
+    out = []
+    names = sorted(
+        {m.group(1) for line in lines for m in [re.search(r";TZID=([^;:]+)", line)] if m}
+    )
+    start = (first if not isinstance(first, dt.datetime) else first.date()) or dt.date(1970, 1, 1)
+    for name in names:
+        try:
+            zone = icalendar.Timezone.from_tzid(name, first_date=start - dt.timedelta(days=366))
+        except Exception:  # noqa: BLE001 - a zone the database lacks: the TZID alone stays
+            continue
+        out += zone.to_ical().decode().replace("\r\n ", "").splitlines()
+    return out
 
 
 def _vevent(item: CalendarItem, uid: str, tz, master_all_day: bool | None = None) -> list[str]:

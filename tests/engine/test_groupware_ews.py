@@ -30,11 +30,18 @@ from harness.radicale import RadicaleServer
 from mailmigrate.connections import Endpoint
 from mailmigrate.errors import ConnectionConfigError
 from mailmigrate.groupware import ews
-from mailmigrate.groupware.account import endpoints
+from mailmigrate.groupware.account import (
+    copy_account_groupware,
+    endpoints,
+    groupware_preflight,
+    pass_summary,
+    preflight_summary,
+)
 from mailmigrate.groupware.content import canonical, uid_of
 from mailmigrate.groupware.dav import DavAccount
 from mailmigrate.groupware.ews import EwsGroupwareEndpoint
 from mailmigrate.groupware.sync import copy_groupware, preflight
+from mailmigrate.plan import load_plan
 
 ADMIN, ADMIN_PASSWORD, ALICE = "admin@example.com", "admin-Secret-1", "alice@example.com"
 pytestmark = pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
@@ -331,3 +338,35 @@ def test_relative_recurrences_both_ways_and_unreadable_items_reported(exchange, 
     assert [o.start.day for o in retro.deleted_occurrences] == [27]
     assert store.invitations == []
     dav.close()
+
+
+def test_a_plan_moves_exchange_groupware_by_impersonation(exchange, radicale, tmp_path):
+    """A plan whose groupware source is an ews connection (the admin impersonates; the CSV has
+    no source password) and destination a dav one: the test step's summary and one pass,
+    through the same functions the DAG calls."""
+    store, exchange_side = exchange
+    ews_corpus.populate(store, exchange_side.open().account)
+    destination = radicale.add_user(f"alice.{tmp_path.name[-8:]}@new.example", "New-Secret-5")
+    (tmp_path / "plan.yaml").write_text(
+        "name: gw_ews\nsource: {connection: old_mail}\ndestination: {connection: new_mail}\n"
+        "accounts: accounts.csv\nkinds: [mail, calendars, contacts]\n"
+        "groupware:\n  source: {connection: old_exchange}\n  destination: {connection: new_dav}\n"
+    )  # fmt: skip
+    (tmp_path / "accounts.csv").write_text(
+        "source_user,destination_user,destination_password\n"
+        f"{ALICE},{destination.user},{destination.password}\n"
+    )
+    plan = load_plan(tmp_path / "plan.yaml")
+    dav = Endpoint("new_dav", "dav", "127.0.0.1", radicale.port, extra={"security": "none"})
+    tested = preflight_summary(groupware_preflight(plan, plan.accounts[0], exchange_side.connection,
+                                                   dav))  # fmt: skip
+    assert tested["source"]["calendars"] == 2 and tested["source"]["events"] == 3
+    assert tested["source"]["contacts"] == 3 and tested["source"]["tasks"] == 3  # listed
+    assert not any("Tasks" in line for line in tested["mapping"])  # but not moved
+    result = copy_account_groupware(plan, plan.accounts[0], exchange_side.connection, dav,
+                                    "initial", state_dir=tmp_path / "state")  # fmt: skip
+    summary = pass_summary(result)
+    assert summary["done"]["added"] == 6 and summary["problem_count"] == 0
+    assert summary["destination"]["events"] == 3 and summary["destination"]["contacts"] == 3
+    assert summary["destination"]["tasks"] == 0
+    assert store.invitations == []

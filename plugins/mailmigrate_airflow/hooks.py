@@ -138,9 +138,10 @@ class ExchangeHook(MailboxHook):
 
 
 class DavHook(MailboxHook):
-    """A CalDAV/CardDAV server for the plan's ``groupware`` section: host, port and extras
-    ``path``, ``security`` (ssl, none) and ``ca_file``; accounts log in with their own
-    passwords from the accounts file."""
+    """A CalDAV/CardDAV server for the plan's ``groupware`` section: host, port, an optional
+    admin login/password and extras ``path``, ``security`` (ssl, none), ``ca_file`` and
+    ``principal_path``; accounts with a password in the accounts file log in themselves, the
+    others through the admin login (``DavEndpoint.from_connection``)."""
 
     conn_name_attr = "dav_conn_id"
     default_conn_name = "dav_default"

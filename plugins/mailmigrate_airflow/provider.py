@@ -121,6 +121,12 @@ DAV_CONN_FIELDS: dict[str, dict[str, Any]] = {
     "ca_file": _text(
         "CA file", "PEM file of the CA that signed the server certificate (optional)."
     ),
+    "principal_path": _text(
+        "Principal path (admin login)",
+        "With an admin login, each account's principal, {user} standing for it: /{user}/ "
+        "(Radicale), /remote.php/dav/principals/users/{user}/ (Nextcloud), /SOGo/dav/{user}/ "
+        "(SOGo). Accounts with a password in the accounts file log in themselves.",
+    ),
 }
 
 IMAP_UI_FIELD_BEHAVIOUR: dict[str, Any] = {
@@ -145,10 +151,15 @@ EWS_UI_FIELD_BEHAVIOUR: dict[str, Any] = {
 
 
 DAV_UI_FIELD_BEHAVIOUR: dict[str, Any] = {
-    # Accounts log in with their own passwords from the accounts file (no admin login).
-    "hidden-fields": ["schema", "login", "password"],
-    "relabeling": {},
-    "placeholders": {"host": "dav.example.com", "port": "443"},
+    # Accounts with a password in the accounts file log in themselves; the others through the
+    # admin login (a server's admin or delegated principal), as for mail.
+    "hidden-fields": ["schema"],
+    "relabeling": {"login": "Admin login", "password": "Admin password"},
+    "placeholders": {
+        "host": "dav.example.com",
+        "port": "443",
+        "login": "admin or delegate acting for the accounts, optional",
+    },
 }
 
 

@@ -192,9 +192,9 @@ def test_dav_connection_type_builds_each_accounts_endpoint(monkeypatch: pytest.M
     from mailmigrate_airflow.hooks import DavHook, get_endpoint
 
     form = {m.connection_type: m for m in HookMetaService.hook_meta_data()}["dav"]
-    assert set(form.extra_fields) == {"path", "security", "ca_file"}
+    assert set(form.extra_fields) == {"path", "security", "ca_file", "principal_path"}
     assert form.extra_fields["security"]["schema"]["enum"] == ["ssl", "none"]
-    assert form.standard_fields.login.hidden is True  # accounts log in with their own passwords
+    assert form.standard_fields.login.title == "Admin login"  # for accounts without passwords
     jsonschema.validate(DavHook.get_ui_field_behaviour(),
                         _schema("customized_form_field_behaviours.schema.json"))  # fmt: skip
 

@@ -71,7 +71,12 @@ class DavEndpoint:
 
     :param url: the service's context URL (the server root, ``/.well-known/caldav``'s target, or
         the principal URL); the principal is discovered from it.
+    :param user: the account whose collections are copied.
+    :param password: the password of whoever logs in (the account, or the admin login).
     :param ca_file: a CA bundle to trust instead of the system's (self-signed servers).
+    :param login: an admin login acting for ``user`` (``None``: ``user`` logs in itself).
+    :param principal: the account's principal path when an admin logs in (discovery cannot
+        follow the logged-in principal then).
     """
 
     url: str
@@ -79,6 +84,8 @@ class DavEndpoint:
     password: str | None = field(default=None, repr=False)
     ca_file: str | None = None
     verify: bool = True
+    login: str | None = None
+    principal: str | None = None
 
     @classmethod
     def from_connection(cls, connection: Endpoint, user: str, password: str | None
@@ -87,22 +94,38 @@ class DavEndpoint:
         ``security`` (``ssl``, the default: https; ``none``: http), ``path`` (the service's
         path, default ``/``: discovery starts there), ``ca_file``, ``verify`` (``false`` only
         for test servers), read by the rules of :mod:`mailmigrate.connections` (a malformed
-        value is a :class:`ConnectionConfigError`). The account logs in with its own user and
-        password (the accounts CSV): an admin login reaching other users' collections
-        (calendar proxy, delegation) is not supported, since discovery follows the logged-in
-        user's principal (the README says which servers would offer it)."""
+        value is a :class:`ConnectionConfigError`).
+
+        An account with a password in the accounts file logs in itself. One without logs in
+        through the connection's admin login (its login and password, as a mail connection's
+        master user) at the principal ``principal_path`` (extra; ``{user}`` stands for the
+        account): a server must let that login read and write other users' collections
+        (Radicale's rights file, Nextcloud/SOGo delegation or an admin principal)."""
         security = connection.choice("security", ("ssl", "none"), "ssl")
-        if not password:
-            raise ConnectionConfigError(
-                f"connection {connection.conn_id!r}: account {user!r} has no password in the "
-                "accounts file; DAV accounts log in with their own (no admin login)"
-            )
         scheme = "https" if security == "ssl" else "http"
         port = f":{connection.port}" if connection.port else ""
         path = "/" + str(connection.option("path", "/")).lstrip("/")
-        return cls(url=f"{scheme}://{connection.host}{port}{path}", user=user, password=password,
-                   ca_file=connection.option("ca_file"),
-                   verify=connection.flag("verify", True))  # fmt: skip
+        common = {"url": f"{scheme}://{connection.host}{port}{path}", "user": user,
+                  "ca_file": connection.option("ca_file"),
+                  "verify": connection.flag("verify", True)}  # fmt: skip
+        if password:
+            return cls(password=password, **common)
+        where = f"connection {connection.conn_id!r}"
+        if not (connection.login and connection.password):
+            raise ConnectionConfigError(
+                f"{where}: account {user!r} has no password in the accounts file and the "
+                "connection no admin login (login and password, with extra principal_path)"
+            )
+        template = str(connection.option("principal_path", "")).strip()
+        if "{user}" not in template:
+            raise ConnectionConfigError(
+                f"{where}: an admin login needs extra principal_path naming the account as "
+                "{user}, e.g. /{user}/ (Radicale), /remote.php/dav/principals/users/{user}/ "
+                "(Nextcloud), /SOGo/dav/{user}/ (SOGo)"
+            )
+        principal = "/" + template.replace("{user}", user).lstrip("/")
+        return cls(password=connection.password, login=connection.login, principal=principal,
+                   **common)  # fmt: skip
 
     def open(self) -> DavAccount:
         return DavAccount(self)
@@ -156,8 +179,9 @@ class DavAccount:
     def __init__(self, endpoint: DavEndpoint, timeout: int = 60) -> None:
         self.endpoint = endpoint
         verify: bool | str = endpoint.ca_file or endpoint.verify
-        self.client = DAVClient(endpoint.url, username=endpoint.user, password=endpoint.password,
-                                ssl_verify_cert=verify, timeout=timeout)  # fmt: skip
+        self.client = DAVClient(endpoint.url, username=endpoint.login or endpoint.user,
+                                password=endpoint.password, ssl_verify_cert=verify,
+                                timeout=timeout)  # fmt: skip
         self.features: set[str] = set()
         self._homes: dict[str, str | None] = {}
         self.addresses: list[str] = []
@@ -167,14 +191,21 @@ class DavAccount:
         self.client.close()
 
     def _where(self, url: str) -> str:
-        return f"{self.endpoint.user} at {urljoin(self.endpoint.url, url)}"
+        acting = f" (as {self.endpoint.login})" if self.endpoint.login else ""
+        return f"{self.endpoint.user}{acting} at {urljoin(self.endpoint.url, url)}"
+
+    def _refused(self, url: str) -> DavError:
+        if self.endpoint.login:  # the login worked elsewhere, or its rights are what is missing
+            return DavError(f"{self._where(url)}: refused: {self.endpoint.login}'s password is "
+                            f"wrong or it may not act for {self.endpoint.user}", 401)  # fmt: skip
+        return DavError(f"{self._where(url)}: login refused", 401)
 
     def _request(self, method: str, url: str, body: str = "", headers=None) -> DAVResponse:
         url = urljoin(self.endpoint.url, quote(url, safe=SAFE))
         try:
             response = self.client.request(url, method, body, headers or {})
         except caldav_error.AuthorizationError:
-            raise DavError(f"{self._where(url)}: login refused", 401) from None
+            raise self._refused(url) from None
         except caldav_error.DAVError as exc:
             raise DavError(f"{self._where(url)}: {method} failed ({exc.reason})") from None
         except OSError as exc:  # requests' ConnectionError is an OSError
@@ -199,9 +230,11 @@ class DavAccount:
         try:
             # unquoted like every href here (a user name such as alice@example.com arrives
             # as alice%40example.com and would be quoted twice)
-            principal = _path(self.endpoint.url, str(self.client.principal().url))
+            principal = self.endpoint.principal or _path(
+                self.endpoint.url, str(self.client.principal().url)
+            )
         except caldav_error.AuthorizationError:
-            raise DavError(f"{self._where('')}: login refused", 401) from None
+            raise self._refused("") from None
         except (caldav_error.DAVError, OSError) as exc:
             raise DavError(f"{self._where('')}: no DAV principal found ({exc})") from None
         props = self._propfind(principal, [cdav.CalendarHomeSet(), AddressbookHomeSet(),

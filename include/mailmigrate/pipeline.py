@@ -90,6 +90,16 @@ class _Budget:
 
 
 _ROOM = object()  # the reader waits for room in the budget
+_PART = object()  # one message of the batch being read, as it arrived
+
+
+class _Open:
+    """The batch being sent to the destination: the messages sent (or passed over) so far."""
+
+    def __init__(self) -> None:
+        self.opened = False
+        self.outgoing: list[Message] = []
+        self.handled: set = set()
 
 
 class RateLimit:
@@ -153,9 +163,14 @@ class CopyPipeline:
         reader.start()
         self._started = self._last_report = time.monotonic()
         reading = True
+        batch = _Open()  # the batch being sent, message by message as they arrive
         try:
             while reading or sent:
-                if sent and (not reading or len(sent) >= appender.depth or budget.waiting):
+                if (
+                    sent
+                    and not batch.opened
+                    and (not reading or len(sent) >= appender.depth or budget.waiting)
+                ):
                     self._receive(appender, sent, budget, len(todo))
                     continue
                 item = fetched.get()
@@ -164,24 +179,45 @@ class CopyPipeline:
                 elif item is _ROOM:
                     continue
                 elif isinstance(item, BaseException):
+                    if batch.opened:  # its whole messages land: close it and record them
+                        appender.close()
+                        sent.append((batch.outgoing, 0))
+                        batch = _Open()
                     while sent:  # what is under way lands: record it before giving up
                         self._receive(appender, sent, budget, len(todo))
                     raise item
+                elif item[0] is _PART:
+                    self._stream(appender, batch, item[1], item[2])
                 else:
-                    batch, messages, size = item
-                    outgoing = self._outgoing(batch, messages)
-                    if not outgoing:
+                    infos, messages, size = item
+                    for info in infos:
+                        if info.ref not in batch.handled:
+                            self._stream(appender, batch, info, messages.get(info.ref))
+                    if batch.opened:
+                        appender.close()
+                        sent.append((batch.outgoing, size))
+                    else:
                         budget.give(size)
-                        continue
-                    self.rate.wait(len(outgoing), sum(m.info.size for m in outgoing))
-                    appender.send(outgoing)
-                    sent.append((outgoing, size))
+                    batch = _Open()
         except BaseException:
             appender.abandon()
             raise
         finally:
             stop.set()
             reader.join()
+
+    def _stream(self, appender, batch: _Open, info: MessageInfo, message: Message | None) -> None:
+        """One message of the batch being sent: to the destination when it was read."""
+        batch.handled.add(info.ref)
+        outgoing = self._outgoing(info, message)
+        if outgoing is None:
+            return
+        self.rate.wait(1, outgoing.info.size)
+        if not batch.opened:
+            appender.open()
+            batch.opened = True
+        appender.add(outgoing)
+        batch.outgoing.append(outgoing)
 
     def _receive(self, appender, sent: deque, budget: _Budget, total: int) -> None:
         outgoing, size = sent.popleft()
@@ -213,10 +249,18 @@ class CopyPipeline:
                 if not budget.take(size, stop):
                     return
                 following = batches[number + 1] if number + 1 < len(batches) else None
+                listed = {info.ref: info for info in batch}
+
+                def arrived(message: Message, listed=listed) -> None:
+                    info = listed.get(message.info.ref)
+                    if info is not None:
+                        out.put((_PART, info, message))
+
                 messages = self.src.fetch_then(
                     self.source,
                     [info.ref for info in batch],
                     [info.ref for info in following] if following else None,
+                    arrived,
                 )
                 out.put((batch, {m.info.ref: m for m in messages}, size))
         except BaseException as exc:
@@ -225,31 +269,26 @@ class CopyPipeline:
             self.src.end_fetches()
             out.put(None)
 
-    def _outgoing(self, batch: list[MessageInfo], fetched: dict) -> list[Message]:
-        """The batch's messages as fetched, to append; the unreadable ones are reported."""
-        outgoing: list[Message] = []
-        for info in batch:
-            message = fetched.get(info.ref)
-            if message is None:
-                continue  # expunged on the source since it was listed: nothing to copy
-            if message.error is not None:  # reported; the folder's next pass tries it again
-                self._report(self.failures, info.ref, info.size, message.error, "unreadable")
-                self.result.failed += 1
-                continue
-            outgoing.append(
-                Message(
-                    info=MessageInfo(
-                        ref=info.ref,
-                        # listed without identities (copy into an empty folder): from the bytes
-                        identity=info.identity or identity_of(message.content),
-                        size=len(message.content),
-                        flags=message.info.flags,
-                        internaldate=message.info.internaldate or info.internaldate,
-                    ),
-                    content=message.content,
-                )
-            )
-        return outgoing
+    def _outgoing(self, info: MessageInfo, message: Message | None) -> Message | None:
+        """The message as fetched, to append; ``None`` when there is none (an unreadable one is
+        reported)."""
+        if message is None:
+            return None  # expunged on the source since it was listed: nothing to copy
+        if message.error is not None:  # reported; the folder's next pass tries it again
+            self._report(self.failures, info.ref, info.size, message.error, "unreadable")
+            self.result.failed += 1
+            return None
+        return Message(
+            info=MessageInfo(
+                ref=info.ref,
+                # listed without identities (copy into an empty folder): from the bytes
+                identity=info.identity or identity_of(message.content),
+                size=len(message.content),
+                flags=message.info.flags,
+                internaldate=message.info.internaldate or info.internaldate,
+            ),
+            content=message.content,
+        )
 
     def _record(self, outgoing: list[Message], results) -> None:
         """Record a batch the destination answered (only then: nothing before its answer)."""

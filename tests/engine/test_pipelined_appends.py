@@ -35,13 +35,13 @@ def _messages(seed: int, count: int, size: int = 3_000):
 def under_way(monkeypatch):
     """The most batches one appender had sent and not yet received, over the test."""
     most = [0]
-    send = imap_append.PipelinedAppender.send
+    close = imap_append.PipelinedAppender.close
 
-    def spy(self, messages):
-        send(self, messages)
+    def spy(self):
+        close(self)
         most[0] = max(most[0], self.in_flight)
 
-    monkeypatch.setattr(imap_append.PipelinedAppender, "send", spy)
+    monkeypatch.setattr(imap_append.PipelinedAppender, "close", spy)
     return most
 
 
@@ -135,9 +135,9 @@ def test_fetches_sent_ahead_survive_a_cut_source_exactly(
     ahead = [0]
     fetch = imap_wire.uid_fetch_ahead
 
-    def spy(imap, uids, uid_set, items, sent=None, following=None):
+    def spy(imap, uids, uid_set, items, sent=None, following=None, on_complete=None):
         ahead[0] += following is not None
-        return fetch(imap, uids, uid_set, items, sent, following)
+        return fetch(imap, uids, uid_set, items, sent, following, on_complete)
 
     monkeypatch.setattr(imap_wire, "uid_fetch_ahead", spy)
     user, password = new_account(legacy_imap)
@@ -160,3 +160,33 @@ def test_fetches_sent_ahead_survive_a_cut_source_exactly(
     assert ahead[0] >= 10
     dst = modern_imap.client(dst_user, dst_password)
     assert_same_folders(src, dst, {"INBOX": "INBOX", "INBOX.Sent": "Sent"})
+
+
+def test_messages_stream_to_the_destination_and_a_source_cut_mid_batch_keeps_them(
+    legacy_imap, modern_imap, new_account, tmp_path
+):
+    """Each message goes into the destination's APPEND as soon as it is read: when the source
+    is cut in the middle of a batch, the command is ended with the whole messages sent so far,
+    which land and are recorded; the resumed copy adds the rest, nothing twice."""
+    user, password = new_account(legacy_imap)
+    src = legacy_imap.client(user, password)
+    seed_account(src, {"INBOX": _messages(7, 120, 6_000)})
+    dst_user, dst_password = new_account(modern_imap)
+    account = Account(user, dst_user, password, dst_password)
+    plan = make_plan(tmp_path, [account], batch_messages=40, parallel_folders=1)
+    source, destination = endpoints(legacy_imap, modern_imap)
+    cutter = CuttingProxy(legacy_imap.host, legacy_imap.port)
+    dst = modern_imap.client(dst_user, dst_password)
+    try:
+        source = replace(source, port=cutter.port)
+        cutter.arm(400_000)  # inside the second batch of 40 (each about 245 KB)
+        with pytest.raises(MailboxError):
+            copy_account(plan, account, source, destination, "initial", retry_delays=())
+        recorded = _recorded(tmp_path, plan, account, source, destination)
+        assert 40 < len(recorded) < 80  # the first batch and part of the second
+        assert sum(snapshot(dst, "INBOX").values()) == len(recorded)  # whole messages only
+        result = copy_account(plan, account, source, destination, "initial")
+        assert result.ok and result.totals()["copied"] == 120 - len(recorded)
+        assert_same_folders(src, dst, {"INBOX": "INBOX"})
+    finally:
+        cutter.close()

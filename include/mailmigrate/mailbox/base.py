@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -295,11 +295,13 @@ class Mailbox(abc.ABC):
         batch, in any order."""
 
     def fetch_then(
-        self, path: tuple[str, ...], refs: Sequence[Ref], following: Sequence[Ref] | None
-    ) -> Iterable[Message]:
+        self, path: tuple[str, ...], refs: Sequence[Ref], following: Sequence[Ref] | None,
+        on_message: Callable[[Message], None] | None = None,
+    ) -> Iterable[Message]:  # fmt: skip
         """:meth:`fetch`; an adapter that can ask ahead asks for ``following`` (the next batch,
-        fetched by the next call) before this batch has arrived. :meth:`end_fetches` once the
-        last batch is fetched, or when the copy stops early."""
+        fetched by the next call) before this batch has arrived, and one that reads messages
+        one by one may hand each to ``on_message`` as it arrives (the result holds it too).
+        :meth:`end_fetches` once the last batch is fetched, or when the copy stops early."""
         return self.fetch(path, refs)
 
     def end_fetches(self) -> None:
@@ -337,7 +339,8 @@ class Appender:
 
     Invariant for every adapter: a batch's results come only from the server's confirmation, so
     nothing is recorded before it; a batch sent and never received (:meth:`abandon`) may have
-    landed, and is found again by identity after the folder's append mark.
+    landed, and is found again by identity after the folder's append mark. A batch is made of
+    whole messages only: one given up half sent never lands.
     """
 
     depth = 1
@@ -352,6 +355,17 @@ class Appender:
 
     def send(self, messages: Sequence[Message]) -> None:
         self._sent.append(messages)
+
+    def open(self) -> None:
+        """Start a batch whose messages are given one by one (:meth:`add`) as they arrive;
+        :meth:`close` ends it, and it is then sent as :meth:`send` would."""
+        self._adding: list[Message] = []
+
+    def add(self, message: Message) -> None:
+        self._adding.append(message)
+
+    def close(self) -> None:
+        self.send(self._adding)
 
     def receive(self) -> list[AppendResult]:
         """The results of the oldest batch sent, one per message, in order (as

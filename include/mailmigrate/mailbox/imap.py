@@ -712,12 +712,15 @@ class ImapMailbox(Mailbox):
 
     @_guarded("fetching messages from")
     def fetch_then(
-        self, path: tuple[str, ...], refs: Sequence[Ref], following: Sequence[Ref] | None
-    ) -> Iterable[Message]:
+        self, path: tuple[str, ...], refs: Sequence[Ref], following: Sequence[Ref] | None,
+        on_message: Callable[[Message], None] | None = None,
+    ) -> Iterable[Message]:  # fmt: skip
         """:meth:`fetch`, with the FETCH of ``following`` sent before this batch's answer is
         read (:func:`~mailmigrate.mailbox.imap_wire.uid_fetch_ahead`): the source streams
-        batch after batch without a round trip between them."""
-        return self.fetch(path, refs, following)
+        batch after batch without a round trip between them. ``on_message`` gets each message
+        as soon as all its items are read (before the batch's end; the batch's result holds
+        it too)."""
+        return self.fetch(path, refs, following, on_message)
 
     def end_fetches(self) -> None:
         """Drop the session when a FETCH sent ahead was never read (the copy stopped early):
@@ -729,8 +732,9 @@ class ImapMailbox(Mailbox):
 
     @_guarded("fetching messages from")
     def fetch(
-        self, path: tuple[str, ...], refs: Sequence[Ref], following: Sequence[Ref] | None = None
-    ) -> Iterable[Message]:
+        self, path: tuple[str, ...], refs: Sequence[Ref], following: Sequence[Ref] | None = None,
+        on_message: Callable[[Message], None] | None = None,
+    ) -> Iterable[Message]:  # fmt: skip
         """The batch in one FETCH; message by message where that failed before.
 
         One message the server cannot deliver comes back with an ``error`` (reported, the rest
@@ -741,7 +745,8 @@ class ImapMailbox(Mailbox):
         uids = [int(r) for r in refs]
         if not any((path, uid) in self._lost_in for uid in uids):
             try:
-                return self._fetch_batch(path, uids, [int(r) for r in following or ()])
+                return self._fetch_batch(path, uids, [int(r) for r in following or ()],
+                                         on_message)  # fmt: skip
             except TRANSIENT_ERRORS:
                 for uid in uids:
                     self._lost_in[(path, uid)] = 1
@@ -767,8 +772,9 @@ class ImapMailbox(Mailbox):
         return messages
 
     def _fetch_batch(
-        self, path: tuple[str, ...], uids: list[int], following: list[int] | None = None
-    ) -> list[Message]:
+        self, path: tuple[str, ...], uids: list[int], following: list[int] | None = None,
+        on_message: Callable[[Message], None] | None = None,
+    ) -> list[Message]:  # fmt: skip
         """One FETCH of ``uids`` (its answer read, sent ahead or now); with ``following``,
         the next batch's FETCH is sent ahead. Any failure with a FETCH sent ahead drops the
         session: its answer would be taken for another command's."""
@@ -783,36 +789,42 @@ class ImapMailbox(Mailbox):
             sent = None
         self._select(path)
         imap = internals.session(self.client)
+        complete = None
+        if on_message is not None:
+
+            def complete(uid: int, items: dict[bytes, Any]) -> None:
+                on_message(self._message_of(uid, items))
+
         try:
             data, self._ahead = imap_wire.uid_fetch_ahead(
                 imap, uids, uid_ranges(uids), FETCH_ITEMS, sent,
                 ((path, tuple(following)), following, uid_ranges(following)) if following else None,
+                complete,
             )  # fmt: skip
         except BaseException:
             if following or sent is not None:
                 self._ahead = None
                 self._drop_session()
             raise
-        messages = []
-        for uid, d in data.items():
-            content = d.get(b"BODY[]")
-            if content is None:
-                continue  # expunged meanwhile
-            listed = d.get(b"RFC822.SIZE")
-            if isinstance(listed, int) and listed != len(content):
-                # Copied, it would never match its source again (identities hold the size).
-                messages.append(self._unreadable(uid, f"the server sent {len(content)} bytes of a "
-                                                      f"message it lists as {listed} bytes"))  # fmt: skip
-                continue
-            info = MessageInfo(
-                ref=uid,
-                identity="",
-                size=len(content),
-                flags=_clean_flags(d.get(b"FLAGS", ())),
-                internaldate=d.get(b"INTERNALDATE"),
-            )
-            messages.append(Message(info=info, content=content))
-        return messages
+        return [self._message_of(uid, d) for uid, d in data.items() if b"BODY[]" in d]
+
+    def _message_of(self, uid: int, items: dict[bytes, Any]) -> Message:
+        """A fetched message (with BODY[]), or an unreadable one when its size is not the
+        size the server lists (copied, it would never match its source again: identities hold
+        the size)."""
+        content = items[b"BODY[]"]
+        listed = items.get(b"RFC822.SIZE")
+        if isinstance(listed, int) and listed != len(content):
+            return self._unreadable(uid, f"the server sent {len(content)} bytes of a message "
+                                         f"it lists as {listed} bytes")  # fmt: skip
+        info = MessageInfo(
+            ref=uid,
+            identity="",
+            size=len(content),
+            flags=_clean_flags(items.get(b"FLAGS", ())),
+            internaldate=items.get(b"INTERNALDATE"),
+        )
+        return Message(info=info, content=content)
 
     def _unreadable(self, uid: int, why: str) -> Message:
         return Message(MessageInfo(ref=uid, identity="", size=0), b"", error=f"{self.label}: {why}")

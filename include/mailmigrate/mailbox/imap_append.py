@@ -66,7 +66,11 @@ class PipelinedAppender(Appender):
     ) -> None:
         super().__init__(mailbox, path)
         self.hooks = hooks
-        self._send_step = guard(lambda _mailbox, _path, messages: self._send(messages))
+        self._open_step = guard(lambda _mailbox, _path: self._open())
+        self._add_step = guard(lambda _mailbox, _path, message: self._add(message))
+        self._close_step = guard(lambda _mailbox, _path: self._close())
+        self._open_tag: bytes | None = None  # a command being sent, message by message
+        self._adding: tuple[list[Message], list] = ([], [])
         self._receive_step = guard(lambda _mailbox, _path: self._receive())
         hooks.written(path)
         info = hooks.select(path, writable=True)
@@ -85,16 +89,30 @@ class PipelinedAppender(Appender):
         return len(self._queue)
 
     def send(self, messages: Sequence[Message]) -> None:
-        self._send_step(self.mailbox, self.path, messages)
+        self.open()
+        for message in messages:
+            self.add(message)
+        self.close()
+
+    def open(self) -> None:
+        self._open_step(self.mailbox, self.path)
+
+    def add(self, message: Message) -> None:
+        self._add_step(self.mailbox, self.path, message)
+
+    def close(self) -> None:
+        self._close_step(self.mailbox, self.path)
 
     def receive(self) -> list[AppendResult]:
         return self._receive_step(self.mailbox, self.path)
 
     def abandon(self) -> None:
-        if self._outstanding - self._early.keys() and self.hooks.session() is self.client:
+        unread = self._outstanding - self._early.keys()
+        if (unread or self._open_tag is not None) and self.hooks.session() is self.client:
             self.hooks.drop_session()
         self._queue.clear()
         self._outstanding.clear()
+        self._open_tag = None
 
     def _session(self) -> None:
         if self.hooks.session() is not self.client:
@@ -105,17 +123,29 @@ class PipelinedAppender(Appender):
                 folder="/".join(self.path),
             )
 
-    def _send(self, messages: Sequence[Message]) -> None:
+    def _open(self) -> None:
         self._session()
-        storable = [self.hooks.storable(m.info.flags) for m in messages]
-        parts = imap_wire.append_parts(
-            self.quoted,
-            [(kept, m.info.internaldate, m.content) for m, (kept, _) in zip(messages, storable,
-                                                                           strict=True)],
-        )  # fmt: skip
-        tag = imap_wire.send_command(self.imap, parts)
+        self._open_tag = None  # sent with the first message: no line is ever sent in halves
+        self._adding = ([], [])
+
+    def _add(self, message: Message) -> None:
+        self._session()
+        kept, left_out = self.hooks.storable(message.info.flags)
+        parts = imap_wire.append_message_parts(kept, message.info.internaldate, message.content)
+        if self._open_tag is None:
+            self._open_tag = imap_wire.open_command(self.imap, [b"APPEND ", self.quoted, *parts])
+        else:
+            imap_wire.send_more(self.imap, parts)
+        self._adding[0].append(message)
+        self._adding[1].append((kept, left_out))
+
+    def _close(self) -> None:
+        self._session()
+        imap_wire.close_command(self.imap)
+        tag, self._open_tag = self._open_tag, None
+        assert tag is not None and self._adding[0], "an APPEND holds at least one message"
         self._outstanding.add(tag)
-        self._queue.append((tag, messages, storable))
+        self._queue.append((tag, *self._adding))
 
     def _answer(self, tag: bytes) -> tuple[str, bytes]:
         answer = imap_wire.read_tagged(self.imap, tag, self._outstanding, self._early)

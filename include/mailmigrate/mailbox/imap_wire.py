@@ -381,9 +381,9 @@ def run_command(
         imap.tagged_commands.pop(tag, None)
 
 
-def _send(imap: imaplib.IMAP4, tag: bytes, parts: Sequence[bytes]) -> None:
+def _send(imap: imaplib.IMAP4, tag: bytes, parts: Sequence[bytes], end: bytes = b"\r\n") -> None:
     """Send small parts coalesced and large ones on their own (no copy of a big message)."""
-    pending = [tag, b" "]
+    pending = [tag, b" "] if tag else []
     pending_size = 0
     for part in parts:
         if len(part) >= 65536:
@@ -397,8 +397,9 @@ def _send(imap: imaplib.IMAP4, tag: bytes, parts: Sequence[bytes]) -> None:
         if pending_size >= 262144:
             imap.send(b"".join(pending))
             pending, pending_size = [], 0
-    pending.append(b"\r\n")
-    imap.send(b"".join(pending))
+    pending.append(end)
+    if pending != [b""]:
+        imap.send(b"".join(pending))
 
 
 def uid_fetch(
@@ -442,13 +443,15 @@ def uid_fetch_ahead(
     items: Sequence[bytes],
     sent: FetchAhead | None = None,
     following: tuple[Any, Sequence[int], str] | None = None,
+    on_complete=None,
 ) -> tuple[dict[int, dict[bytes, Any]], FetchAhead | None]:
     """:func:`uid_fetch` of ``uids`` (``uid_set``), pipelined: ``sent`` is its FETCH when it
     was sent ahead; with ``following`` (``(key, uids, uid_set)`` of the next batch) that FETCH
     is sent before this one's answer is read, so the server streams the next batch without
     waiting a round trip for the request. Responses for the following UIDs read on the way are
     kept for it. Until the returned :class:`FetchAhead` is read by the next call, the session
-    must not be used for anything else (or must be dropped).
+    must not be used for anything else (or must be dropped). ``on_complete(uid, items)`` is
+    called once per UID of this batch as soon as every one of ``items`` of it has been read.
 
     :return: this batch's items keyed by UID, and the FETCH sent ahead (or ``None``).
     :raises imaplib.IMAP4.error: the server refused this FETCH (NO/BAD).
@@ -467,12 +470,26 @@ def uid_fetch_ahead(
                            set(next_uids))  # fmt: skip
         outstanding.add(ahead.tag)
     wanted = set(uids)
+    keys = [item.replace(b".PEEK", b"") for item in items]
+    done: set[int] = set()
+
+    def completed(uid: int, merged: dict[bytes, Any]) -> None:
+        ready = on_complete is not None and uid in wanted and uid not in done
+        if ready and all(key in merged for key in keys):
+            done.add(uid)
+            on_complete(uid, merged)
+
+    for uid, merged in list(by_uid.items()):  # read with the batch ahead of this one
+        completed(uid, merged)
 
     def keep(entry: dict[bytes, Any]) -> None:
         uid = entry.get(b"UID")
         if isinstance(uid, int):
             into = ahead.stash if ahead is not None and uid not in wanted and uid in ahead.uids else by_uid  # fmt: skip
-            into.setdefault(uid, {}).update(entry)
+            merged = into.setdefault(uid, {})
+            merged.update(entry)
+            if into is by_uid:
+                completed(uid, merged)
 
     early: dict[bytes, tuple[str, bytes]] = {}
     typ, text = answer or read_tagged(imap, tag, outstanding, early, keep)
@@ -514,11 +531,7 @@ def append_parts(
     literals (LITERAL+), for :func:`run_command` or :func:`send_command`."""
     parts: list[bytes] = [b"APPEND ", quoted_mailbox]
     for flags, when, content in messages:
-        parts.append(b" (" + " ".join(flags).encode("utf-8") + b")")
-        if when is not None:
-            parts.append(b' "' + format_internaldate(when) + b'"')
-        parts.append(b" {" + str(len(content)).encode("ascii") + b"+}\r\n")
-        parts.append(content)
+        parts += append_message_parts(flags, when, content)
     return parts
 
 
@@ -527,6 +540,37 @@ def check_append_reply(typ: str, text: bytes) -> None:
     takes it): :raises imaplib.IMAP4.error:."""
     if typ == "BAD":
         raise imaplib.IMAP4.error(f"APPEND command error: BAD {text.decode(errors='replace')}")
+
+
+def append_message_parts(
+    flags: Sequence[str], when: dt.datetime | None, content: bytes
+) -> list[bytes]:
+    """One message of an APPEND (LITERAL+): `` (flags) "date" {n+}\r\n`` and its bytes."""
+    parts = [b" (" + " ".join(flags).encode("utf-8") + b")"]
+    if when is not None:
+        parts.append(b' "' + format_internaldate(when) + b'"')
+    parts.append(b" {" + str(len(content)).encode("ascii") + b"+}\r\n")
+    parts.append(content)
+    return parts
+
+
+def open_command(imap: imaplib.IMAP4, parts: Sequence[bytes]) -> bytes:
+    """Send the start of a command (no line end: :func:`send_more` adds to it, :func:`close_command`
+    ends it), e.g. an APPEND whose messages are sent as they arrive. :return: its tag."""
+    tag = imap._new_tag()
+    imap.tagged_commands.pop(tag, None)  # answered through read_tagged, not imaplib
+    _send(imap, tag, parts, end=b"")
+    return tag
+
+
+def send_more(imap: imaplib.IMAP4, parts: Sequence[bytes]) -> None:
+    """More of a command opened by :func:`open_command`."""
+    _send(imap, b"", parts, end=b"")
+
+
+def close_command(imap: imaplib.IMAP4) -> None:
+    """End a command opened by :func:`open_command`."""
+    imap.send(b"\r\n")
 
 
 def send_command(imap: imaplib.IMAP4, parts: Sequence[bytes]) -> bytes:

@@ -80,10 +80,10 @@ def test_a_login_that_may_not_act_for_the_account_is_named_in_the_error(servers)
     endpoint = DavEndpoint.from_connection(connection(old, login="dave"), "carol", None)
     with pytest.raises(DavError) as refused:
         DavAccount(endpoint).collections()
-    assert refused.value.status == 401  # Radicale answers a user without the rights so
+    assert refused.value.status == 403
     assert str(refused.value) == (
-        f"carol (as dave) at {old.url}carol/: refused: dave's password is wrong or it may not "
-        "act for carol"
+        f"carol (as dave) at {old.url}carol/: PROPFIND answered 403 Forbidden: dave may not act "
+        "for carol here"
     )
     assert old.users["dave"] not in str(refused.value)
 

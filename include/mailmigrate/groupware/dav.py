@@ -204,7 +204,14 @@ class DavAccount:
         url = urljoin(self.endpoint.url, quote(url, safe=SAFE))
         try:
             response = self.client.request(url, method, body, headers or {})
-        except caldav_error.AuthorizationError:
+        except caldav_error.AuthorizationError as exc:
+            # caldav raises this for 403 as for 401; a 403 is an answer to this request (e.g. a
+            # sync token the server no longer accepts), not a refused login.
+            if "forbidden" in str(exc.reason).lower():
+                acting = self.endpoint.login
+                why = f": {acting} may not act for {self.endpoint.user} here" if acting else ""
+                raise DavError(f"{self._where(url)}: {method} answered 403 Forbidden{why}",
+                               403) from None  # fmt: skip
             raise self._refused(url) from None
         except caldav_error.DAVError as exc:
             raise DavError(f"{self._where(url)}: {method} failed ({exc.reason})") from None

@@ -148,7 +148,9 @@ def assert_meaning_kept(destination, uids: dict[str, str]) -> None:
     assert "COMPLETED" in done and done["PERCENT-COMPLETE"] == 100
 
 
-def test_exchange_to_radicale_exact_with_deltas_and_no_mail(exchange, radicale, tmp_path):
+def test_exchange_to_radicale_exact_with_deltas_and_no_mail(
+    exchange, radicale, tmp_path, monkeypatch
+):
     store, source = exchange
     account = source.open()
     items = ews_corpus.populate(store, account.account)
@@ -178,11 +180,29 @@ def test_exchange_to_radicale_exact_with_deltas_and_no_mail(exchange, radicale, 
     weekly.refresh()
     weekly.subject = "Weekly planning v2"
     weekly.save(update_fields=["subject"])
-    items["charles"].delete()
-    kept = copy_groupware(source, destination, plan="gw", state_dir=tmp_path, phase="delta")
-    assert (kept.total("added"), kept.total("updated"), kept.total("kept_deleted")) == (1, 1, 1)
-    assert uids["charles"] in texts(destination)
+    # SyncFolderItems from the state of the last pass: only the two changed items are listed
+    listed = []
+    real_listing = ews.EwsGroupwareAccount.listing
+
+    def spy(self, collection, token=None):
+        found = real_listing(self, collection, token)
+        listed.append((collection.name, token is not None, found.complete, len(found.etags)))
+        return found
+
+    monkeypatch.setattr(ews.EwsGroupwareAccount, "listing", spy)
+    changed = copy_groupware(source, destination, plan="gw", state_dir=tmp_path, phase="delta")
+    assert ("Calendar", True, False, 2) in listed and ("Contacts", True, False, 0) in listed
+    assert (changed.total("added"), changed.total("updated"), changed.total("unchanged")) == (
+        1,
+        1,
+        0,
+    )
     assert "Weekly planning v2" in texts(destination)["weekly-meeting@corpus"]
+    items["charles"].delete()
+    store.expire_sync_states(ALICE, "calendar")  # a state Exchange no longer accepts: all again
+    kept = copy_groupware(source, destination, plan="gw", state_dir=tmp_path, phase="delta")
+    assert (kept.total("added"), kept.total("updated"), kept.total("kept_deleted")) == (0, 0, 1)
+    assert uids["charles"] in texts(destination)
 
     deleted = copy_groupware(source, destination, plan="gw", state_dir=tmp_path, phase="delta",
                              propagate_deletions=True)  # fmt: skip

@@ -56,7 +56,9 @@ def item_changes(
     mailbox = store.mailboxes[folder.mailbox]
     pending: list[tuple[int, str, object]] = []
     for item in mailbox.items_in(folder.id):
-        if item.seq <= since or item.id in ignore:
+        if (
+            item.seq <= since or item.id in ignore or item.occurrence_of
+        ):  # exceptions: in the master
             continue
         if item.created_seq > since:
             kind = "Create"

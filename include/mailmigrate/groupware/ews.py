@@ -10,8 +10,9 @@ folders as the same collections and items :mod:`mailmigrate.groupware.sync` driv
   names (``/Calendar/``, ``/Calendar/Team/``); the distinguished calendar is the default;
 - an **item's href** is ``<collection href><UID>.ics`` (or ``.vcf``), the name the sync gives a
   new item, so a copy onto Exchange and a later listing agree without a lookup table; its
-  **ETag** is Exchange's change key. Deltas compare change keys (complete listings by FindItem,
-  no sync token); deletions are seen as missing UIDs;
+  **ETag** is Exchange's change key. Deltas ask SyncFolderItems for the changes since the
+  state kept as the collection's sync token (a deletion, or a state Exchange refuses, lists
+  every item again); deletions are seen as missing UIDs;
 - content goes through :mod:`~mailmigrate.groupware.ews_convert` (out) and
   :mod:`~mailmigrate.groupware.ews_parse` (in, refusing what Exchange cannot hold).
 
@@ -30,7 +31,13 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote
 
 from exchangelib import CalendarItem, Contact, DistributionList, Task
-from exchangelib.errors import ErrorItemNotFound, EWSError, TransportError, UnauthorizedError
+from exchangelib.errors import (
+    ErrorInvalidSyncStateData,
+    ErrorItemNotFound,
+    EWSError,
+    TransportError,
+    UnauthorizedError,
+)
 from exchangelib.folders import Calendar, Contacts, Folder, Tasks
 from exchangelib.items import SEND_TO_NONE
 
@@ -44,6 +51,7 @@ from mailmigrate.mailbox.ews_connect import build_account, resolve_options
 if TYPE_CHECKING:
     from mailmigrate.connections import Endpoint
 
+CARRIED = (CalendarItem, Task, Contact, DistributionList)
 INVITATIONS = SEND_TO_NONE  # what every calendar write tells Exchange to send: nothing
 KINDS = {
     "IPF.Appointment": (CALENDAR, ("VEVENT",)),
@@ -183,24 +191,43 @@ class EwsGroupwareAccount:
     # -- items ---------------------------------------------------------------------------------
 
     def listing(self, collection: Collection, token: str | None = None) -> Listing:
-        """Every item of the folder (href -> change key); always complete (no sync token)."""
+        """The folder's items (href -> change key) through SyncFolderItems: without ``token``
+        (or with one Exchange no longer accepts) every item, complete; with it only the items
+        created or changed since, unless one was deleted: then every item again (a deletion
+        names only an item id, the href is known from a full listing). The new sync state is
+        the listing's token."""
         folder = self._folder(collection.href)
         fields = ITEM_FIELDS[folder.folder_class]
         extension = EXTENSION[collection.kind]
         from mailmigrate.groupware.sync import _resource_name  # the name a copy gives an item
 
-        def run() -> dict[str, str]:
+        def changes(state: str | None) -> tuple[list, str] | None:
+            folder.item_sync_state = state  # exchangelib falls back to it when state is None
+            try:
+                found = list(folder.sync_items(sync_state=state, only_fields=fields))
+            except ErrorInvalidSyncStateData:
+                return None
+            return found, folder.item_sync_state
+
+        def run() -> Listing:
+            synced = changes(token) if token else None
+            complete = synced is None
+            if synced is None:
+                synced = changes(None)
+            found, state = synced
+            if not complete and any(kind == "delete" for kind, _ in found):
+                found, complete = [(k, i) for k, i in changes(None)[0]], True
             etags = {}
-            for item in folder.all().only(*fields):
-                if not isinstance(item, (CalendarItem, Task, Contact, DistributionList)):
-                    continue  # other item types are not carried
+            for kind, item in found:
+                if kind not in ("create", "update") or not isinstance(item, CARRIED):
+                    continue  # deletions (handled above), other item types
                 href = f"{collection.href}{_resource_name(item_uid(item))}{extension}"
                 self._ids[href] = (item.id, item.changekey)
                 self._uids[item.id] = item_uid(item)
                 etags[href] = item.changekey
-            return etags
+            return Listing(etags, set(), state, complete)
 
-        return Listing(self._call(f"listing {collection.name!r}", run), set(), None, True)
+        return self._call(f"listing {collection.name!r}", run)
 
     def fetch(self, collection: Collection, hrefs: list[str]) -> dict[str, tuple[str, str]]:
         """href -> (iCalendar or vCard text, change key) of the items still there; an item

@@ -109,8 +109,10 @@ def stored_report(task: Any, run_id: str, kind: str, group: str | None = None) -
 
 
 def is_final_try(result: AccountResult, context: Context) -> bool:
-    """Whether this try's outcome stands: success, refusals (never retried) or the last try."""
-    if result.ok or not (result.error or any(f.error for f in result.folders)):
+    """Whether this try's outcome stands: success, refusals (never retried) or the last try.
+    Errors and messages missing on the destination after the pass are retried (the copy task
+    raises a retryable error for them), so they stand only on the last try."""
+    if result.ok or not (result.error or any(f.error or f.missing for f in result.folders)):
         return True
     ti = context["ti"]
     return ti.try_number > ti.max_tries

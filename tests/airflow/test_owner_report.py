@@ -250,3 +250,22 @@ def test_a_refused_message_is_in_the_report_with_the_servers_reason(
     )
     html = Path(record["html"].removeprefix("file://")).read_text(encoding="utf-8")
     assert "What failed and why" in html and message["problem"].split(": ", 1)[1] in html
+
+
+def test_only_a_try_whose_outcome_stands_mails_the_owner():
+    """A pass that left messages missing is retried: its report is mailed on the last try only."""
+    from mailmigrate_airflow.reports import is_final_try
+
+    class Try:
+        def __init__(self, number: int) -> None:
+            self.try_number, self.max_tries = number, 3
+
+    def final(folder: FolderResult, number: int = 1) -> bool:
+        result = AccountResult("alice@old.example", "initial", folders=[folder])
+        return is_final_try(result, {"ti": Try(number)})
+
+    assert final(FolderResult("INBOX", "INBOX", copied=5))  # copied: stands
+    assert final(FolderResult("INBOX", "INBOX", copied=4, failed=1))  # refused: never retried
+    assert not final(FolderResult("INBOX", "INBOX", copied=5, missing=2))  # retried
+    assert final(FolderResult("INBOX", "INBOX", copied=5, missing=2), number=4)  # the last try
+    assert not final(FolderResult("INBOX", "INBOX", error="connection lost"))

@@ -390,3 +390,14 @@ def test_a_plan_moves_exchange_groupware_by_impersonation(exchange, radicale, tm
     assert summary["destination"]["events"] == 3 and summary["destination"]["contacts"] == 3
     assert summary["destination"]["tasks"] == 0
     assert store.invitations == []
+
+
+def test_refused_impersonation_is_not_retried(exchange):
+    store, endpoint = exchange
+    store.add_user("helpdesk@example.com", "Helpdesk-Secret-3")  # no impersonation right
+    helpdesk = Endpoint("exchange", "ews", endpoint.connection.host, login="helpdesk@example.com",
+                        password="Helpdesk-Secret-3", extra={"auth": "basic"})  # fmt: skip
+    with pytest.raises(ews.EwsGroupwareError) as refused:
+        EwsGroupwareEndpoint.from_connection(helpdesk, ALICE, None).open().collections()
+    assert refused.value.status == 401 and not refused.value.retryable
+    assert "impersonation refused" in str(refused.value)

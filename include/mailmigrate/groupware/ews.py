@@ -32,11 +32,12 @@ from urllib.parse import quote, unquote
 
 from exchangelib import CalendarItem, Contact, DistributionList, Task
 from exchangelib.errors import (
+    ErrorAccessDenied,
     ErrorInvalidSyncStateData,
     ErrorItemNotFound,
+    ErrorNonExistentMailbox,
     EWSError,
     TransportError,
-    UnauthorizedError,
 )
 from exchangelib.folders import Calendar, Contacts, Folder, Tasks
 from exchangelib.items import SEND_TO_NONE
@@ -46,7 +47,7 @@ from mailmigrate.groupware.dav import ADDRESSBOOK, CALENDAR, EXTENSION, Collecti
 from mailmigrate.groupware.ews_convert import GroupwareUid, item_text, item_uid
 from mailmigrate.groupware.ews_groups import KnownContact, MissingMember
 from mailmigrate.groupware.ews_parse import NotCarried, to_exchange
-from mailmigrate.mailbox.ews_connect import build_account, resolve_options
+from mailmigrate.mailbox.ews_connect import REFUSED, RETRYABLE, build_account, resolve_options
 
 if TYPE_CHECKING:
     from mailmigrate.connections import Endpoint
@@ -122,16 +123,26 @@ class EwsGroupwareAccount:
             return function(*args, **kwargs)
         except (EwsGroupwareError, NotCarried):
             raise
-        except UnauthorizedError:
-            raise EwsGroupwareError(f"{self.label} ({self.server}): login refused", 401) from None
+        except REFUSED:
+            raise EwsGroupwareError(f"{self.label} ({self.server}): login or impersonation "
+                                    "refused", 401) from None  # fmt: skip
         except ErrorItemNotFound:
             raise EwsGroupwareError(f"{self.label}: {action}: the item is gone", 404) from None
-        except (EWSError, TransportError, OSError) as exc:
+        except ErrorNonExistentMailbox:
+            raise EwsGroupwareError(f"{self.label} ({self.server}): no such mailbox", 404) from None
+        except ErrorAccessDenied:
+            raise EwsGroupwareError(f"{self.label} ({self.server}): {action}: access denied",
+                                    403) from None  # fmt: skip
+        except (*RETRYABLE, EWSError, TransportError, OSError) as exc:
             text = f"{type(exc).__name__}: {exc}"
             for secret in self._secrets:
                 text = text.replace(secret, "***")
+            # busy, throttled or unreachable: tried again; any other EWS answer: not
+            status = (
+                503 if isinstance(exc, RETRYABLE) else 400 if isinstance(exc, EWSError) else None
+            )
             raise EwsGroupwareError(
-                f"{self.label} ({self.server}): {action} failed ({text[:300]})"
+                f"{self.label} ({self.server}): {action} failed ({text[:300]})", status
             ) from None
 
     # -- collections ---------------------------------------------------------------------------

@@ -158,9 +158,14 @@ class CopyPipeline:
         reader = threading.Thread(
             target=self._read, args=(todo, fetched, stop, budget), daemon=True
         )
-        appender = self.dst.appender(self.destination)
+        reader.start()  # the first FETCH goes out while the destination gets ready
+        try:
+            appender = self.dst.appender(self.destination)
+        except BaseException:
+            stop.set()
+            reader.join()
+            raise
         sent: deque[tuple[list[Message], int]] = deque()  # under way, oldest first
-        reader.start()
         self._started = self._last_report = time.monotonic()
         reading = True
         batch = _Open()  # the batch being sent, message by message as they arrive

@@ -201,6 +201,7 @@ class ImapMailbox(Mailbox):
         self._permanent: frozenset[str] | None = None
         self._lost_in: dict[tuple[tuple[str, ...], int], int] = {}  # connection losses in fetch
         self._ahead: imap_wire.FetchAhead | None = None  # the next batch's FETCH, sent ahead
+        self._listed: set[tuple[str, ...]] | None = None  # folders this session listed/created
         # What read_states read, per folder; one dict shared by the connections of share_states.
         self.folder_states: dict[tuple[str, ...], dict[bytes, Any]] = {}
         self.prefix = ""
@@ -213,6 +214,7 @@ class ImapMailbox(Mailbox):
             abandon(old)
         client = open_session(self.endpoint, self.user, self._password, self.label)
         self._selected = None
+        self._listed = None
         try:
             personal = self._enable_and_namespace(client)
             if personal:
@@ -355,6 +357,7 @@ class ImapMailbox(Mailbox):
                     selectable="\\noselect" not in lowered and "\\nonexistent" not in lowered,
                 )
             )
+        self._listed = {folder.path for folder in folders}
         return folders
 
     @_guarded("reading folder size")
@@ -368,7 +371,12 @@ class ImapMailbox(Mailbox):
 
     @_guarded("creating folder")
     def create_folder(self, path: tuple[str, ...], special_use: str | None = None) -> None:
-        existing = {self.path_of(name) for _, _, name in self.client.list_folders()}
+        """Create the folder and any missing parent. The folders this session listed
+        (:meth:`list_folders`, plus what it created since) stand for the server's: no LIST
+        before each CREATE."""
+        existing = self._listed
+        if existing is None:
+            existing = {self.path_of(name) for _, _, name in self.client.list_folders()}
         for depth in range(1, len(path) + 1):
             part = path[:depth]
             if part in existing or part == ("INBOX",):
@@ -378,6 +386,8 @@ class ImapMailbox(Mailbox):
                 self._create_with_use(name, special_use)
             else:
                 self.client.create_folder(name)
+            if self._listed is not None:
+                self._listed.add(part)
 
     def _create_with_use(self, name: str, use: str) -> bool:
         """``CREATE name (USE (use))`` (RFC 6154). A server that refuses the attribute (another
@@ -701,6 +711,17 @@ class ImapMailbox(Mailbox):
 
     @_guarded("listing new messages in")
     def listing_since(self, path: tuple[str, ...], mark: str | None) -> list[MessageInfo]:
+        """Nothing, without a command, when the folder's state read for this pass
+        (:meth:`read_states`; the folder not written through this session since) says it is
+        empty or has nothing after ``mark``."""
+        read = self.folder_states.get(path)
+        if read is not None:
+            if not read[b"EXISTS"]:
+                return []
+            if mark:
+                validity, uidnext = (int(x) for x in mark.split(":"))
+                if validity == int(read[b"UIDVALIDITY"]) and uidnext >= int(read[b"UIDNEXT"]):
+                    return []
         info = self._select(path, fresh=True)
         if not info.get(b"EXISTS"):
             return []

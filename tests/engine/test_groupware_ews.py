@@ -26,6 +26,7 @@ from harness import ews_groupware_corpus as ews_corpus
 from harness import groupware_corpus as corpus
 from harness.groupware_corpus import snapshot
 from harness.radicale import RadicaleServer
+from harness.xandikos import XandikosServer
 
 from mailmigrate.connections import Endpoint
 from mailmigrate.errors import ConnectionConfigError
@@ -401,3 +402,24 @@ def test_refused_impersonation_is_not_retried(exchange):
         EwsGroupwareEndpoint.from_connection(helpdesk, ALICE, None).open().collections()
     assert refused.value.status == 401 and not refused.value.retryable
     assert "impersonation refused" in str(refused.value)
+
+
+def test_exchange_to_xandikos_exact_and_no_mail(exchange, tmp_path):
+    """The same corpus onto Xandikos, a server with implicit scheduling (its probe and
+    SCHEDULE-AGENT=CLIENT apply as from DAV): equal item by item, the default calendar onto its
+    own default, nothing sent by either side."""
+    store, source = exchange
+    ews_corpus.populate(store, source.open().account)
+    server = XandikosServer()
+    server.start()
+    try:
+        destination = server.add_user()
+        result = copy_groupware(source, destination, plan="gw", state_dir=tmp_path)
+        assert result.total("added") == 9
+        assert_same(source, destination, result)
+        assert {c.destination for c in result.collections if c.source == "Calendar"} == {"calendar"}
+        again = copy_groupware(source, destination, plan="gw", state_dir=tmp_path / "lost")
+        assert (again.total("added"), again.total("updated")) == (0, 0)
+    finally:
+        server.stop()
+    assert store.invitations == []

@@ -202,6 +202,7 @@ class ImapMailbox(Mailbox):
         self._lost_in: dict[tuple[tuple[str, ...], int], int] = {}  # connection losses in fetch
         self._ahead: imap_wire.FetchAhead | None = None  # the next batch's FETCH, sent ahead
         self._listed: set[tuple[str, ...]] | None = None  # folders this session listed/created
+        self._marks: dict[tuple[str, ...], str] = {}  # append marks known from APPENDUIDs
         # What read_states read, per folder; one dict shared by the connections of share_states.
         self.folder_states: dict[tuple[str, ...], dict[bytes, Any]] = {}
         self.prefix = ""
@@ -585,6 +586,13 @@ class ImapMailbox(Mailbox):
     def _written(self, path: tuple[str, ...]) -> None:
         """The folder changed through this session: its read state is stale from now on."""
         self.folder_states.pop(path, None)
+        self._marks.pop(path, None)
+
+    def _note_mark(self, path: tuple[str, ...], mark: str | None) -> None:
+        if mark is None:
+            self._marks.pop(path, None)
+        else:
+            self._marks[path] = mark
 
     @_guarded("counting messages in")
     def message_count(self, path: tuple[str, ...]) -> int:
@@ -706,6 +714,11 @@ class ImapMailbox(Mailbox):
 
     @_guarded("reading append mark of")
     def append_mark(self, path: tuple[str, ...]) -> str | None:
+        """From the UIDs the server gave this session's pipelined appends when they were the
+        last write to the folder (no STATUS): never later than the server's own UIDNEXT, so
+        nothing appended after it is missed."""
+        if path in self._marks:
+            return self._marks[path]
         status = self._status(path)
         return f"{int(status[b'UIDVALIDITY'])}:{int(status[b'UIDNEXT'])}"
 
@@ -917,7 +930,7 @@ class ImapMailbox(Mailbox):
             hooks = Hooks(
                 session=lambda: self._client, select=self._select, written=self._written,
                 storable=self._storable, results=self._results, refused=self._refused_batch,
-                noted=self._noted, drop_session=self._drop_session,
+                noted=self._noted, drop_session=self._drop_session, note_mark=self._note_mark,
             )  # fmt: skip
             return PipelinedAppender(self, path, hooks, _guarded("appending to"))
         return Appender(self, path)

@@ -46,6 +46,7 @@ class Hooks:
     refused: Callable[..., list[AppendResult]]  # the mailbox's _refused_batch
     noted: Callable[..., list[AppendResult]]  # the mailbox's _noted
     drop_session: Callable[[], None]
+    note_mark: Callable[[tuple[str, ...], str | None], None]  # the folder's append mark now
 
 
 class PipelinedAppender(Appender):
@@ -83,6 +84,7 @@ class PipelinedAppender(Appender):
         self._outstanding: set[bytes] = set()  # tags whose answer is still in the socket
         self._early: dict[bytes, tuple[str, bytes]] = {}  # answers read ahead of their turn
         self.confirmed: set[Ref] = set()  # UIDs this appender's batches were given
+        self._marked = True  # every stored message's UID is known: the mark follows from them
 
     @property
     def in_flight(self) -> int:
@@ -178,4 +180,8 @@ class PipelinedAppender(Appender):
                     stored_since.update(imap_wire.uid_set(match.group(2)) if match else ())
             results = self.hooks.refused(self.path, messages, flags, self.mark, ignore=stored_since)
         self.confirmed.update(r.ref for r in results if r.ref is not None)
+        self._marked = self._marked and all(r.ref is not None or r.error for r in results)
+        validity, uidnext = self.mark.split(":")
+        top = max([int(uidnext) - 1, *(int(ref) for ref in self.confirmed)])
+        self.hooks.note_mark(self.path, f"{validity}:{top + 1}" if self._marked else None)
         return self.hooks.noted(messages, storable, results, before_commands=self._quiet)

@@ -1,9 +1,13 @@
 """Groupware migration: calendars, task lists and address books over CalDAV (RFC 4791) and
-CardDAV (RFC 6352), next to the mail.
+CardDAV (RFC 6352) or Exchange (EWS, :mod:`~mailmigrate.groupware.ews`), next to the mail.
 
 Entry points (no Airflow here): :func:`~mailmigrate.groupware.sync.preflight` and
-:func:`~mailmigrate.groupware.sync.copy_groupware`, on two
-:class:`~mailmigrate.groupware.dav.DavEndpoint` values.
+:func:`~mailmigrate.groupware.sync.copy_groupware`, on two endpoints
+(:class:`~mailmigrate.groupware.dav.DavEndpoint` or
+:class:`~mailmigrate.groupware.ews.EwsGroupwareEndpoint`, see
+:mod:`~mailmigrate.groupware.side`). What Exchange can and cannot hold is in
+:mod:`~mailmigrate.groupware.ews_convert`; an item it cannot hold is reported, never written
+with less.
 
 What "copied" means for groupware (the README says the same to operators):
 

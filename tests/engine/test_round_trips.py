@@ -1,0 +1,63 @@
+"""Round trips the IMAP adapter no longer makes (issue 21): the commands a session sends, as a
+recording proxy saw them. What is asserted is which commands cross the wire, never timings."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from harness.proxy import CuttingProxy
+
+from mailmigrate.connections import endpoint_from_dict
+from mailmigrate.mailbox.imap import ImapMailbox
+
+
+def _commands(sent: bytes) -> list[bytes]:
+    """The command names of the client's lines (tag, name, ...), literals' lines left out."""
+    names = []
+    for line in sent.split(b"\r\n"):
+        words = line.split(b" ", 2)
+        if len(words) >= 2 and words[0][:1].isalnum() and words[1].isalpha():
+            names.append(words[1].upper())
+    return names
+
+
+def _mailbox(server, proxy, user, password) -> ImapMailbox:
+    endpoint = endpoint_from_dict("dst", server.connection("dst"))
+    return ImapMailbox(replace(endpoint, port=proxy.port), user, password, "destination")
+
+
+def test_a_login_reads_the_greetings_capabilities_and_pipelines_enable_and_namespace(
+    modern_imap, new_account
+):
+    user, password = new_account(modern_imap)
+    proxy = CuttingProxy(modern_imap.host, modern_imap.port, record=True)
+    mailbox = _mailbox(modern_imap, proxy, user, password)
+    try:
+        mailbox.connect()
+        assert mailbox.has("CONDSTORE") and mailbox.separator
+        commands = _commands(bytes(proxy.to_server))
+    finally:
+        mailbox.close()
+        proxy.close()
+    # Dovecot's greeting carries [CAPABILITY ...] and its LOGIN answer the new list: no
+    # CAPABILITY command; ENABLE and NAMESPACE leave together after LOGIN.
+    assert b"CAPABILITY" not in commands, commands
+    assert commands[:3] == [b"LOGIN", b"ENABLE", b"NAMESPACE"], commands
+
+
+def test_folders_are_created_without_a_list_before_each(modern_imap, new_account):
+    user, password = new_account(modern_imap)
+    proxy = CuttingProxy(modern_imap.host, modern_imap.port, record=True)
+    mailbox = _mailbox(modern_imap, proxy, user, password)
+    try:
+        mailbox.connect()
+        mailbox.list_folders()
+        for path in (("Projects",), ("Projects", "2024"), ("Lists",)):
+            mailbox.create_folder(path)
+        listed = {folder.path for folder in mailbox.list_folders()}
+        commands = _commands(bytes(proxy.to_server))
+    finally:
+        mailbox.close()
+        proxy.close()
+    assert {("Projects",), ("Projects", "2024"), ("Lists",)} <= listed
+    assert commands.count(b"CREATE") == 3 and commands.count(b"LIST") == 2, commands

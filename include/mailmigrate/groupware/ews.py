@@ -44,8 +44,8 @@ from exchangelib.items import SEND_TO_NONE
 
 from mailmigrate.errors import ConnectionConfigError, ContentError, EwsGroupwareError  # noqa: F401 - re-exported
 from mailmigrate.groupware.dav import ADDRESSBOOK, CALENDAR, EXTENSION, Collection, Listing
+from mailmigrate.groupware.ews_cards import KnownContact, MissingMember
 from mailmigrate.groupware.ews_convert import GroupwareUid, item_text, item_uid
-from mailmigrate.groupware.ews_groups import KnownContact, MissingMember
 from mailmigrate.groupware.ews_parse import NotCarried, to_exchange
 from mailmigrate.mailbox.ews_connect import REFUSED, RETRYABLE, build_account, resolve_options
 

@@ -18,7 +18,7 @@ names what an item would lose so the copy reports it instead of writing less tha
 - **Contacts** (``Contact``): UID, FN, N (family, given, middle), ORG (company, department),
   TITLE, BDAY, NOTE, up to three EMAIL, TEL (work, home, cell, fax, other; two each for work and
   home), ADR (work, home, other), PHOTO (the contact photo attachment).
-- **Groups** (``DistributionList``; written by :mod:`~mailmigrate.groupware.ews_groups`): a vCard group (``X-ADDRESSBOOKSERVER-KIND``)
+- **Groups** (``DistributionList``; written by :mod:`~mailmigrate.groupware.ews_cards`): a vCard group (``X-ADDRESSBOOKSERVER-KIND``)
   whose members are the account's contacts by UID, other addresses by ``mailto:``.
 
 Not carried: vCard 4 groups (rendered in Apple's form), attachments of changed instances, linked (URI) attachments,

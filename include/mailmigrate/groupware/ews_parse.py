@@ -24,9 +24,8 @@ from decimal import Decimal
 import icalendar
 import vobject
 from dateutil.rrule import rrulestr
-from exchangelib import CalendarItem, Contact, EWSDate, EWSDateTime, EWSTimeZone, Task
+from exchangelib import CalendarItem, EWSDate, EWSDateTime, EWSTimeZone, Task
 from exchangelib.attachments import FileAttachment
-from exchangelib.indexed_properties import EmailAddress, PhoneNumber, PhysicalAddress
 from exchangelib.properties import Attendee, Body, Mailbox
 from exchangelib.recurrence import (
     AbsoluteMonthlyPattern,
@@ -44,23 +43,18 @@ from exchangelib.recurrence import (
 
 from mailmigrate.errors import ContentError
 from mailmigrate.groupware.content import canonical, unfolded_lines
+from mailmigrate.groupware.ews_cards import KnownContact, MissingMember, NotCarried, card_item
 from mailmigrate.groupware.ews_convert import (
-    ADDRESSES_BACK,
     CLASS_BACK,
     DAYS,
     REPLY_BACK,
     STATUS_BACK,
     item_text,
 )
-from mailmigrate.groupware.ews_groups import KnownContact, MissingMember, distribution_list
 
 IGNORED = {"ORGANIZER", "COMPLETED", "DTSTAMP", "PRODID", "SEQUENCE"}
 MAX_INSTANCES = 10_000  # instances looked through to number one
 UTC = EWSTimeZone("UTC")
-
-
-class NotCarried(ContentError):
-    """The item holds something Exchange cannot (the text names it); it is not written."""
 
 
 def _tz(value: dt.datetime) -> EWSTimeZone:
@@ -227,72 +221,6 @@ def _task(component, account) -> Task:
     return item
 
 
-def _contact(text: str, account, contacts: dict[str, KnownContact]):
-    card = vobject.readOne(text)
-    kinds = {c.value.lower() for key in ("kind", "x-addressbookserver-kind")
-             for c in card.contents.get(key, [])}  # fmt: skip
-    if "group" in kinds:
-        return distribution_list(card, account, contacts)
-    item = Contact(account=account, display_name=card.fn.value if "fn" in card.contents else "")
-    item.groupware_uid = card.uid.value
-    if "n" in card.contents:
-        name = card.n.value
-        item.surname, item.given_name = name.family or None, name.given or None
-        item.middle_name = name.additional or None
-    if "org" in card.contents:
-        org = card.org.value
-        item.company_name = org[0] or None
-        item.department = org[1] if len(org) > 1 else None
-    if "title" in card.contents:
-        item.job_title = card.title.value
-    if "bday" in card.contents:
-        day = dt.date.fromisoformat(card.bday.value.replace("-", "")[:8].ljust(8, "0")
-                                    if "-" not in card.bday.value else card.bday.value[:10])  # fmt: skip
-        item.birthday = EWSDate(day.year, day.month, day.day)
-    item.email_addresses = [EmailAddress(label=f"EmailAddress{n + 1}", email=e.value)
-                            for n, e in enumerate(card.contents.get("email", [])[:3])] or None  # fmt: skip
-    phones, taken = [], set()
-    for tel in card.contents.get("tel", []):
-        types = {t.upper() for t in tel.params.get("TYPE", [])}
-        place = "Home" if "HOME" in types else "Business" if "WORK" in types else None
-        if "CELL" in types:
-            options = ["MobilePhone"]
-        elif "FAX" in types:
-            options = [f"{place or 'Business'}Fax"]
-        elif place:
-            options = [f"{place}Phone", f"{place}Phone2"]
-        else:
-            options = ["OtherTelephone"]
-        label = next((o for o in options if o not in taken), None)
-        if label is None:
-            raise NotCarried("Exchange holds fewer telephone numbers of this kind")
-        taken.add(label)
-        phones.append(PhoneNumber(label=label, phone_number=tel.value))
-    item.phone_numbers = phones or None
-    addresses = []
-    for adr in card.contents.get("adr", []):
-        types = {t.upper() for t in adr.params.get("TYPE", [])}
-        label = next((ADDRESSES_BACK[t] for t in ("WORK", "HOME") if t in types), "Other")
-        value = adr.value
-        addresses.append(PhysicalAddress(label=label, street=value.street or None,
-                                         city=value.city or None, state=value.region or None,
-                                         zipcode=value.code or None, country=value.country or None))  # fmt: skip
-    item.physical_addresses = addresses or None
-    if "note" in card.contents:
-        item.body = Body(card.note.value)
-    if "photo" in card.contents and isinstance(card.photo.value, bytes):
-        kind = (card.photo.params.get("TYPE") or ["jpeg"])[0].lower()
-        item.attachments = [
-            FileAttachment(
-                name="ContactPicture.jpg",
-                content=card.photo.value,
-                content_type=f"image/{kind}",
-                is_contact_photo=True,
-            )
-        ]
-    return item
-
-
 def _flat(form, path=()) -> set:
     out = set()
     for name, lines, children in form:
@@ -378,7 +306,7 @@ def to_exchange(text: str, account, contacts: dict[str, KnownContact] | None = N
     contacts = contacts or {}
     try:
         if "BEGIN:VCARD" in text.upper()[:200]:
-            converted = Converted(_contact(text, account, contacts))
+            converted = Converted(card_item(text, account, contacts))
         else:
             calendar = icalendar.Calendar.from_ical(text)
             parts = [c for c in calendar.subcomponents if c.name in ("VEVENT", "VTODO")]

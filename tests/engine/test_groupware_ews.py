@@ -274,6 +274,12 @@ def test_radicale_to_exchange_sends_no_invitation(exchange, radicale, tmp_path, 
     assert changed.total("updated") == 1 and store.invitations == []
     again = snapshot(destination)["Calendar"][1]["weekly-meeting@corpus"]
     assert _flat(again) ^ _flat(canonical(changed_text)) == rewrites
+    # the series becomes a single event: no instance of it is left behind on Exchange
+    single = corpus.WORK.replace("work-review", "weekly-meeting")
+    etag = dav.listing(calendar).etags[f"{hrefs['Calendar']}weekly-meeting@corpus.ics"]
+    dav.put("calendar", f"{hrefs['Calendar']}weekly-meeting@corpus.ics", single, etag)
+    copy_groupware(source, destination, plan="gw", state_dir=tmp_path, phase="delta")
+    assert snapshot(destination)["Calendar"][1]["weekly-meeting@corpus"] == canonical(single)
 
     # the same copy with SendToNone dropped would email 50 people: the simulator sees it
     monkeypatch.setattr(ews, "INVITATIONS", SEND_TO_ALL_AND_SAVE_COPY)

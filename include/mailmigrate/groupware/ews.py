@@ -322,12 +322,14 @@ class EwsGroupwareAccount:
     def _replaces(self, item, known: tuple[str, str]) -> bool:
         """Whether a change is written as delete + create rather than in place: always for
         contacts and tasks (nothing to send; their attachments and photo go with them), for a
-        meeting when it is a series or either version has attachments."""
+        meeting when either version is a series or has attachments."""
         if not isinstance(item, CalendarItem) or item.recurrence is not None or item.attachments:
             return True
         (current,) = self._call("reading an item", lambda: list(self.account.fetch(
-            ids=[known], only_fields=["has_attachments"])))  # fmt: skip
-        return bool(getattr(current, "has_attachments", False))
+            ids=[known], only_fields=["has_attachments", "is_recurring"])))  # fmt: skip
+        return bool(
+            getattr(current, "has_attachments", False) or getattr(current, "is_recurring", False)
+        )
 
     def _instances(self, master: CalendarItem, converted, folder: Folder) -> None:
         """Cancel and change single instances of a new series, sending nothing."""

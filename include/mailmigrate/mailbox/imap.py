@@ -613,9 +613,53 @@ class ImapMailbox(Mailbox):
         return f"uidvalidity {int(status[b'UIDVALIDITY'])}"
 
     # -- reading ---------------------------------------------------------------------------
-    def _infos(self, criteria: str, min_uid: int = 0) -> list[MessageInfo]:
-        """Message infos for the selected folder's UIDs in ``criteria`` (a UID set)."""
-        data = self._uid_fetch(criteria, LIST_FIELDS)
+    def _examine_and_fetch(
+        self, path: tuple[str, ...], uid_set: str, items: list[bytes]
+    ) -> tuple[dict[bytes, Any], dict[int, dict[bytes, Any]]]:
+        """EXAMINE (fresh) and ``UID FETCH uid_set (items)`` in one round trip: the folder's
+        facts as :meth:`_select` gives them, and the items by UID (none when the folder is
+        empty: a server may refuse a UID set in an empty folder).
+
+        Sent together safely: a refused EXAMINE leaves no folder selected, so the FETCH behind
+        it fails too and is ignored."""
+        imap = internals.session(self.client)
+        quoted = internals.quoted_folder(self.client, self.name_of(path))
+        self._selected = None
+        internals.begin_examine(imap)
+        by_uid: dict[int, dict[bytes, Any]] = {}
+
+        def keep(entry: dict[bytes, Any]) -> None:
+            uid = entry.get(b"UID")
+            if isinstance(uid, int):
+                by_uid.setdefault(uid, {}).update(entry)
+
+        (typ, text), (fetched, why) = imap_wire.pipelined(
+            imap, [b"EXAMINE " + quoted, imap_wire.fetch_command(uid_set, items)], keep
+        )
+        try:
+            info = internals.end_examine(self.client, imap, typ == "OK")
+        except (ValueError, TypeError, AttributeError, IndexError) as exc:
+            raise imap_wire.MalformedResponse(f"EXAMINE reply: {exc}") from None
+        if typ != "OK":
+            raise ServerRefused(f"examine failed: {typ} {text.decode(errors='replace')}")
+        if b"UIDNEXT" not in info:  # optional in a SELECT reply (Courier leaves it out)
+            status = self.client.folder_status(self.name_of(path), [b"UIDNEXT"])
+            info[b"UIDNEXT"] = status[b"UIDNEXT"]
+        self._select_info = info
+        self._selected = (path, False)
+        if not info.get(b"EXISTS"):
+            return info, {}
+        if fetched != "OK":
+            raise ServerRefused(f"FETCH failed: {fetched} {why.decode(errors='replace')}")
+        return info, by_uid
+
+    def _infos(
+        self, criteria: str, min_uid: int = 0, data: dict[int, dict[bytes, Any]] | None = None
+    ) -> list[MessageInfo]:
+        """Message infos for the selected folder's UIDs in ``criteria`` (a UID set); ``data``:
+        their ``LIST_FIELDS`` when fetched already."""
+        if data is None:
+            data = self._uid_fetch(criteria, LIST_FIELDS)
         data = {uid: d for uid, d in data.items() if uid >= min_uid and b"RFC822.SIZE" in d}
         headers: dict[int, bytes] = {}
         missing = [uid for uid, d in data.items() if not ident.message_id(_message_id_header(d))]
@@ -640,9 +684,9 @@ class ImapMailbox(Mailbox):
 
     @_guarded("listing messages in")
     def listing(self, path: tuple[str, ...]) -> Listing:
-        info = self._select(path, fresh=True)
+        info, data = self._examine_and_fetch(path, "1:*", LIST_FIELDS)
         token = self._token(info)
-        messages = self._infos("1:*") if info.get(b"EXISTS") else []
+        messages = self._infos("1:*", data=data) if info.get(b"EXISTS") else []
         return Listing(messages=messages, token=token)
 
     @_guarded("listing messages in")
@@ -650,11 +694,10 @@ class ImapMailbox(Mailbox):
         """UIDs and sizes only, from the index: for a copy into an empty folder, which matches
         nothing and reads identities, flags and dates with the bytes it fetches. Skips reading
         every message's header (a pass over the source's files) and starts the copy sooner."""
-        info = self._select(path, fresh=True)
+        info, data = self._examine_and_fetch(path, "1:*", [b"RFC822.SIZE"])
         token = self._token(info)
         if not info.get(b"EXISTS"):
             return Listing(messages=[], token=token)
-        data = self._uid_fetch("1:*", [b"RFC822.SIZE"])
         messages = [
             MessageInfo(ref=uid, identity="", size=int(d[b"RFC822.SIZE"]))
             for uid, d in sorted(data.items())
@@ -735,14 +778,15 @@ class ImapMailbox(Mailbox):
                 validity, uidnext = (int(x) for x in mark.split(":"))
                 if validity == int(read[b"UIDVALIDITY"]) and uidnext >= int(read[b"UIDNEXT"]):
                     return []
-        info = self._select(path, fresh=True)
+        since = int(mark.split(":")[1]) if mark else 1
+        info, data = self._examine_and_fetch(path, f"{since}:*", LIST_FIELDS)
         if not info.get(b"EXISTS"):
             return []
-        if mark:
-            validity, uidnext = (int(x) for x in mark.split(":"))
-            if validity == int(info[b"UIDVALIDITY"]):
-                return self._infos(f"{uidnext}:*", min_uid=uidnext)
-        return self._infos("1:*")
+        if mark and int(mark.split(":")[0]) == int(info[b"UIDVALIDITY"]):
+            return self._infos(f"{since}:*", min_uid=since, data=data)
+        if since == 1:
+            return self._infos("1:*", data=data)
+        return self._infos("1:*")  # another folder under the same name: everything is new
 
     @_guarded("fetching messages from")
     def fetch_then(

@@ -690,9 +690,12 @@ def status_many(
     return replies
 
 
-def pipelined(imap: imaplib.IMAP4, commands: Sequence[bytes]) -> list[tuple[str, bytes]]:
+def pipelined(
+    imap: imaplib.IMAP4, commands: Sequence[bytes], on_fetch=None
+) -> list[tuple[str, bytes]]:
     """Send ``commands`` (complete, without tags) at once and read all their responses: one
-    round trip for all. Untagged responses go to imaplib's store, as imaplib would put them.
+    round trip for all. ``on_fetch(items)`` gets each FETCH response; other untagged responses
+    go to imaplib's store, as imaplib would put them.
 
     :return: ``(typ, text)`` of each command's tagged response, in the order sent.
     """
@@ -710,7 +713,11 @@ def pipelined(imap: imaplib.IMAP4, commands: Sequence[bytes]) -> list[tuple[str,
                 continue
             if line.startswith(b"+"):
                 raise imaplib.IMAP4.abort(f"unexpected continuation: {line[:200]!r}")
-            _store_untagged(imap, *_read_response(imap, line))
+            fragments, literals = _read_response(imap, line)
+            if on_fetch is not None and _FETCH_START.match(fragments[0]):
+                on_fetch(parse_fetch(fragments, literals))
+            else:
+                _store_untagged(imap, fragments, literals)
     finally:
         for tag in tags:
             imap.tagged_commands.pop(tag, None)

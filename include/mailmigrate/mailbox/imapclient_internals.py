@@ -29,6 +29,9 @@ RELIED_ON: dict[tuple[type, str], tuple[str, ...] | str] = {
     (imaplib.IMAP4, "untagged_responses"): "attribute",
     (IMAPClient, "_proc_folder_list"): ("folder_data",),
     (IMAPClient, "_create_IMAP4"): (),
+    (IMAPClient, "_process_select_response"): ("resp",),
+    (imaplib.IMAP4, "state"): "attribute",
+    (imaplib.IMAP4, "is_readonly"): "attribute",
     (IMAPClient, "_timeout"): "attribute",
     (imaplib.IMAP4, "_get_capabilities"): (),
     (imap4.IMAP4WithTimeout, "__init__"): ("address", "port", "timeout"),
@@ -101,6 +104,23 @@ def reset_socket(client: IMAPClient) -> tuple[Any, Any]:
     """The session's socket (``None`` before it connected) and its reader file, to close hard."""
     imap = client._imap
     return getattr(imap, "sock", None), imap.file
+
+
+def begin_examine(imap: imaplib.IMAP4) -> None:
+    """What imaplib's ``select(readonly=True)`` does before it sends EXAMINE: forget the
+    untagged responses of earlier commands (the EXAMINE's own are read from the store)."""
+    imap.untagged_responses = {}
+    imap.is_readonly = True
+
+
+def end_examine(client: IMAPClient, imap: imaplib.IMAP4, ok: bool) -> dict[bytes, Any]:
+    """After the EXAMINE's answer, what imaplib and imapclient do: the session's state, and
+    the folder's facts as ``select_folder`` returns them (``{}`` when refused)."""
+    if not ok:
+        imap.state = "AUTH"  # a failed SELECT/EXAMINE leaves no folder selected (RFC 3501)
+        return {}
+    imap.state = "SELECTED"
+    return client._process_select_response(imap.untagged_responses)
 
 
 def take_untagged(imap: imaplib.IMAP4, name: str) -> list[Any]:

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+from harness.engine_helpers import rich_corpus, seed_account
 from harness.proxy import CuttingProxy
+from harness.shaper import ShapingProxy
 
 from mailmigrate.connections import endpoint_from_dict
+from mailmigrate.errors import MailboxError
 from mailmigrate.mailbox.imap import ImapMailbox
 
 
@@ -61,3 +65,26 @@ def test_folders_are_created_without_a_list_before_each(modern_imap, new_account
         proxy.close()
     assert {("Projects",), ("Projects", "2024"), ("Lists",)} <= listed
     assert commands.count(b"CREATE") == 3 and commands.count(b"LIST") == 2, commands
+
+
+def test_a_listing_is_examine_and_fetch_in_one_round_trip(legacy_imap, new_account):
+    user, password = new_account(legacy_imap)
+    seed_account(legacy_imap.client(user, password), {"INBOX": rich_corpus(3)})
+    endpoint = endpoint_from_dict("src", legacy_imap.connection("src"))
+    with ShapingProxy(legacy_imap.host, legacy_imap.port, delay=0.002) as near:
+        mailbox = ImapMailbox(replace(endpoint, port=near.port), user, password, "source")
+        try:
+            mailbox.connect()
+            near.reset()
+            listing = mailbox.listing(("INBOX",))
+            sizes = mailbox.listing_without_identities(("INBOX",))
+            traffic = near.reset()
+            with pytest.raises(MailboxError, match="examine failed"):
+                mailbox.listing(("No such folder",))
+            again = mailbox.listing(("INBOX",))  # the session is still in step
+        finally:
+            mailbox.close()
+    assert len(listing.messages) == len(rich_corpus(3)) == len(sizes.messages)
+    assert [m.identity for m in again.messages] == [m.identity for m in listing.messages]
+    # One flight each, plus the header FETCH of the messages without a Message-ID.
+    assert traffic.commands == 5 and traffic.flights == 3, traffic

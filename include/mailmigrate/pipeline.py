@@ -1,17 +1,23 @@
 """Copying a list of messages: batched fetch and append, overlapped, bounded in memory.
 
-A reader thread fetches batches from the source while the calling thread appends the batches
-already fetched to the destination, so both links are busy at once. The reader runs ahead by
-up to ``batch_bytes`` of fetched, not yet appended messages (a single message larger than that
-travels alone): memory per folder lane is bounded by about ``batch_bytes`` plus the batch being
-appended.
+A reader thread fetches batches from the source while the calling thread appends them to the
+destination, so both links are busy at once; nothing waits a round trip between batches:
+
+- the source's next FETCH is sent before the previous batch's answer is read
+  (:meth:`~mailmigrate.mailbox.base.Mailbox.fetch_then`);
+- each message goes into its batch's APPEND as soon as it has arrived (the command is opened
+  with the batch's first message and ended after its last, whole messages only), so the
+  destination trails the source by a message, not by a batch;
+- up to the :class:`~mailmigrate.mailbox.base.Appender`'s depth of APPENDs are under way at
+  once; each batch is recorded when its own answer is read, never before.
+
+The reader runs ahead by up to ``batch_bytes`` of fetched, not yet confirmed messages (a single
+message larger than that travels alone): memory per folder lane is bounded by about
+``batch_bytes`` plus the batch being read.
 
 Batches grow (:func:`growing_batches`): the first is small, so the destination starts writing
-after a fraction of a round trip's worth of data instead of a whole batch, and each following
-one doubles up to :data:`STEADY_BATCH_BYTES`, large enough that the one round trip each FETCH
-and each APPEND costs is a small share of its transfer at tens of Mbit/s and 100 ms. Towards
-the end of a folder they shrink again, so the last one, appended while nothing is read, is
-short.
+early, and each following one doubles up to :data:`STEADY_BATCH_BYTES`. Towards the end of a
+folder they shrink again.
 """
 
 from __future__ import annotations

@@ -14,8 +14,10 @@ Read top-down:
    by message identity as multisets, so whatever is already on the destination is never copied
    twice.
 3. :class:`~mailmigrate.pipeline.CopyPipeline` copies: a reader thread fetches growing batches
-   ahead (bounded by bytes) while the caller appends the batches fetched; each appended batch
-   is recorded in the state in one transaction.
+   ahead (bounded by bytes, the next FETCH sent before the previous answer is read) while the
+   caller streams each message into its batch's APPEND as it arrives, several APPENDs under
+   way at once; each batch is recorded in the state in one transaction once the destination
+   confirmed it.
 4. :func:`~mailmigrate.verify.settle` checks, once every folder is done, that every source
    message the pass selected is on the destination (by identity, from listings); a folder that
    lacks any fails the account and loses its sync state.

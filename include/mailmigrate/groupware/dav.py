@@ -17,6 +17,8 @@ Invariants:
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import quote, unquote, urljoin, urlsplit
@@ -63,6 +65,14 @@ CALENDAR, ADDRESSBOOK = "calendar", "addressbook"
 SAFE = "/:@+,;=!$&'()*~"  # left as they are when a path goes on the wire
 MEDIA_TYPE = {CALENDAR: "text/calendar; charset=utf-8", ADDRESSBOOK: "text/vcard; charset=utf-8"}
 EXTENSION = {CALENDAR: ".ics", ADDRESSBOOK: ".vcf"}
+
+
+def resource_name(uid: str) -> str:
+    """The destination resource name of a new item: its UID when that is a plain name, else a
+    digest of it (UIDs may hold ``/`` or spaces)."""
+    if re.fullmatch(r"[\w.@+-]{1,100}", uid, re.ASCII):
+        return uid
+    return hashlib.sha256(uid.encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)

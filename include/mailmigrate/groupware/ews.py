@@ -43,7 +43,14 @@ from exchangelib.folders import Calendar, Contacts, Folder, Tasks
 from exchangelib.items import SEND_TO_NONE
 
 from mailmigrate.errors import ConnectionConfigError, ContentError, EwsGroupwareError  # noqa: F401 - re-exported
-from mailmigrate.groupware.dav import ADDRESSBOOK, CALENDAR, EXTENSION, Collection, Listing
+from mailmigrate.groupware.dav import (
+    ADDRESSBOOK,
+    CALENDAR,
+    EXTENSION,
+    Collection,
+    Listing,
+    resource_name,
+)
 from mailmigrate.groupware.ews_cards import KnownContact, MissingMember
 from mailmigrate.groupware.ews_convert import GroupwareUid, item_text, item_uid
 from mailmigrate.groupware.ews_parse import NotCarried, to_exchange
@@ -210,7 +217,6 @@ class EwsGroupwareAccount:
         folder = self._folder(collection.href)
         fields = ITEM_FIELDS[folder.folder_class]
         extension = EXTENSION[collection.kind]
-        from mailmigrate.groupware.sync import _resource_name  # the name a copy gives an item
 
         def changes(state: str | None) -> tuple[list, str] | None:
             folder.item_sync_state = state  # exchangelib falls back to it when state is None
@@ -232,7 +238,7 @@ class EwsGroupwareAccount:
             for kind, item in found:
                 if kind not in ("create", "update") or not isinstance(item, CARRIED):
                     continue  # deletions (handled above), other item types
-                href = f"{collection.href}{_resource_name(item_uid(item))}{extension}"
+                href = f"{collection.href}{resource_name(item_uid(item))}{extension}"
                 self._ids[href] = (item.id, item.changekey)
                 self._uids[item.id] = item_uid(item)
                 etags[href] = item.changekey

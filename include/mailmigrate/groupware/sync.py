@@ -29,15 +29,13 @@ only that item; a collection's problem costs only that collection.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mailmigrate.errors import ContentError, GroupwareError
 from mailmigrate.groupware.content import canonical, components_of, uid_of, without_scheduling
-from mailmigrate.groupware.dav import CALENDAR, EXTENSION, Collection
+from mailmigrate.groupware.dav import CALENDAR, EXTENSION, Collection, resource_name
 from mailmigrate.groupware.mapping import KIND_COMPONENTS, Mapped, map_collections
 from mailmigrate.groupware.scheduling import SENDS, is_meeting, probe
 from mailmigrate.groupware.side import GroupwareAccount, GroupwareEndpoint
@@ -316,7 +314,7 @@ class _CollectionPass:
             return
         body = without_scheduling(content) if kind == CALENDAR and self.dst.schedules else content
         if target is None:
-            target = f"{destination.href}{_resource_name(uid)}{EXTENSION[kind]}"
+            target = f"{destination.href}{resource_name(uid)}{EXTENSION[kind]}"
         try:
             self.dst.put(kind, target, body, target_etag if current is not None else None)
         except GroupwareError as exc:
@@ -360,11 +358,3 @@ class _CollectionPass:
                 return
             self.outcome.deleted += 1
         self.state.forget_item(href)
-
-
-def _resource_name(uid: str) -> str:
-    """The destination resource name of a new item: its UID when that is a plain name, else a
-    digest of it (UIDs may hold ``/`` or spaces)."""
-    if re.fullmatch(r"[\w.@+-]{1,100}", uid, re.ASCII):
-        return uid
-    return hashlib.sha256(uid.encode()).hexdigest()[:32]

@@ -10,12 +10,12 @@ import hashlib
 from collections import Counter
 
 import pytest
-from ews_simulator import EwsSimulator, SimulatorStore
+from ews_simulator import impersonating
 from exchangelib.protocol import close_connections
 from harness.corpus import make_message, seed_folder, snapshot
 from harness.engine_helpers import make_plan, rich_corpus, seed_account
 
-from mailmigrate.connections import Endpoint, endpoint_from_dict
+from mailmigrate.connections import endpoint_from_dict
 from mailmigrate.plan import Account
 from mailmigrate.sync import copy_account
 
@@ -31,13 +31,8 @@ def _corpus(seed: int):
 
 @pytest.fixture
 def exchange():
-    store = SimulatorStore()
-    store.add_user(ADMIN, ADMIN_PASSWORD, impersonation=True)
-    store.add_mailbox(ALICE)
-    with EwsSimulator(store) as simulator:
-        endpoint = Endpoint("exchange", "ews", simulator.url, login=ADMIN, password=ADMIN_PASSWORD,
-                            extra={"auth": "basic"})  # fmt: skip
-        yield store, simulator, endpoint
+    with impersonating(ADMIN, ADMIN_PASSWORD, ALICE) as started:
+        yield started
     close_connections()
 
 

@@ -17,7 +17,7 @@ import icalendar
 import pytest
 import recurring_ical_events
 import vobject
-from ews_simulator import EwsSimulator, SimulatorStore
+from ews_simulator import impersonating
 from exchangelib import CalendarItem, EWSDate, EWSDateTime
 from exchangelib.items import SEND_TO_ALL_AND_SAVE_COPY
 from exchangelib.protocol import close_connections
@@ -61,12 +61,7 @@ def radicale():
 @pytest.fixture
 def exchange():
     """A simulator with one mailbox reached by impersonation (the mail side's admin login)."""
-    store = SimulatorStore()
-    store.add_user(ADMIN, ADMIN_PASSWORD, impersonation=True)
-    store.add_mailbox(ALICE)
-    with EwsSimulator(store) as simulator:
-        connection = Endpoint("exchange", "ews", simulator.url, login=ADMIN,
-                              password=ADMIN_PASSWORD, extra={"auth": "basic"})  # fmt: skip
+    with impersonating(ADMIN, ADMIN_PASSWORD, ALICE) as (store, _, connection):
         yield store, EwsGroupwareEndpoint.from_connection(connection, ALICE, None)
     close_connections()
 

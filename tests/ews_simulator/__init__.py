@@ -19,12 +19,18 @@ Usage::
         ...  # sim.url is the EWS endpoint; sim.busy(2) throttles the next two requests
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from mailmigrate.connections import Endpoint
+
 from .auth import self_signed_certificate
 from .server import EwsSimulator, RequestRecord
 from .store import SimulatorStore, StoredFolder, StoredItem, StoredMailbox
 
 __all__ = [
     "EwsSimulator",
+    "impersonating",
     "RequestRecord",
     "SimulatorStore",
     "StoredFolder",
@@ -32,3 +38,18 @@ __all__ = [
     "StoredMailbox",
     "self_signed_certificate",
 ]
+
+
+@contextmanager
+def impersonating(
+    admin: str, password: str, mailbox: str
+) -> Iterator[tuple[SimulatorStore, EwsSimulator, Endpoint]]:
+    """A running simulator with one mailbox reached by impersonation, the way migrations log
+    in: ``(store, simulator, the connection's Endpoint)``."""
+    store = SimulatorStore()
+    store.add_user(admin, password, impersonation=True)
+    store.add_mailbox(mailbox)
+    with EwsSimulator(store) as simulator:
+        endpoint = Endpoint("exchange", "ews", simulator.url, login=admin, password=password,
+                            extra={"auth": "basic"})  # fmt: skip
+        yield store, simulator, endpoint

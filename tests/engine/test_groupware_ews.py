@@ -11,7 +11,7 @@ send, and a copy that dropped SendToNone is shown to be caught.
 from __future__ import annotations
 
 import base64
-from datetime import UTC, date
+from datetime import UTC, date, timedelta
 
 import icalendar
 import pytest
@@ -318,20 +318,21 @@ def test_relative_recurrences_both_ways_and_unreadable_items_reported(exchange, 
     "the first weekday" (no iCalendar day) is reported by name, the rest is copied."""
     store, exchange_side = exchange
     account = exchange_side.open().account
-    second_tuesday = CalendarItem(
-        account=account, folder=account.calendar, uid="jour-fixe@ews", subject="Jour fixe",
-        start=EWSDateTime(2026, 10, 13, 9, 0, tzinfo=ews_corpus.BERLIN),
-        end=EWSDateTime(2026, 10, 13, 10, 0, tzinfo=ews_corpus.BERLIN), reminder_is_set=False,
-        recurrence=Recurrence(pattern=RelativeMonthlyPattern(interval=1, weekday=2, week_number=2),
-                              boundary=NumberedPattern(start=EWSDate(2026, 10, 13), number=6)))  # fmt: skip
-    second_tuesday.save()
-    weekday = CalendarItem(
-        account=account, folder=account.calendar, uid="first-weekday@ews", subject="Payroll",
-        start=EWSDateTime(2026, 10, 1, 9, 0, tzinfo=ews_corpus.BERLIN),
-        end=EWSDateTime(2026, 10, 1, 10, 0, tzinfo=ews_corpus.BERLIN), reminder_is_set=False,
-        recurrence=Recurrence(pattern=RelativeMonthlyPattern(interval=1, weekday=9, week_number=1),
-                              boundary=NumberedPattern(start=EWSDate(2026, 10, 1), number=6)))  # fmt: skip
-    weekday.save()
+
+    def monthly(uid: str, subject: str, first: date, weekday: int, week: int) -> None:
+        """Six monthly instances on the ``week``-th ``weekday`` (exchangelib's numbers)."""
+        start = EWSDateTime(first.year, first.month, first.day, 9, 0, tzinfo=ews_corpus.BERLIN)
+        CalendarItem(
+            account=account, folder=account.calendar, uid=uid, subject=subject, start=start,
+            end=start + timedelta(hours=1), reminder_is_set=False,
+            recurrence=Recurrence(
+                pattern=RelativeMonthlyPattern(interval=1, weekday=weekday, week_number=week),
+                boundary=NumberedPattern(start=EWSDate(first.year, first.month, first.day),
+                                         number=6)),
+        ).save()  # fmt: skip
+
+    monthly("jour-fixe@ews", "Jour fixe", date(2026, 10, 13), weekday=2, week=2)
+    monthly("first-weekday@ews", "Payroll", date(2026, 10, 1), weekday=9, week=1)
     destination = radicale.add_user()
     result = copy_groupware(exchange_side, destination, plan="gw", state_dir=tmp_path,
                             kinds=["calendars"])  # fmt: skip

@@ -14,10 +14,11 @@ from collections import defaultdict
 from collections.abc import Collection
 
 from mailmigrate.folders import FolderMapping, folder_name
+from mailmigrate.identity import size_of
 from mailmigrate.mailbox.base import Listing, Mailbox, MessageInfo, Ref
 from mailmigrate.pipeline import CopyPipeline
 from mailmigrate.plan import Plan
-from mailmigrate.results import AccountResult, FolderResult, human_bytes
+from mailmigrate.results import AccountResult, FolderResult, MessageFailure, human_bytes
 from mailmigrate.state import AccountState, Entry, FolderState
 from mailmigrate.verify import Expectation
 
@@ -112,7 +113,7 @@ class FolderPass:
         for info, twin in matched:
             previous = known.get(info.ref)
             base = previous.flags if previous and previous.identity == info.identity else None
-            self._sync_flags(twin.ref, base, info.flags, twin.flags)
+            self._sync_flags(info.ref, info.identity, twin.ref, base, info.flags, twin.flags)
             entries.append((info.ref, Entry(twin.ref, info.identity, info.flags)))
         self.state.record(self.source, entries)
         self.result.skipped = len(matched)
@@ -138,7 +139,7 @@ class FolderPass:
             entry = known.get(ref)
             if entry is None or entry.flags == flags:
                 continue
-            self._sync_flags(entry.dest_ref, entry.flags, flags, None)
+            self._sync_flags(ref, entry.identity, entry.dest_ref, entry.flags, flags, None)
             updated.append((ref, Entry(entry.dest_ref, entry.identity, flags)))
         self.state.record(self.source, updated)
         if changes.removed:
@@ -207,9 +208,12 @@ class FolderPass:
             elif str(info.ref) not in refused:
                 self.expected.unaccounted.append(info.ref)
 
-    def _sync_flags(self, dest_ref, base, now: frozenset[str], dest_flags) -> None:
-        """Carry the source's flag change (``base`` -> ``now``) to the destination message,
-        leaving flags the destination user changed alone. Without a base: add what is missing."""
+    def _sync_flags(self, ref, identity: str, dest_ref, base, now: frozenset[str],
+                    dest_flags) -> None:  # fmt: skip
+        """Carry the source message ``ref``'s flag change (``base`` -> ``now``) to its copy,
+        leaving flags the destination user changed alone (without a base: add what is
+        missing). Flags the destination does not store are reported for the message, as in a
+        copy ("copied, not identical")."""
         if dest_ref is None:
             return
         if base is None:
@@ -217,8 +221,14 @@ class FolderPass:
         else:
             add, remove = now - base, base - now
         if add or remove:
-            self.dst.set_flags(self.destination, dest_ref, add, remove)
+            note = self.dst.set_flags(self.destination, dest_ref, add, remove)
             self.result.flags_updated += 1
+            if note:
+                ref = str(ref)
+                self.result.notices[:] = [n for n in self.result.notices if n.ref != ref]
+                self.result.notices.append(MessageFailure(self.result.source, ref,
+                                                          size_of(identity), note,
+                                                          "copied, not identical"))  # fmt: skip
 
     def _count_source(self, messages: list[MessageInfo]) -> None:
         self.result.source_messages = len(messages)

@@ -50,6 +50,11 @@ def identity(size: int, msgid: bytes | None, header: bytes | None = None) -> str
     return f"{size}:h:{hashlib.sha256(header).hexdigest()[:32]}"
 
 
+def size_of(identity_text: str) -> int:
+    """The message size an identity (:func:`identity`) was made with."""
+    return int(identity_text.split(":", 1)[0])
+
+
 def identity_of(content: bytes) -> str:
     """The identity of a message from its exact bytes."""
     header = header_block(content)

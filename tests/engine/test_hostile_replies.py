@@ -120,6 +120,39 @@ def test_keywords_a_destination_cannot_store_are_reported_per_message(
     assert sorted(sorted(flags) for _, flags, _ in copied) == [[], [], ["\\Flagged"], ["\\Seen"]]
 
 
+def test_keywords_a_destination_cannot_store_in_a_delta_are_reported_per_message(
+    legacy_imap, modern_imap, new_account, tmp_path
+):
+    """A flag change carried by a delta: the keywords the destination does not store are
+    reported for that message (before: left out without a word), the other flags carried."""
+    account, plan, src, dst = _pair(legacy_imap, modern_imap, new_account, tmp_path)
+    seed_account(src, {"INBOX": _mail(84_000, [(), ("\\Seen",)])})
+    source, destination = endpoints(legacy_imap, modern_imap)
+    assert copy_account(plan, account, source, destination, "initial").ok
+    src.select_folder("INBOX")
+    first, second = sorted(src.search("ALL"))
+    src.add_flags([first], ["Work", "\\Flagged"])
+    src.add_flags([second], ["$Forwarded"])
+
+    def no_new_keywords(response: bytes) -> bytes:  # PERMANENTFLAGS without \*
+        return response.replace(b" \\*)]", b")]") if b"[PERMANENTFLAGS" in response else response
+
+    with RewritingProxy(modern_imap.host, modern_imap.port, no_new_keywords) as proxy:
+        result = copy_account(plan, account, source, replace(destination, port=proxy.port),
+                              "delta")  # fmt: skip
+    assert result.ok and result.totals()["flags_updated"] == 2, result.summary_lines()
+    notices = sorted((n.ref, n.reason, n.kind) for n in result.notices)
+    assert notices == [
+        (str(first), "flags not stored: Work (the folder stores no such flag: PERMANENTFLAGS)",
+         "copied, not identical"),
+        (str(second), "flags not stored: $Forwarded (the folder stores no such flag: "
+         "PERMANENTFLAGS)", "copied, not identical"),
+    ]  # fmt: skip
+    assert all(n.size > 0 for n in result.notices)
+    copied = snapshot(dst, "INBOX")
+    assert sorted(sorted(flags) for _, flags, _ in copied) == [["\\Flagged"], ["\\Seen"]]
+
+
 POISON = {b"X-Poison: malformed": "malformed", b"X-Poison: short": "short",
           b"X-Poison: cut": "cut"}  # fmt: skip
 

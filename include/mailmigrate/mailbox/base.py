@@ -324,8 +324,9 @@ class Mailbox(abc.ABC):
     @abc.abstractmethod
     def set_flags(
         self, path: tuple[str, ...], ref: Ref, add: frozenset[str], remove: frozenset[str]
-    ) -> None:
-        """Add and remove flags on one message."""
+    ) -> str | None:
+        """Add and remove flags on one message; a note naming the flags the destination did not
+        store (``None``: all stored), as :attr:`AppendResult.note` for a copy."""
 
     @abc.abstractmethod
     def delete(self, path: tuple[str, ...], refs: Collection[Ref]) -> None:

@@ -376,10 +376,11 @@ class EwsMailbox(Mailbox):
 
     def set_flags(
         self, path: tuple[str, ...], ref: Ref, add: frozenset[str], remove: frozenset[str]
-    ) -> None:
+    ) -> str | None:
+        """Flags a message on Exchange cannot take are left out, as when it is copied."""
         add, remove = representable(add), representable(remove)
         if not add and not remove:
-            return
+            return None
         self._entry(path)
         with self._guard("setting flags", path):
             current = next(self._get([str(ref)], FLAG_FIELDS), None)
@@ -390,13 +391,14 @@ class EwsMailbox(Mailbox):
                 )
             update, fields = flag_update(current, add, remove)
             if not fields:
-                return
+                return None
             (outcome,) = UpdateItem(account=self._account).call(
                 items=[(update, fields)], conflict_resolution=ALWAYS_OVERWRITE, message_disposition=SAVE_ONLY,
                 send_meeting_invitations_or_cancellations=SEND_TO_NONE, suppress_read_receipts=True,
             )  # fmt: skip
             if isinstance(outcome, Exception):
                 raise outcome
+        return None
 
     def delete(self, path: tuple[str, ...], refs: Collection[Ref]) -> None:
         self._entry(path)

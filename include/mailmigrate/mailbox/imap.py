@@ -1153,25 +1153,33 @@ class ImapMailbox(Mailbox):
     @_guarded("setting flags in")
     def set_flags(
         self, path: tuple[str, ...], ref: Ref, add: frozenset[str], remove: frozenset[str]
-    ) -> None:
+    ) -> str | None:
         """Flags the folder cannot store are left out; a server that refuses the STORE for a
-        keyword (Courier: keywords of digits) gets the flags one by one, the refused left out."""
+        keyword (Courier: keywords of digits) gets the flags one by one, the refused left out.
+        Every flag left out is named in the note returned."""
         self._written(path)
         self._select(path, writable=True)
-        add_now = self._storable(add)[0]
+        add_now, left_out = self._storable(add)
         remove_now = [flag for flag in sorted(remove) if FLAG.fullmatch(flag)]
+        notes = [f"flags not stored: {', '.join(left_out)}"] if left_out else []
         if add_now:
             try:
                 self.client.add_flags([ref], add_now, silent=True)
-            except IMAPClientError:
+            except IMAPClientError as exc:
+                refused = []
                 for flag in add_now:
                     try:
                         self.client.add_flags([ref], [flag], silent=True)
                     except IMAPClientError:
                         if flag.startswith("\\"):
                             raise
+                        refused.append(flag)
+                if refused:  # worded as when a copy's APPEND is refused for them
+                    notes.append(f"keywords not stored: {', '.join(refused)} "
+                                 f"(the server said: {exc})")  # fmt: skip
         if remove_now:
             self.client.remove_flags([ref], remove_now, silent=True)
+        return "; ".join(notes) or None
 
     @_guarded("deleting from")
     def delete(self, path: tuple[str, ...], refs: Collection[Ref]) -> None:

@@ -286,26 +286,27 @@ def _prepare_destination(
     (a name it cannot hold) is reported with the server's reason, keyed by source path; the
     other folders are copied all the same."""
     existing = {f.path: f for f in (dst.list_folders() if listed is None else listed)}
-    refused: dict[tuple[str, ...], FolderResult] = {}
+    wanted = []
     for mapping in folder_plan.mappings:
         target = existing.get(mapping.destination)
-        created = target is not None
-        try:
-            if not created:
-                say(f"creating folder {folder_name(mapping.destination)}")
-                dst.create_folder(mapping.destination, mapping.create_special_use)
-                created = True
-            if mapping.source.subscribed and not (target and target.subscribed):
-                dst.subscribe(mapping.destination)
-        except MailboxError as exc:
-            if exc.retryable or isinstance(exc, AuthenticationFailed):
-                raise
-            if created:  # only the subscription failed: the folder is there
-                say(f"folder {folder_name(mapping.destination)} not subscribed: {exc}")
-                continue
-            folder = FolderResult(source=folder_name(mapping.source.path),
-                                  destination=folder_name(mapping.destination), renamed=mapping.renamed)  # fmt: skip
-            folder.error = str(exc)
-            say(f"folder {folder.source} failed: {exc}")
-            refused[mapping.source.path] = folder
+        subscribe = mapping.source.subscribed and not (target and target.subscribed)
+        if target is None:
+            say(f"creating folder {folder_name(mapping.destination)}")
+        if target is None or subscribe:
+            wanted.append((mapping.destination, mapping.create_special_use, target is None,
+                           subscribe))  # fmt: skip
+    failed = dst.prepare_folders(wanted)  # all at once where the protocol allows
+    refused: dict[tuple[str, ...], FolderResult] = {}
+    for mapping in folder_plan.mappings:
+        step, exc = failed.get(mapping.destination, (None, None))
+        if exc is None:
+            continue
+        if step == "subscribe":  # only the subscription failed: the folder is there
+            say(f"folder {folder_name(mapping.destination)} not subscribed: {exc}")
+            continue
+        folder = FolderResult(source=folder_name(mapping.source.path),
+                              destination=folder_name(mapping.destination), renamed=mapping.renamed)  # fmt: skip
+        folder.error = str(exc)
+        say(f"folder {folder.source} failed: {exc}")
+        refused[mapping.source.path] = folder
     return refused

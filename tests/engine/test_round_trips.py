@@ -88,3 +88,36 @@ def test_a_listing_is_examine_and_fetch_in_one_round_trip(legacy_imap, new_accou
     assert [m.identity for m in again.messages] == [m.identity for m in listing.messages]
     # One flight each, plus the header FETCH of the messages without a Message-ID.
     assert traffic.commands == 5 and traffic.flights == 3, traffic
+
+
+LONG = "x" * 400
+
+
+def test_folders_are_created_and_subscribed_in_one_round_trip(modern_imap, new_account):
+    user, password = new_account(modern_imap)
+    endpoint = endpoint_from_dict("dst", modern_imap.connection("dst"))
+    wanted = [
+        (("Projects", "2024"), None, True, True),  # its parent is created first
+        (("Sent",), "\\Sent", True, True),
+        (("INBOX",), None, False, True),  # subscribed only
+        ((LONG,), None, True, True),  # Dovecot refuses the name: too long
+    ]
+    with ShapingProxy(modern_imap.host, modern_imap.port, delay=0.002) as near:
+        mailbox = ImapMailbox(replace(endpoint, port=near.port), user, password, "destination")
+        try:
+            mailbox.connect()
+            mailbox.list_folders()
+            near.reset()
+            failed = mailbox.prepare_folders(wanted)
+            traffic = near.reset()
+            listed = {folder.path: folder for folder in mailbox.list_folders()}
+        finally:
+            mailbox.close()
+    assert set(failed) == {(LONG,)}, failed
+    step, error = failed[(LONG,)]
+    assert step == "create" and f"creating folder {LONG}: server said: create failed" in str(error)
+    for path in (("Projects",), ("Projects", "2024"), ("Sent",)):
+        assert path in listed
+    assert all(listed[p].subscribed for p in (("Projects", "2024"), ("Sent",), ("INBOX",)))
+    assert listed[("Sent",)].special_use == "\\Sent"
+    assert traffic.flights == 1 and traffic.commands >= 7, traffic  # Sent may exist already

@@ -19,6 +19,8 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mailmigrate.errors import AuthenticationFailed, MailboxError
+
 Ref = int | str
 """A message's reference inside one folder: the UID for IMAP, the item id for EWS."""
 
@@ -220,6 +222,31 @@ class Mailbox(abc.ABC):
     @abc.abstractmethod
     def subscribe(self, path: tuple[str, ...]) -> None:
         """Subscribe to a folder; no error when already subscribed."""
+
+    def prepare_folders(
+        self, wanted: Sequence[tuple[tuple[str, ...], str | None, bool, bool]]
+    ) -> dict[tuple[str, ...], tuple[str, Exception]]:
+        """For each ``(path, special_use, create, subscribe)``: create the folder (and its
+        parents) and/or subscribe it; an adapter may send them all at once.
+
+        :return: per path that failed, ``("create" | "subscribe", the error)`` (the first step
+            that failed); the other paths are done.
+        :raises MailboxError: a retryable one (the connection or the server is unwell).
+        """
+        failed: dict[tuple[str, ...], tuple[str, Exception]] = {}
+        for path, special_use, create, subscribe in wanted:
+            step = "create"
+            try:
+                if create:
+                    self.create_folder(path, special_use)
+                step = "subscribe"
+                if subscribe:
+                    self.subscribe(path)
+            except MailboxError as exc:
+                if exc.retryable or isinstance(exc, AuthenticationFailed):
+                    raise
+                failed[path] = (step, exc)
+        return failed
 
     def valid_name_part(self, part: str) -> bool:
         """Whether one path component can be held by this server as it is."""

@@ -390,6 +390,61 @@ class ImapMailbox(Mailbox):
             if self._listed is not None:
                 self._listed.add(part)
 
+    @_guarded("creating folders")
+    def prepare_folders(
+        self, wanted: Sequence[tuple[tuple[str, ...], str | None, bool, bool]]
+    ) -> dict[tuple[str, ...], tuple[str, Exception]]:
+        """Every CREATE (parents first, ``(USE (...))`` where CREATE-SPECIAL-USE is offered)
+        and SUBSCRIBE in one round trip; a CREATE refused for its attribute (``[USEATTR]``) is
+        sent again without it. A refused CREATE of a parent fails its children too (reported
+        with the first refusal of each folder)."""
+        if len(wanted) < 2 or self._listed is None:
+            return super().prepare_folders(wanted)
+        known = set(self._listed)
+        commands: list[bytes] = []
+        owners: list[tuple[str, tuple[str, ...], tuple[str, ...], bool]] = []
+        for path, use, create, subscribe in wanted:
+            for depth in range(1, len(path) + 1) if create else ():
+                part = path[:depth]
+                if part in known or part == ("INBOX",):
+                    continue
+                known.add(part)
+                command = b"CREATE " + internals.quoted_folder(self.client, self.name_of(part))
+                attributed = bool(use) and depth == len(path) and self.has("CREATE-SPECIAL-USE")
+                commands.append(command + f" (USE ({use}))".encode() if attributed else command)
+                owners.append(("create", path, part, attributed))
+            if subscribe:
+                commands.append(b"SUBSCRIBE " + internals.quoted_folder(self.client,
+                                                                        self.name_of(path)))  # fmt: skip
+                owners.append(("subscribe", path, path, False))
+        replies = imap_wire.pipelined(internals.session(self.client), commands)
+        failed: dict[tuple[str, ...], tuple[str, Exception]] = {}
+        for (step, path, part, attributed), (typ, text) in zip(owners, replies, strict=True):
+            reply = text.decode(errors="replace")
+            if typ != "OK" and attributed and "[USEATTR]" in reply.upper():
+                try:  # created without the attribute, as _create_with_use does
+                    self.client.create_folder(self.name_of(part))
+                    typ = "OK"
+                except IMAPClientError as exc:
+                    reply = str(exc).removeprefix("create failed: ")
+            if typ == "OK":
+                if step == "create":
+                    self._listed.add(part)
+                continue
+            if path in failed:
+                continue
+            reason = f"{step} failed: {reply}"
+            error = MailboxError(
+                f"{self.label}: {'creating' if step == 'create' else 'subscribing'} folder "
+                f"{'/'.join(path)}: server said: {reason}",
+                retryable=any(code in reason for code in RETRYABLE_CODES),
+                folder="/".join(path),
+            )
+            if error.retryable:
+                raise error
+            failed[path] = (step, error)
+        return failed
+
     def _create_with_use(self, name: str, use: str) -> bool:
         """``CREATE name (USE (use))`` (RFC 6154). A server that refuses the attribute (another
         folder holds it, or it is not allowed: ``[USEATTR]``) gets a plain CREATE: the folder is

@@ -12,8 +12,10 @@
     │   ├── MailboxError                 talking to one mailbox failed (retryable: disconnects,
     │   │   │                            timeouts, throttling, [UNAVAILABLE], [INUSE], ...)
     │   │   └── AuthenticationFailed     credentials refused: never retried
-    │   ├── DavError                     a CalDAV/CardDAV request failed (retryable: no answer,
-    │   │                                429 or 5xx)
+    │   ├── GroupwareError               a groupware side failed (retryable: no answer, 429 or
+    │   │   │                            5xx, busy); .status: the HTTP status or its equivalent
+    │   │   ├── DavError                 a CalDAV/CardDAV request failed
+    │   │   └── EwsGroupwareError        Exchange as a groupware side failed or refused an item
     │   ├── quiet.RecordError            an account's delta record cannot be read
     │   └── quiet.AccountBusy            another pass holds the account (retryable)
     └── ItemError                    one message or item: skipped and reported, the pass goes on

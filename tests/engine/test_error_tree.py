@@ -1,5 +1,5 @@
 """One error tree: every error the engine raises on purpose is a MailmigrateError, drawn in
-mailmigrate.errors' docstring, and imap.py never raises imapclient's own error class."""
+mailmigrate.errors' docstring, and the IMAP adapter never raises imapclient's own error class."""
 
 from __future__ import annotations
 
@@ -27,9 +27,9 @@ from mailmigrate.errors import (
 )
 
 ENGINE = Path(mailmigrate.__file__).parent
-# Exceptions that never leave the module raising them: _guarded turns both into MailboxError.
+# Exceptions that never leave the IMAP adapter: its guard turns both into MailboxError.
 PRIVATE = {
-    "mailmigrate.mailbox.imap.ServerRefused",
+    "mailmigrate.mailbox.imap_common.ServerRefused",
     "mailmigrate.mailbox.imap_wire.MalformedResponse",
 }
 
@@ -95,12 +95,12 @@ def test_imap_adapter_never_raises_imapclients_own_error() -> None:
 def test_guarded_turns_the_adapters_own_refusals_into_mailbox_errors(
     text: str, retryable: bool
 ) -> None:
-    from mailmigrate.mailbox.imap import ServerRefused, _guarded
+    from mailmigrate.mailbox.imap_common import ServerRefused, guarded
 
     class Adapter:
         label = "destination alice"
 
-        @_guarded("appending to")
+        @guarded("appending to")
         def append(self, path: tuple[str, ...]) -> None:
             raise ServerRefused(text)
 

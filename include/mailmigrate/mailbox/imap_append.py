@@ -52,7 +52,7 @@ class Hooks:
 class PipelinedAppender(Appender):
     """Up to :data:`DEPTH` ``APPEND`` commands under way on the destination session.
 
-    :param guard: the adapter's error translation (``_guarded``), applied to each step.
+    :param guard: the adapter's error translation (``imap_common.guarded``), applied to each step.
 
     Invariants: a batch's results come from its own tagged answer; a batch whose answer was not
     read when the copy gives up (:meth:`abandon`) costs the session (reset at once, so nothing

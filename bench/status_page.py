@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _dag_parsed(stack: AirflowStack) -> bool:
-    database = stack.database_url.removeprefix("sqlite:///")
+    database = stack.database_path
     with sqlite3.connect(database) as db:
         query = "SELECT 1 FROM serialized_dag WHERE dag_id = ?"
         return db.execute(query, (DAG_ID,)).fetchone() is not None
@@ -202,7 +202,7 @@ def _dag_parsed(stack: AirflowStack) -> bool:
 
 def touch(stack: AirflowStack, n: int) -> None:
     """Change one task instance of the run, as a running migration constantly does."""
-    database = stack.database_url.removeprefix("sqlite:///")
+    database = stack.database_path
     with sqlite3.connect(database) as db:
         db.execute(
             "UPDATE task_instance SET updated_at = datetime('now', ?) WHERE task_id = ?",

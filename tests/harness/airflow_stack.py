@@ -190,7 +190,10 @@ class AirflowStack:
         passwords_file.write_text(json.dumps(self.passwords))
         passwords_file.chmod(0o600)
         self.executor = "CeleryExecutor" if broker_url else "LocalExecutor"
-        self.database_url = database_url or f"sqlite:///{self.home}/airflow.db"
+        self.database_path = self.home / "airflow.db"  # when SQLite
+        # SQLite waits 5 s for a lock by default; on 2 busy cores the scheduler can hold one
+        # longer, and the API server then answers a trigger with 500 "Database error".
+        self.database_url = database_url or f"sqlite:///{self.database_path}?timeout=60"
         self.env = _clean_environment()
         self.env.update(
             {

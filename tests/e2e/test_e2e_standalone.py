@@ -1,6 +1,6 @@
 """A migration on the real Airflow components (``airflow standalone``), driven through the REST API.
 
-Airflow runs as its own processes in a temporary home on SQLite, with real authentication (JWT
+Airflow runs as its own processes in a temporary home on PostgreSQL, with real authentication (JWT
 from ``POST /auth/token``). Through the REST API the tests create the plan's connections, unpause
 the DAG, run a test migration of one account (trigger parameters ``accounts`` and ``stop``) and a
 full migration, during which every ``wait_for_mx`` sensor must sit deferred in the triggerer

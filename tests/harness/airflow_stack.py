@@ -42,6 +42,9 @@ USERS = {"admin": "admin", "viewer": "viewer"}  # user name -> simple auth manag
 TERMINAL_RUN_STATES = {"success", "failed"}
 
 
+API_LOGS = ("standalone", "api-server")  # where an api-server answer of 500 is explained
+
+
 class StackError(AssertionError):
     """The stack did not start or did not get where a test waited for; includes the log tails."""
 
@@ -64,9 +67,11 @@ class AirflowApi:
         JWT, sent with every request).
     """
 
-    def __init__(self, base_url: str, username: str, password: str) -> None:
+    def __init__(self, base_url: str, username: str, password: str,
+                 server_log: Callable[[], str] | None = None) -> None:  # fmt: skip
         self.base_url = base_url
         self.username = username
+        self._server_log = server_log  # what the api-server logged, for a 5xx answer
         self._client = httpx.Client(base_url=base_url, timeout=30)
         response = self._client.post(
             "/auth/token", json={"username": username, "password": password}
@@ -81,11 +86,21 @@ class AirflowApi:
 
         :return: the decoded JSON body (None when empty).
         """
-        response = self._client.request(method, f"/api/v2{path}", **kwargs)
+        try:
+            response = self._client.request(method, f"/api/v2{path}", **kwargs)
+        except httpx.TimeoutException as exc:
+            logged = f"\n{self._server_log()}" if self._server_log is not None else ""
+            raise StackError(
+                f"{method} {path} as {self.username}: no answer ({exc}){logged}"
+            ) from None
         expected = (expect,) if isinstance(expect, int) else tuple(expect)
         if response.status_code not in expected:
+            logged = ""
+            if response.status_code >= 500 and self._server_log is not None:
+                logged = f"\n{self._server_log()}"
             raise StackError(
-                f"{method} {path} as {self.username}: {response.status_code} {response.text[:2000]}"
+                f"{method} {path} as {self.username}: {response.status_code} "
+                f"{response.text[:2000]}{logged}"
             )
         return response.json() if response.content else None
 
@@ -360,7 +375,10 @@ class AirflowStack:
     def api(self, user: str = "admin") -> AirflowApi:
         """A REST client logged in as ``user`` (``admin`` or ``viewer``)."""
         if user not in self._apis:
-            self._apis[user] = AirflowApi(self.base_url, user, self.passwords[user])
+            self._apis[user] = AirflowApi(
+                self.base_url, user, self.passwords[user],
+                lambda: self.log_tails([n for n in self.processes if n in API_LOGS], lines=80),
+            )  # fmt: skip
         return self._apis[user]
 
     def wait_for_dag(self, dag_id: str, timeout: float = 180) -> dict[str, Any]:

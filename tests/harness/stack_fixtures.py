@@ -19,6 +19,7 @@ import pytest
 from harness.airflow_stack import AirflowStack
 from harness.dovecot import DovecotServer
 from harness.e2e_migration import MigrationScenario, RunRecord
+from harness.postgres import PostgresServer
 
 
 @dataclass
@@ -34,12 +35,19 @@ class StandaloneMigration:
 def standalone_migration(
     legacy_imap: DovecotServer, modern_imap: DovecotServer
 ) -> Iterator[StandaloneMigration]:
-    """``airflow standalone`` (SQLite, LocalExecutor) with the plan of a two-account migration,
-    its connections created and its DAG unpaused through the REST API."""
+    """``airflow standalone`` (LocalExecutor) on PostgreSQL with the plan of a two-account
+    migration, its connections created and its DAG unpaused through the REST API.
+
+    Not SQLite: with every component writing to one SQLite file, the api-server stalled for
+    30 s and more on a lock while the scheduled deltas DAG's first task started (CI runs after
+    the in-process tests, 2 cores); PostgreSQL, as a deployment has, locks rows."""
     root = Path(tempfile.mkdtemp(prefix="mailmigrate-standalone-"))
     scenario = MigrationScenario("e2e_standalone", root, root / "plans", legacy_imap, modern_imap)
-    stack = AirflowStack(root / "airflow", plans_dir=root / "plans", state_dir=root / "state")
+    postgres = PostgresServer()
+    stack = AirflowStack(root / "airflow", plans_dir=root / "plans", state_dir=root / "state",
+                         database_url=postgres.url)  # fmt: skip
     try:
+        postgres.start()
         scenario.start()
         stack.start_standalone()
         dag = scenario.prepare_airflow(stack)
@@ -47,6 +55,7 @@ def standalone_migration(
     finally:
         stack.stop()
         scenario.stop()
+        postgres.stop()
         shutil.rmtree(root, ignore_errors=True)
 
 

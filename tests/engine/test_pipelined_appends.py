@@ -45,6 +45,20 @@ def under_way(monkeypatch):
     return most
 
 
+def _migration(src_server, dst_server, new_account, tmp_path, folders: dict, **copy):
+    """A source account seeded with ``folders`` and a new destination account, with their plan:
+    ``(account, plan, source endpoint, destination endpoint, source client, destination
+    client)``."""
+    user, password = new_account(src_server)
+    src = src_server.client(user, password)
+    seed_account(src, folders)
+    dst_user, dst_password = new_account(dst_server)
+    account = Account(user, dst_user, password, dst_password)
+    plan = make_plan(tmp_path, [account], **copy)
+    source, destination = endpoints(src_server, dst_server)
+    return account, plan, source, destination, src, dst_server.client(dst_user, dst_password)
+
+
 def _recorded(tmp_path, plan, account, source, destination, folder=("INBOX",)):
     with AccountState(tmp_path / "state", plan.name,
                       mailbox_identity(source, account.source_user),
@@ -56,16 +70,16 @@ def test_a_refused_batch_in_the_middle_of_a_pipeline_is_handled_alone(
     legacy_imap, private_imap, new_account, tmp_path, under_way
 ):
     limited = private_imap("modern", max_mail_size=30_000)
-    user, password = new_account(legacy_imap)
-    src = legacy_imap.client(user, password)
     big = make_message(9_101, size=80_000)
     # Batches of 5: the second holds the one message the destination refuses (too big).
-    seed_account(src, {"INBOX": _messages(1, 7) + [(big, (), WHEN)] + _messages(2, 7)})
-    dst_user, dst_password = new_account(limited)
-    account = Account(user, dst_user, password, dst_password)
-    plan = make_plan(tmp_path, [account], batch_messages=5)
-    source, destination = endpoints(legacy_imap, limited)
-    dst = limited.client(dst_user, dst_password)
+    account, plan, source, destination, src, dst = _migration(
+        legacy_imap,
+        limited,
+        new_account,
+        tmp_path,
+        {"INBOX": _messages(1, 7) + [(big, (), WHEN)] + _messages(2, 7)},
+        batch_messages=5,
+    )
     with ShapingProxy(limited.host, limited.port, delay=0.005) as near:
         destination = replace(destination, port=near.port)
         for attempt in (1, 2):
@@ -89,15 +103,16 @@ def test_a_refused_batch_in_the_middle_of_a_pipeline_is_handled_alone(
 def test_a_cut_in_the_middle_of_a_pipeline_resumes_without_doubles(
     legacy_imap, modern_imap, new_account, tmp_path, under_way
 ):
-    user, password = new_account(legacy_imap)
-    src = legacy_imap.client(user, password)
-    seed_account(src, {"INBOX": _messages(3, 60, 6_000), "INBOX.Sent": _messages(4, 25, 6_000)})
-    dst_user, dst_password = new_account(modern_imap)
-    account = Account(user, dst_user, password, dst_password)
-    plan = make_plan(tmp_path, [account], batch_messages=6, parallel_folders=1)
-    source, destination = endpoints(legacy_imap, modern_imap)
+    account, plan, source, destination, src, dst = _migration(
+        legacy_imap,
+        modern_imap,
+        new_account,
+        tmp_path,
+        {"INBOX": _messages(3, 60, 6_000), "INBOX.Sent": _messages(4, 25, 6_000)},
+        batch_messages=6,
+        parallel_folders=1,
+    )
     cutter = CuttingProxy(modern_imap.host, modern_imap.port)
-    dst = modern_imap.client(dst_user, dst_password)
     try:
         with ShapingProxy(cutter.host, cutter.port, delay=0.003) as near:
             destination = replace(destination, port=near.port)
@@ -140,13 +155,14 @@ def test_fetches_sent_ahead_survive_a_cut_source_exactly(
         return fetch(imap, uids, uid_set, items, sent, following, on_complete)
 
     monkeypatch.setattr(imap_wire, "uid_fetch_ahead", spy)
-    user, password = new_account(legacy_imap)
-    src = legacy_imap.client(user, password)
-    seed_account(src, {"INBOX": _messages(5, 80, 8_000), "INBOX.Sent": _messages(6, 30, 8_000)})
-    dst_user, dst_password = new_account(modern_imap)
-    account = Account(user, dst_user, password, dst_password)
-    plan = make_plan(tmp_path, [account], batch_messages=5)
-    source, destination = endpoints(legacy_imap, modern_imap)
+    account, plan, source, destination, src, dst = _migration(
+        legacy_imap,
+        modern_imap,
+        new_account,
+        tmp_path,
+        {"INBOX": _messages(5, 80, 8_000), "INBOX.Sent": _messages(6, 30, 8_000)},
+        batch_messages=5,
+    )
     cutter = CuttingProxy(legacy_imap.host, legacy_imap.port)
     try:
         cutter.arm(300_000)
@@ -158,7 +174,6 @@ def test_fetches_sent_ahead_survive_a_cut_source_exactly(
     finally:
         cutter.close()
     assert ahead[0] >= 10
-    dst = modern_imap.client(dst_user, dst_password)
     assert_same_folders(src, dst, {"INBOX": "INBOX", "INBOX.Sent": "Sent"})
 
 
@@ -168,15 +183,16 @@ def test_messages_stream_to_the_destination_and_a_source_cut_mid_batch_keeps_the
     """Each message goes into the destination's APPEND as soon as it is read: when the source
     is cut in the middle of a batch, the command is ended with the whole messages sent so far,
     which land and are recorded; the resumed copy adds the rest, nothing twice."""
-    user, password = new_account(legacy_imap)
-    src = legacy_imap.client(user, password)
-    seed_account(src, {"INBOX": _messages(7, 120, 6_000)})
-    dst_user, dst_password = new_account(modern_imap)
-    account = Account(user, dst_user, password, dst_password)
-    plan = make_plan(tmp_path, [account], batch_messages=40, parallel_folders=1)
-    source, destination = endpoints(legacy_imap, modern_imap)
+    account, plan, source, destination, src, dst = _migration(
+        legacy_imap,
+        modern_imap,
+        new_account,
+        tmp_path,
+        {"INBOX": _messages(7, 120, 6_000)},
+        batch_messages=40,
+        parallel_folders=1,
+    )
     cutter = CuttingProxy(legacy_imap.host, legacy_imap.port)
-    dst = modern_imap.client(dst_user, dst_password)
     try:
         source = replace(source, port=cutter.port)
         cutter.arm(400_000)  # inside the second batch of 40 (each about 245 KB)

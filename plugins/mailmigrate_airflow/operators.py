@@ -446,8 +446,8 @@ class SelectAccountsOperator(PlanOperator, SkipMixin):
     one per account of the plan.
 
     It also skips, for the whole run, the group's first step after the run's ``stop`` point:
-    it is a direct upstream of every step of the group, and the scheduler skips a task that such
-    a task listed under Airflow's skip key (``NotPreviously Skipped``) before starting it. So a run
+    it is a direct upstream of every step of the group, and the scheduler skips, before starting
+    it, a task that such an upstream listed under Airflow's skip key (``NotPreviouslySkippedDep``). So a run
     that stops after ``test`` starts one process per account, not a second one for
     ``initial_copy`` to skip itself; the steps after it are skipped by their trigger rules.
     ``accounts`` skips ``cutover_ready`` the same way in a run that cannot end in a cutover

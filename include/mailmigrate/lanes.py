@@ -8,6 +8,7 @@ with back-off after a lost connection (:func:`with_reconnects`).
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 import time
@@ -22,7 +23,7 @@ from mailmigrate.mailbox.base import Mailbox
 from mailmigrate.plan import Plan
 from mailmigrate.results import AccountResult, FolderResult
 from mailmigrate.state import AccountState
-from mailmigrate.verify import Expectation, settle
+from mailmigrate.verify import Expectation, listed_at_once, settle
 
 A = TypeVar("A")
 B = TypeVar("B")
@@ -141,8 +142,11 @@ def run_lanes(lane_ctx: Lane, first_pair, ahead: list[Connecting], work):
     The pairs are closed by the caller."""
     errors: list[BaseException] = []
 
+    share = [1]  # checks per lane, asked together
+
     def start_checks() -> None:
         lane_ctx.checks_started = time.monotonic()
+        share[0] = max(1, math.ceil(lane_ctx.expected.qsize() / (len(ahead) + 1)))
 
     copied = threading.Barrier(len(ahead) + 1, action=start_checks)
 
@@ -166,11 +170,10 @@ def run_lanes(lane_ctx: Lane, first_pair, ahead: list[Connecting], work):
                 lane_ctx.result.folders.append(_folder_with_retries(lane_ctx, src, dst, mapping))
             copied.wait()
             while not errors:
-                try:
-                    expectation = lane_ctx.expected.get_nowait()
-                except queue.Empty:
+                mine = _take(lane_ctx.expected, share[0])
+                if not mine:
                     return
-                _check_with_retries(lane_ctx, src, dst, expectation)
+                _check_with_retries(lane_ctx, src, dst, mine)
         except BaseException as exc:  # surfaced to the caller below
             errors.append(exc)
             copied.abort()  # no lane waits for this one
@@ -231,11 +234,24 @@ def with_reconnects(action, say, what: str, delays: Sequence[float], reconnect=N
                     say(f"reconnect failed: {again}")
 
 
-def _check_with_retries(lane: Lane, src, dst, expectation: Expectation) -> None:
+def _take(expected: queue.Queue, most: int) -> list[Expectation]:
+    taken = []
+    while len(taken) < most:
+        try:
+            taken.append(expected.get_nowait())
+        except queue.Empty:
+            break
+    return taken
+
+
+def _check_with_retries(lane: Lane, src, dst, expectations: list[Expectation]) -> None:
     def attempt(check, what):
         return with_reconnects(check, lane.say, what, lane.retry_delays, _reconnect(src, dst))
 
-    settle(src, dst, expectation, lane.state, lane.say, attempt)
+    listed = listed_at_once(dst, expectations, attempt)
+    for expectation in expectations:
+        settle(src, dst, expectation, lane.state, lane.say, attempt,
+               listed.get(expectation.destination))  # fmt: skip
 
 
 def _reconnect(src: Mailbox, dst: Mailbox) -> Callable[[], None]:

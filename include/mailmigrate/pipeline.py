@@ -6,8 +6,12 @@ destination, so both links are busy at once; nothing waits a round trip between 
 - the source's next FETCH is sent before the previous batch's answer is read
   (:meth:`~mailmigrate.mailbox.base.Mailbox.fetch_then`);
 - each message goes into its batch's APPEND as soon as it has arrived (the command is opened
-  with the batch's first message and ended after its last, whole messages only), so the
-  destination trails the source by a message, not by a batch;
+  with the batch's first message and ended after its last), so the destination trails the
+  source by a message, not by a batch; a big message's bytes go on as they arrive (where the
+  destination's :class:`~mailmigrate.mailbox.base.Appender` :attr:`streams`), so it trails
+  by a few kilobytes. A command that holds part of a message is never ended: when the rest
+  does not come, its session is dropped, so none of its batch lands, and the folder is
+  compared again;
 - up to the :class:`~mailmigrate.mailbox.base.Appender`'s depth of APPENDs are under way at
   once; each batch is recorded when its own answer is read, never before.
 
@@ -28,6 +32,7 @@ import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 
+from mailmigrate.errors import MailboxError
 from mailmigrate.identity import identity_of
 from mailmigrate.mailbox.base import Mailbox, Message, MessageInfo
 from mailmigrate.plan import CopyOptions
@@ -97,6 +102,8 @@ class _Budget:
 
 _ROOM = object()  # the reader waits for room in the budget
 _PART = object()  # one message of the batch being read, as it arrived
+_HEAD = object()  # a big message's flags, date and size: its bytes follow as _CHUNKs
+_CHUNK = object()
 
 
 class _Open:
@@ -106,6 +113,7 @@ class _Open:
         self.opened = False
         self.outgoing: list[Message] = []
         self.handled: set = set()
+        self.streaming: MessageInfo | None = None  # a message whose bytes are being passed on
 
 
 class RateLimit:
@@ -161,6 +169,7 @@ class CopyPipeline:
         fetched: queue.Queue = queue.Queue()  # bounded by the budget, in bytes
         budget = _Budget(self.options.batch_bytes, lambda: fetched.put(_ROOM))
         stop = threading.Event()
+        self._streams = threading.Event()  # big messages are passed on as they arrive
         reader = threading.Thread(
             target=self._read, args=(todo, fetched, stop, budget), daemon=True
         )
@@ -171,6 +180,8 @@ class CopyPipeline:
             stop.set()
             reader.join()
             raise
+        if appender.streams:
+            self._streams.set()
         sent: deque[tuple[list[Message], int]] = deque()  # under way, oldest first
         self._started = self._last_report = time.monotonic()
         reading = True
@@ -185,10 +196,16 @@ class CopyPipeline:
                     self._receive(appender, sent, budget, len(todo))
                     continue
                 item = fetched.get()
+                if item is _ROOM:
+                    continue
+                if batch.streaming is not None:
+                    if isinstance(item, tuple) and item[0] is _CHUNK:
+                        appender.more(item[1])
+                        continue
+                    self._finish(appender, batch, item)
+                    continue
                 if item is None:
                     reading = False
-                elif item is _ROOM:
-                    continue
                 elif isinstance(item, BaseException):
                     if batch.opened:  # its whole messages land: close it and record them
                         appender.close()
@@ -197,6 +214,8 @@ class CopyPipeline:
                     while sent:  # what is under way lands: record it before giving up
                         self._receive(appender, sent, budget, len(todo))
                     raise item
+                elif item[0] is _HEAD:
+                    self._begin(appender, batch, item[1])
                 elif item[0] is _PART:
                     self._stream(appender, batch, item[1], item[2])
                 else:
@@ -228,6 +247,38 @@ class CopyPipeline:
             appender.open()
             batch.opened = True
         appender.add(outgoing)
+        batch.outgoing.append(outgoing)
+
+    def _begin(self, appender, batch: _Open, info: MessageInfo) -> None:
+        """A big message of the batch being sent, whose bytes are passed on as they arrive."""
+        batch.handled.add(info.ref)
+        self.rate.wait(1, info.size)
+        if not batch.opened:
+            appender.open()
+            batch.opened = True
+        appender.begin(info)
+        batch.streaming = info
+
+    def _finish(self, appender, batch: _Open, item) -> None:
+        """The message whose bytes were passed on, complete; anything else (the source failed
+        or its answer turned out unreadable) voids the batch being sent: the destination's
+        session is given up before the command ends, so none of it lands, and the folder is
+        compared again by its retry."""
+        info, batch.streaming = batch.streaming, None
+        if isinstance(item, BaseException):
+            raise item
+        whole = isinstance(item, tuple) and item[0] is _PART and item[1].ref == info.ref
+        message = item[2] if whole else None
+        if message is None or message.error is not None or len(message.content) != info.size:
+            raise MailboxError(
+                f"{self.src.label}: fetching message {info.ref} from {self.result.source} "
+                "broke off after its first bytes went to the destination; the folder is "
+                "compared again",
+                retryable=True,
+                folder=self.result.source,
+            )
+        outgoing = self._outgoing(item[1], message)
+        appender.finish(outgoing)
         batch.outgoing.append(outgoing)
 
     def _receive(self, appender, sent: deque, budget: _Budget, total: int) -> None:
@@ -267,11 +318,18 @@ class CopyPipeline:
                     if info is not None:
                         out.put((_PART, info, message))
 
+                def begun(info: MessageInfo, listed=listed):
+                    if not self._streams.is_set() or info.ref not in listed:
+                        return None
+                    out.put((_HEAD, info))
+                    return lambda chunk: out.put((_CHUNK, chunk))
+
                 messages = self.src.fetch_then(
                     self.source,
                     [info.ref for info in batch],
                     [info.ref for info in following] if following else None,
                     arrived,
+                    begun,
                 )
                 out.put((batch, {m.info.ref: m for m in messages}, size))
         except BaseException as exc:

@@ -3,9 +3,9 @@
 Each folder pass leaves an :class:`Expectation`: the identities (as a multiset) of the source
 messages it selected and found or put on the destination, and the destination mark they all sit
 at or after. Once every folder of the account is done, :func:`settle` lists each destination
-folder from that mark (the account's folder lanes share the checks) with the listing the owner
-report uses (sizes, Message-IDs, header hashes; no message body is read) and counts what is not
-there. Checking after the whole account, not per folder, also catches a destination that drops
+folder from that mark (the account's folder lanes share the checks; each lane lists its folders
+together where the adapter can, :func:`listed_at_once`) with the listing the owner report uses
+(sizes, Message-IDs, header hashes; no message body is read) and counts what is not there. Checking after the whole account, not per folder, also catches a destination that drops
 earlier folders' mail while later ones are appended (a "trash" plugin making room under quota, a
 server-side rule).
 
@@ -19,7 +19,7 @@ there.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from mailmigrate.errors import AuthenticationFailed, MailboxError
@@ -55,11 +55,34 @@ def shortfall(expected: Counter[str], present: Iterable[MessageInfo]) -> int:
     return sum((expected - Counter(info.identity for info in present)).values())
 
 
-def verify_folder(src: Mailbox, dst: Mailbox, expectation: Expectation) -> int:
-    """The number of selected messages of one folder that the destination lacks."""
+def listed_at_once(
+    dst: Mailbox, expectations: Sequence[Expectation], attempt: Callable
+) -> dict[tuple[str, ...], list[MessageInfo]]:
+    """The destination listings of several folders' checks, asked together where the adapter
+    can (:meth:`~mailmigrate.mailbox.base.Mailbox.listings_since`); a folder left out, or all
+    of them when that failed, is listed by its own check."""
+    wanted = [(e.destination, e.since) for e in expectations if e.identities]
+    if len(wanted) < 2:
+        return {}
+    try:
+        return attempt(lambda: dst.listings_since(wanted), "verifying folders")
+    except AuthenticationFailed:
+        raise
+    except MailboxError as exc:
+        if exc.retryable:
+            raise
+        return {}
+
+
+def verify_folder(
+    src: Mailbox, dst: Mailbox, expectation: Expectation, listed: list[MessageInfo] | None = None
+) -> int:
+    """The number of selected messages of one folder that the destination lacks (``listed``:
+    the destination's listing since the expectation's mark, when read already)."""
     missing = 0
     if expectation.identities:
-        listed = dst.listing_since(expectation.destination, expectation.since)
+        if listed is None:
+            listed = dst.listing_since(expectation.destination, expectation.since)
         missing = shortfall(expectation.identities, listed)
     if expectation.unaccounted:
         on_source = src.listing_without_identities(expectation.source).messages
@@ -75,12 +98,14 @@ def settle(
     state: AccountState,
     say: Callable[[str], None],
     attempt: Callable[[Callable[[], int], str], int],
+    listed: list[MessageInfo] | None = None,
 ) -> None:
     """Check one folder's expectation: note missing messages in its result and discard the
     folder's state when any are missing, else let the folder's state move on.
 
     :param attempt: runs the check with the engine's reconnects (``attempt(check, what)``); a
         non-retryable error is recorded as the folder's error.
+    :param listed: the destination's listing, when :func:`listed_at_once` read it.
     """
     result = expectation.result
     if not (expectation.identities or expectation.unaccounted):
@@ -88,7 +113,8 @@ def settle(
         return
     try:
         missing = attempt(
-            lambda: verify_folder(src, dst, expectation), f"verifying folder {result.source}"
+            lambda: verify_folder(src, dst, expectation, listed),
+            f"verifying folder {result.source}",
         )
     except AuthenticationFailed:
         raise

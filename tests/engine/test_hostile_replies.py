@@ -213,3 +213,38 @@ def test_broken_replies_cost_one_message_each_and_a_rerun_copies_only_those(
     assert healed.ok and healed.totals()["copied"] == 3, healed.summary_lines()
     assert snapshot(dst, "INBOX") == snapshot(src, "INBOX")
     assert snapshot(dst, "Fine") == snapshot(src, "INBOX.Fine")
+
+
+def test_a_big_message_whose_reply_breaks_after_its_bytes_went_on_costs_only_itself(
+    legacy_imap, modern_imap, new_account, tmp_path
+):
+    """A big message's bytes go on to the destination as they arrive; when its reply turns
+    out malformed after them, the APPEND they went into is given up unended (none of it
+    lands), the folder is compared again, and only that message is reported."""
+    account, plan, src, dst = _pair(legacy_imap, modern_imap, new_account, tmp_path,
+                                    batch_messages=3)  # fmt: skip
+    mail = _mail(85_000, [("\\Seen",)] * 6, size=150_000)
+    raw, flags, when = mail[4]
+    mail[4] = (raw.replace(b"\r\n\r\n", b"\r\nX-Poison: tail\r\n\r\n", 1), flags, when)
+    seed_account(src, {"INBOX": mail})
+    source, destination = endpoints(legacy_imap, modern_imap)
+
+    def break_tail(response: bytes) -> bytes:
+        if b"X-Poison: tail" in response and response.endswith(b")\r\n"):
+            return response[:-3] + b"))\r\n"  # unbalanced, after the literal
+        return response
+
+    lines: list[str] = []
+    with RewritingProxy(legacy_imap.host, legacy_imap.port, break_tail) as proxy:
+        first = copy_account(plan, account, replace(source, port=proxy.port), destination,
+                             "initial", retry_delays=(0.01,) * 3, progress=lines.append)  # fmt: skip
+        assert proxy.rewrites >= 1
+    assert any("broke off after its first bytes went to the destination" in x for x in lines)
+    assert not first.ok
+    assert [(f.folder, f.kind) for f in first.failures] == [("INBOX", "unreadable")]
+    assert "malformed reply" in first.failures[0].reason
+    held, sent = snapshot(dst, "INBOX"), snapshot(src, "INBOX")
+    assert sum(held.values()) == 5 and not held - sent  # the others, each once, exact
+    healed = copy_account(plan, account, source, destination, "initial")
+    assert healed.ok and healed.totals()["copied"] == 1, healed.summary_lines()
+    assert snapshot(dst, "INBOX") == snapshot(src, "INBOX")

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from harness.corpus import make_message, snapshot
 from harness.engine_helpers import assert_same_folders, endpoints, make_plan, seed_account
+from harness.hostile import Cut, RewritingProxy
 from harness.proxy import CuttingProxy
 from harness.shaper import ShapingProxy
 
@@ -150,9 +151,9 @@ def test_fetches_sent_ahead_survive_a_cut_source_exactly(
     ahead = [0]
     fetch = imap_wire.uid_fetch_ahead
 
-    def spy(imap, uids, uid_set, items, sent=None, following=None, on_complete=None):
+    def spy(imap, uids, uid_set, items, sent=None, following=None, *hooks):
         ahead[0] += following is not None
-        return fetch(imap, uids, uid_set, items, sent, following, on_complete)
+        return fetch(imap, uids, uid_set, items, sent, following, *hooks)
 
     monkeypatch.setattr(imap_wire, "uid_fetch_ahead", spy)
     account, plan, source, destination, src, dst = _migration(
@@ -206,3 +207,73 @@ def test_messages_stream_to_the_destination_and_a_source_cut_mid_batch_keeps_the
         assert_same_folders(src, dst, {"INBOX": "INBOX"})
     finally:
         cutter.close()
+
+
+@pytest.fixture
+def passed_on(monkeypatch):
+    """The messages whose bytes went to the destination as they arrived (their UIDs)."""
+    started: list = []
+    begin = imap_append.PipelinedAppender.begin
+
+    def spy(self, info):
+        started.append(info.ref)
+        begin(self, info)
+
+    monkeypatch.setattr(imap_append.PipelinedAppender, "begin", spy)
+    return started
+
+
+def test_big_messages_go_on_to_the_destination_as_their_bytes_arrive(
+    legacy_imap, modern_imap, new_account, tmp_path, passed_on
+):
+    """A big message's bytes are appended while its FETCH response is still arriving (the
+    destination does not wait for the whole message); the copy is exact all the same."""
+    big = [(make_message(7_100 + i, size=300_000), ("\\Seen", "2024"), WHEN + timedelta(days=i))
+           for i in range(6)]  # fmt: skip
+    account, plan, source, destination, src, dst = _migration(
+        legacy_imap,
+        modern_imap,
+        new_account,
+        tmp_path,
+        {"INBOX": _messages(8, 20) + big[:3], "INBOX.Sent": big[3:] + _messages(9, 5)},
+        batch_messages=4,
+    )
+    with ShapingProxy(legacy_imap.host, legacy_imap.port, delay=0.003, mbit_down=200) as near:
+        result = copy_account(plan, account, replace(source, port=near.port), destination,
+                              "initial")  # fmt: skip
+    assert result.ok and result.totals()["copied"] == 31, result.summary_lines()
+    assert len(passed_on) == 6 and len(set(passed_on)) == 6  # the big ones, each once
+    assert_same_folders(src, dst, {"INBOX": "INBOX", "INBOX.Sent": "Sent"})
+
+
+def test_a_source_cut_inside_a_message_passed_on_lands_none_of_its_batch(
+    legacy_imap, modern_imap, new_account, tmp_path, passed_on
+):
+    """The source dies while a message's bytes are going on to the destination: the APPEND it
+    is part of is never ended (its session is dropped), so no half message and none of that
+    batch lands; the resumed copy adds what is missing, nothing twice."""
+    mail = _messages(10, 8, 200_000)
+    raw, flags, when = mail[4]  # the 5th, after the 4th in the third batch (1, 2, 2, 1, ...)
+    mail[4] = (raw.replace(b"\r\n\r\n", b"\r\nX-Cut: here\r\n\r\n", 1), flags, when)
+    account, plan, source, destination, src, dst = _migration(
+        legacy_imap, modern_imap, new_account, tmp_path, {"INBOX": mail}, parallel_folders=1
+    )
+
+    def cut(response: bytes) -> bytes | Cut:
+        return Cut(response[: len(response) // 2]) if b"X-Cut: here" in response else response
+
+    with (
+        RewritingProxy(legacy_imap.host, legacy_imap.port, cut) as dying,
+        pytest.raises(MailboxError, match="inside a literal"),
+    ):
+        copy_account(plan, account, replace(source, port=dying.port), destination, "initial",
+                     retry_delays=())  # fmt: skip
+    assert passed_on[-1] == 5 and len(set(passed_on)) == len(passed_on)
+    recorded = _recorded(tmp_path, plan, account, source, destination)
+    held, sent = snapshot(dst, "INBOX"), snapshot(src, "INBOX")
+    assert not held - sent  # whole messages only, each as on the source
+    assert len(recorded) <= sum(held.values()) <= 3  # none of the third batch (4th, 5th)
+    result = copy_account(plan, account, source, destination, "initial")
+    assert result.ok, result.summary_lines()
+    assert result.totals()["copied"] == 8 - sum(held.values())
+    assert_same_folders(src, dst, {"INBOX": "INBOX"})

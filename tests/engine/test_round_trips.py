@@ -121,3 +121,37 @@ def test_folders_are_created_and_subscribed_in_one_round_trip(modern_imap, new_a
     assert all(listed[p].subscribed for p in (("Projects", "2024"), ("Sent",), ("INBOX",)))
     assert listed[("Sent",)].special_use == "\\Sent"
     assert traffic.flights == 1 and traffic.commands >= 7, traffic  # Sent may exist already
+
+
+def test_the_checks_list_several_folders_in_two_round_trips(legacy_imap, new_account):
+    """The checks after a copy ask for every folder of a lane at once: EXAMINE and FETCH of
+    each in one flight, the headers of messages without a Message-ID in a second; a folder
+    the flights cannot answer is left out for its own listing."""
+    user, password = new_account(legacy_imap)
+    corpus = {"INBOX": rich_corpus(3), "INBOX.Sent": rich_corpus(2), "INBOX.Empty": []}
+    client = legacy_imap.client(user, password)
+    seed_account(client, corpus)
+    validity = client.folder_status("INBOX", [b"UIDVALIDITY"])[b"UIDVALIDITY"]
+    endpoint = endpoint_from_dict("src", legacy_imap.connection("src"))
+    folders = [("INBOX",), ("Sent",), ("Empty",), ("Gone",)]  # the namespace's INBOX. left out
+    with ShapingProxy(legacy_imap.host, legacy_imap.port, delay=0.002) as near:
+        mailbox = ImapMailbox(replace(endpoint, port=near.port), user, password, "source")
+        try:
+            mailbox.connect()
+            mailbox.list_folders()
+            alone = {path: mailbox.listing_since(path, None) for path in folders[:3]}
+            marked = mailbox.listing_since(("INBOX",), None)[3].ref  # since the 4th
+            near.reset()
+            together = mailbox.listings_since([(path, None) for path in folders])
+            traffic = near.reset()
+            since = mailbox.listings_since([(("INBOX",), f"{validity}:{marked}"),
+                                            (("Sent",), None)])  # fmt: skip
+            again = mailbox.listing_since(("INBOX",), None)  # the session is still in step
+        finally:
+            mailbox.close()
+    assert together == alone  # "Gone" left out: asked alone, it says why
+    assert alone[("Empty",)] == [] and len(alone[("INBOX",)]) == len(rich_corpus(3))
+    # EXAMINE and FETCH of the four, then of the two with messages without a Message-ID
+    assert traffic.flights == 2 and traffic.commands == 2 * 4 + 2 * 2, traffic
+    assert since[("INBOX",)] == alone[("INBOX",)][3:]
+    assert again == alone[("INBOX",)]

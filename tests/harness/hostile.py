@@ -21,7 +21,7 @@ _LITERAL_END = re.compile(rb"\{(\d+)\}\r\n$")
 
 @dataclass(frozen=True)
 class Cut:
-    """Send ``prefix``, then close the connection."""
+    """Send ``prefix``, then end the stream (the server is gone)."""
 
     prefix: bytes
 
@@ -74,7 +74,11 @@ class RewritingProxy(ForwardingProxy):
                         self.rewrites += 1
                 if isinstance(changed, Cut):
                     client.sendall(changed.prefix)
-                    break
+                    # The end of the stream, not a reset: a reset would throw away what the
+                    # client has not read yet, so it would meet the cut somewhere earlier.
+                    client.shutdown(socket.SHUT_WR)
+                    server.close()
+                    return  # upstream closes the client's socket once the client hangs up
                 client.sendall(changed)
         except (OSError, EOFError, ValueError):
             pass

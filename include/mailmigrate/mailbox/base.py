@@ -316,6 +316,13 @@ class Mailbox(abc.ABC):
     def listing_since(self, path: tuple[str, ...], mark: str | None) -> list[MessageInfo]:
         """Messages appended since ``mark`` (all messages when the mark is ``None`` or stale)."""
 
+    def listings_since(
+        self, wanted: Sequence[tuple[tuple[str, ...], str | None]]
+    ) -> dict[tuple[str, ...], list[MessageInfo]]:
+        """:meth:`listing_since` of several ``(path, mark)`` at once, where the protocol lets
+        an adapter ask for them together; a folder it leaves out is asked alone."""
+        return {}
+
     @abc.abstractmethod
     def fetch(self, path: tuple[str, ...], refs: Sequence[Ref]) -> Iterable[Message]:
         """The exact bytes of the given messages with their current flags and dates, in one
@@ -324,11 +331,17 @@ class Mailbox(abc.ABC):
     def fetch_then(
         self, path: tuple[str, ...], refs: Sequence[Ref], following: Sequence[Ref] | None,
         on_message: Callable[[Message], None] | None = None,
+        on_start: Callable[[MessageInfo], Callable[[bytes], None] | None] | None = None,
     ) -> Iterable[Message]:  # fmt: skip
         """:meth:`fetch`; an adapter that can ask ahead asks for ``following`` (the next batch,
         fetched by the next call) before this batch has arrived, and one that reads messages
         one by one may hand each to ``on_message`` as it arrives (the result holds it too).
-        :meth:`end_fetches` once the last batch is fetched, or when the copy stops early."""
+        :meth:`end_fetches` once the last batch is fetched, or when the copy stops early.
+
+        ``on_start``: an adapter that reads a big message as a stream may first tell its ref,
+        flags, date and size (``identity`` empty), and hand its bytes as they arrive to the
+        callable ``on_start`` returns (``None``: not wanted). Such a message is then given to
+        ``on_message`` next, before anything else; if not, what was handed on is void."""
         return self.fetch(path, refs)
 
     def end_fetches(self) -> None:
@@ -391,6 +404,19 @@ class Appender:
 
     def add(self, message: Message) -> None:
         self._adding.append(message)
+
+    streams = False  # whether :meth:`begin` is offered
+
+    def begin(self, info: MessageInfo) -> None:
+        """Start adding a message whose ``info.size`` bytes follow in :meth:`more` (by an
+        appender that :attr:`streams`); :meth:`finish` adds it once they are all sent."""
+        raise NotImplementedError
+
+    def more(self, chunk: bytes) -> None:
+        raise NotImplementedError
+
+    def finish(self, message: Message) -> None:
+        raise NotImplementedError
 
     def close(self) -> None:
         self.send(self._adding)

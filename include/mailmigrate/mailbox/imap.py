@@ -69,6 +69,7 @@ class ImapMailbox(ImapFolders, ImapWrites, Mailbox):
         self._permanent_for: dict[bytes, Any] | None = None
         self._permanent: frozenset[str] | None = None
         self._lost_in: dict[tuple[tuple[str, ...], int], int] = {}  # connection losses in fetch
+        self._malformed_in: set[tuple[tuple[str, ...], int]] = set()  # never handed on early
         self._ahead: imap_wire.FetchAhead | None = None  # the next batch's FETCH, sent ahead
         self._listed: set[tuple[str, ...]] | None = None  # folders this session listed/created
         self._marks: dict[tuple[str, ...], str] = {}  # append marks known from APPENDUIDs
@@ -348,17 +349,18 @@ class ImapMailbox(ImapFolders, ImapWrites, Mailbox):
         return info, by_uid
 
     def _infos(
-        self, criteria: str, min_uid: int = 0, data: dict[int, dict[bytes, Any]] | None = None
-    ) -> list[MessageInfo]:
+        self, criteria: str, min_uid: int = 0, data: dict[int, dict[bytes, Any]] | None = None,
+        headers: dict[int, bytes] | None = None,
+    ) -> list[MessageInfo]:  # fmt: skip
         """Message infos for the selected folder's UIDs in ``criteria`` (a UID set); ``data``:
-        their ``LIST_FIELDS`` when fetched already."""
+        their ``LIST_FIELDS`` when fetched already; ``headers``: the headers of those without
+        a Message-ID, when fetched already."""
         if data is None:
             data = self._uid_fetch(criteria, LIST_FIELDS)
         data = {uid: d for uid, d in data.items() if uid >= min_uid and b"RFC822.SIZE" in d}
-        headers: dict[int, bytes] = {}
         missing = [uid for uid, d in data.items() if not ident.message_id(message_id_header(d))]
-        if missing:
-            fetched = self._uid_fetch(missing, [b"BODY.PEEK[HEADER]"])
+        if headers is None:
+            fetched = self._uid_fetch(missing, [b"BODY.PEEK[HEADER]"]) if missing else {}
             headers = {uid: d.get(b"BODY[HEADER]") or b"" for uid, d in fetched.items()}
         infos = []
         for uid in sorted(data):
@@ -467,14 +469,8 @@ class ImapMailbox(ImapFolders, ImapWrites, Mailbox):
         """Nothing, without a command, when the folder's state read for this pass
         (:meth:`read_states`; the folder not written through this session since) says it is
         empty or has nothing after ``mark``."""
-        read = self.folder_states.get(path)
-        if read is not None:
-            if not read[b"EXISTS"]:
-                return []
-            if mark:
-                validity, uidnext = (int(x) for x in mark.split(":"))
-                if validity == int(read[b"UIDVALIDITY"]) and uidnext >= int(read[b"UIDNEXT"]):
-                    return []
+        if self._nothing_since(path, mark):
+            return []
         since = int(mark.split(":")[1]) if mark else 1
         info, data = self._examine_and_fetch(path, f"{since}:*", LIST_FIELDS)
         if not info.get(b"EXISTS"):
@@ -485,17 +481,115 @@ class ImapMailbox(ImapFolders, ImapWrites, Mailbox):
             return self._infos("1:*", data=data)
         return self._infos("1:*")  # another folder under the same name: everything is new
 
+    def _nothing_since(self, path: tuple[str, ...], mark: str | None) -> bool:
+        read = self.folder_states.get(path)
+        if read is None:
+            return False
+        if not read[b"EXISTS"]:
+            return True
+        if mark:
+            validity, uidnext = (int(x) for x in mark.split(":"))
+            return validity == int(read[b"UIDVALIDITY"]) and uidnext >= int(read[b"UIDNEXT"])
+        return False
+
+    @guarded("listing messages in")
+    def listings_since(
+        self, wanted: Sequence[tuple[tuple[str, ...], str | None]]
+    ) -> dict[tuple[str, ...], list[MessageInfo]]:
+        """:meth:`listing_since` of several folders in two round trips: EXAMINE and UID FETCH
+        of each folder, all sent at once; then, the same way, the headers of messages without
+        a Message-ID. A folder the flights do not answer plainly (refused, another UIDVALIDITY
+        than the mark's, no UIDNEXT) is left out, for :meth:`listing_since` to ask alone."""
+        out: dict[tuple[str, ...], list[MessageInfo]] = {}
+        asked = []
+        for path, mark in wanted:
+            if self._nothing_since(path, mark):
+                out[path] = []
+            else:
+                since = int(mark.split(":")[1]) if mark else 1
+                asked.append((path, mark, since))
+        if len(asked) < 2:  # one folder alone costs the same flight
+            return out
+        listed = {}
+        everything_since = [(path, f"{since}:*") for path, _, since in asked]
+        for (path, mark, since), (info, data, fetched) in zip(
+            asked, self._examine_and_fetch_many(everything_since, LIST_FIELDS), strict=True
+        ):
+            if not info or b"UIDNEXT" not in info:
+                continue
+            if not info.get(b"EXISTS"):
+                out[path] = []
+            elif fetched and (not mark or int(mark.split(":")[0]) == int(info[b"UIDVALIDITY"])):
+                listed[path] = {u: d for u, d in data.items() if u >= since and b"RFC822.SIZE" in d}
+        anonymous = {
+            path: [uid for uid, d in data.items() if not ident.message_id(message_id_header(d))]
+            for path, data in listed.items()
+        }
+        headers: dict[tuple[str, ...], dict[int, bytes]] = {path: {} for path in listed}
+        asked_again = [(path, uid_ranges(uids)) for path, uids in anonymous.items() if uids]
+        for (path, _), (info, data, fetched) in zip(
+            asked_again,
+            self._examine_and_fetch_many(asked_again, [b"BODY.PEEK[HEADER]"]),
+            strict=True,
+        ):
+            if info and fetched:
+                headers[path] = {uid: d.get(b"BODY[HEADER]") or b"" for uid, d in data.items()}
+        for path, data in listed.items():
+            if all(uid in headers[path] for uid in anonymous[path]):
+                out[path] = self._infos("", data=data, headers=headers[path])
+        return out
+
+    def _examine_and_fetch_many(
+        self, wanted: Sequence[tuple[tuple[str, ...], str]], items: list[bytes]
+    ) -> list[tuple[dict[bytes, Any], dict[int, dict[bytes, Any]], bool]]:
+        """:meth:`_examine_and_fetch` of several ``(path, uid_set)`` in one round trip: per
+        folder its facts (``{}``: refused or unreadable), the items by UID, and whether the
+        FETCH was answered OK."""
+        if not wanted:
+            return []
+        imap = internals.session(self.client)
+        commands = []
+        for path, uid_set in wanted:
+            quoted = internals.quoted_folder(self.client, self.name_of(path))
+            commands += [b"EXAMINE " + quoted, imap_wire.fetch_command(uid_set, items)]
+        infos: list[dict[bytes, Any]] = [{} for _ in wanted]
+        fetched: list[dict[int, dict[bytes, Any]]] = [{} for _ in wanted]
+        reading = [0]  # the folder whose FETCH responses come next
+
+        def keep(entry: dict[bytes, Any]) -> None:
+            if isinstance(entry.get(b"UID"), int):
+                fetched[reading[0]].setdefault(entry[b"UID"], {}).update(entry)
+
+        def tagged(index: int, typ: str) -> None:
+            if index % 2 == 0:  # an EXAMINE: its responses are in imaplib's store
+                reading[0] = index // 2
+                try:
+                    infos[index // 2] = internals.end_examine(self.client, imap, typ == "OK")
+                except (ValueError, TypeError, AttributeError, IndexError):
+                    pass  # asked alone, where a malformed reply is reported
+                internals.begin_examine(imap)
+
+        self._selected = None
+        internals.begin_examine(imap)
+        answers = imap_wire.pipelined(imap, commands, keep, tagged)
+        return [
+            (info, data, typ == "OK")
+            for info, data, (typ, _) in zip(infos, fetched, answers[1::2], strict=True)
+        ]
+
     @guarded("fetching messages from")
     def fetch_then(
         self, path: tuple[str, ...], refs: Sequence[Ref], following: Sequence[Ref] | None,
         on_message: Callable[[Message], None] | None = None,
+        on_start: Callable[[MessageInfo], Callable[[bytes], None] | None] | None = None,
     ) -> Iterable[Message]:  # fmt: skip
         """:meth:`fetch`, with the FETCH of ``following`` sent before this batch's answer is
         read (:func:`~mailmigrate.mailbox.imap_wire.uid_fetch_ahead`): the source streams
         batch after batch without a round trip between them. ``on_message`` gets each message
         as soon as all its items are read (before the batch's end; the batch's result holds
-        it too)."""
-        return self.fetch(path, refs, following, on_message)
+        it too); ``on_start`` is told a big message's flags, date and size before its bytes
+        arrive (see :meth:`Mailbox.fetch_then`)."""
+        return self.fetch(path, refs, following, on_message, on_start)
 
     def end_fetches(self) -> None:
         """Drop the session when a FETCH sent ahead was never read (the copy stopped early):
@@ -509,6 +603,7 @@ class ImapMailbox(ImapFolders, ImapWrites, Mailbox):
     def fetch(
         self, path: tuple[str, ...], refs: Sequence[Ref], following: Sequence[Ref] | None = None,
         on_message: Callable[[Message], None] | None = None,
+        on_start: Callable[[MessageInfo], Callable[[bytes], None] | None] | None = None,
     ) -> Iterable[Message]:  # fmt: skip
         """The batch in one FETCH; message by message where that failed before.
 
@@ -520,13 +615,16 @@ class ImapMailbox(ImapFolders, ImapWrites, Mailbox):
         uids = [int(r) for r in refs]
         if not any((path, uid) in self._lost_in for uid in uids):
             try:
+                if any((path, uid) in self._malformed_in for uid in uids):
+                    on_start = None  # what it handed on early was given up: not again
                 return self._fetch_batch(path, uids, [int(r) for r in following or ()],
-                                         on_message)  # fmt: skip
+                                         on_message, on_start)  # fmt: skip
             except TRANSIENT_ERRORS:
                 for uid in uids:
                     self._lost_in[(path, uid)] = 1
                 raise
             except imap_wire.MalformedResponse:
+                self._malformed_in.update((path, uid) for uid in uids)
                 self._drop_session()
         messages = []
         for uid in uids:
@@ -549,6 +647,7 @@ class ImapMailbox(ImapFolders, ImapWrites, Mailbox):
     def _fetch_batch(
         self, path: tuple[str, ...], uids: list[int], following: list[int] | None = None,
         on_message: Callable[[Message], None] | None = None,
+        on_start: Callable[[MessageInfo], Callable[[bytes], None] | None] | None = None,
     ) -> list[Message]:  # fmt: skip
         """One FETCH of ``uids`` (its answer read, sent ahead or now); with ``following``,
         the next batch's FETCH is sent ahead. Any failure with a FETCH sent ahead drops the
@@ -570,11 +669,21 @@ class ImapMailbox(ImapFolders, ImapWrites, Mailbox):
             def complete(uid: int, items: dict[bytes, Any]) -> None:
                 on_message(self._message_of(uid, items))
 
+        start = None
+        if on_start is not None:
+
+            def start(uid: int, items: dict[bytes, Any], size: int):
+                if items.get(b"RFC822.SIZE") != size:  # reported as unreadable once read
+                    return None
+                flags = clean_flags(items.get(b"FLAGS", ()))
+                return on_start(MessageInfo(ref=uid, identity="", size=size, flags=flags,
+                                            internaldate=items.get(b"INTERNALDATE")))  # fmt: skip
+
         try:
             data, self._ahead = imap_wire.uid_fetch_ahead(
                 imap, uids, uid_ranges(uids), FETCH_ITEMS, sent,
                 ((path, tuple(following)), following, uid_ranges(following)) if following else None,
-                complete,
+                complete, start,
             )  # fmt: skip
         except BaseException:
             if following or sent is not None:

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from mailmigrate.errors import MailboxError
 from mailmigrate.mailbox import imap_wire
 from mailmigrate.mailbox import imapclient_internals as internals
-from mailmigrate.mailbox.base import Appender, AppendResult, Message, Ref
+from mailmigrate.mailbox.base import Appender, AppendResult, Message, MessageInfo, Ref
 
 if TYPE_CHECKING:
     from mailmigrate.mailbox.imap import ImapMailbox
@@ -70,6 +70,9 @@ class PipelinedAppender(Appender):
         self._open_step = guard(lambda _mailbox, _path: self._open())
         self._add_step = guard(lambda _mailbox, _path, message: self._add(message))
         self._close_step = guard(lambda _mailbox, _path: self._close())
+        self._begin_step = guard(lambda _mailbox, _path, info: self._begin(info))
+        self._more_step = guard(lambda _mailbox, _path, chunk: self._more(chunk))
+        self._streaming: tuple[MessageInfo, tuple[list[str], list[str]], int] | None = None
         self._open_tag: bytes | None = None  # a command being sent, message by message
         self._adding: tuple[list[Message], list] = ([], [])
         self._receive_step = guard(lambda _mailbox, _path: self._receive())
@@ -105,6 +108,22 @@ class PipelinedAppender(Appender):
     def close(self) -> None:
         self._close_step(self.mailbox, self.path)
 
+    streams = True
+
+    def begin(self, info: MessageInfo) -> None:
+        self._begin_step(self.mailbox, self.path, info)
+
+    def more(self, chunk: bytes) -> None:
+        self._more_step(self.mailbox, self.path, chunk)
+
+    def finish(self, message: Message) -> None:
+        assert self._streaming is not None, "finish() follows begin()"
+        info, storable, sent = self._streaming
+        assert info.ref == message.info.ref and sent == info.size == len(message.content)
+        self._streaming = None
+        self._adding[0].append(message)
+        self._adding[1].append(storable)
+
     def receive(self) -> list[AppendResult]:
         return self._receive_step(self.mailbox, self.path)
 
@@ -115,6 +134,7 @@ class PipelinedAppender(Appender):
         self._queue.clear()
         self._outstanding.clear()
         self._open_tag = None
+        self._streaming = None
 
     def _session(self) -> None:
         if self.hooks.session() is not self.client:
@@ -131,18 +151,32 @@ class PipelinedAppender(Appender):
         self._adding = ([], [])
 
     def _add(self, message: Message) -> None:
+        self._begin(replace(message.info, size=len(message.content)), message.content)
+        self.finish(message)
+
+    def _begin(self, info: MessageInfo, content: bytes = b"") -> None:
+        """Send a message's flags, date and size, and ``content`` (all its bytes, or none:
+        they follow in :meth:`_more`)."""
         self._session()
-        kept, left_out = self.hooks.storable(message.info.flags)
-        parts = imap_wire.append_message_parts(kept, message.info.internaldate, message.content)
+        assert self._streaming is None, "one message at a time"
+        storable = self.hooks.storable(info.flags)
+        parts = [*imap_wire.append_message_head(storable[0], info.internaldate, info.size), content]
         if self._open_tag is None:
             self._open_tag = imap_wire.open_command(self.imap, [b"APPEND ", self.quoted, *parts])
         else:
             imap_wire.send_more(self.imap, parts)
-        self._adding[0].append(message)
-        self._adding[1].append((kept, left_out))
+        self._streaming = (info, storable, len(content))
+
+    def _more(self, chunk: bytes) -> None:
+        self._session()
+        assert self._streaming is not None, "more() follows begin()"
+        info, storable, sent = self._streaming
+        imap_wire.send_more(self.imap, [chunk])
+        self._streaming = (info, storable, sent + len(chunk))
 
     def _close(self) -> None:
         self._session()
+        assert self._streaming is None, "a message half sent: abandon(), never close()"
         imap_wire.close_command(self.imap)
         tag, self._open_tag = self._open_tag, None
         assert tag is not None and self._adding[0], "an APPEND holds at least one message"

@@ -124,8 +124,19 @@ def _read_line(imap: imaplib.IMAP4) -> bytes:
     return line
 
 
-def _read_response(imap: imaplib.IMAP4, first: bytes) -> tuple[list[bytes], list[bytes]]:
-    """The line fragments of one response (literal markers and CRLF removed) and its literals."""
+STREAM_MIN = 64 * 1024  # a literal at least this big may be handed on as it arrives
+STREAM_CHUNK = 64 * 1024
+
+
+def _read_response(
+    imap: imaplib.IMAP4, first: bytes, on_literal=None
+) -> tuple[list[bytes], list[bytes]]:
+    """The line fragments of one response (literal markers and CRLF removed) and its literals.
+
+    ``on_literal(items, size)`` is asked before a FETCH response's literal of at least
+    :data:`STREAM_MIN` bytes is read, with the response's items before it (the literal's own
+    item last, as ``b""``); a callable it returns gets the literal's bytes chunk by chunk as
+    they arrive (the literal is returned whole all the same)."""
     fragments, literals = [], []
     line = first
     while True:
@@ -134,14 +145,41 @@ def _read_response(imap: imaplib.IMAP4, first: bytes) -> tuple[list[bytes], list
             size = line[start + 1 : -3]
             if start >= 0 and size.isdigit():
                 fragments.append(line[:start])
-                literal = imap.read(int(size))
-                if len(literal) != int(size):
-                    raise imaplib.IMAP4.abort("socket error: EOF inside a literal")
-                literals.append(literal)
+                sink = None
+                if on_literal is not None and int(size) >= STREAM_MIN:
+                    sink = on_literal(_items_before(fragments, literals), int(size))
+                literals.append(_read_literal(imap, int(size), sink))
                 line = _read_line(imap)
                 continue
         fragments.append(line[:-2])
         return fragments, literals
+
+
+def _items_before(fragments: list[bytes], literals: list[bytes]) -> dict[bytes, Any] | None:
+    """The items of a FETCH response read up to a literal (which is left as ``b""``)."""
+    try:
+        return parse_fetch([*fragments, b")"], [*literals, b""])
+    except MalformedResponse:
+        return None
+
+
+def _read_literal(imap: imaplib.IMAP4, size: int, sink=None) -> bytes:
+    if sink is None:
+        literal = imap.read(size)
+    else:
+        chunks = []
+        left = size
+        while left:
+            chunk = imap.read(min(left, STREAM_CHUNK))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            sink(chunk)
+            left -= len(chunk)
+        literal = b"".join(chunks)
+    if len(literal) != size:
+        raise imaplib.IMAP4.abort("socket error: EOF inside a literal")
+    return literal
 
 
 def _atom(token: bytes) -> Any:
@@ -444,6 +482,7 @@ def uid_fetch_ahead(
     sent: FetchAhead | None = None,
     following: tuple[Any, Sequence[int], str] | None = None,
     on_complete=None,
+    on_start=None,
 ) -> tuple[dict[int, dict[bytes, Any]], FetchAhead | None]:
     """:func:`uid_fetch` of ``uids`` (``uid_set``), pipelined: ``sent`` is its FETCH when it
     was sent ahead; with ``following`` (``(key, uids, uid_set)`` of the next batch) that FETCH
@@ -452,6 +491,9 @@ def uid_fetch_ahead(
     kept for it. Until the returned :class:`FetchAhead` is read by the next call, the session
     must not be used for anything else (or must be dropped). ``on_complete(uid, items)`` is
     called once per UID of this batch as soon as every one of ``items`` of it has been read.
+    ``on_start(uid, items, size)`` is asked before a big ``BODY[]`` of this batch arrives
+    whose response holds every other item before it (so the UID is complete once the literal
+    is): a callable it returns gets the literal's bytes as they arrive.
 
     :return: this batch's items keyed by UID, and the FETCH sent ahead (or ``None``).
     :raises imaplib.IMAP4.error: the server refused this FETCH (NO/BAD).
@@ -491,8 +533,16 @@ def uid_fetch_ahead(
             if into is by_uid:
                 completed(uid, merged)
 
+    def literal(before: dict[bytes, Any] | None, size: int):
+        if on_start is None or not before or next(reversed(before)) != b"BODY[]":
+            return None
+        uid = before.get(b"UID")
+        if uid not in wanted or uid in done or not all(key in before for key in keys):
+            return None
+        return on_start(uid, before, size)
+
     early: dict[bytes, tuple[str, bytes]] = {}
-    typ, text = answer or read_tagged(imap, tag, outstanding, early, keep)
+    typ, text = answer or read_tagged(imap, tag, outstanding, early, keep, literal)
     if ahead is not None and ahead.tag in early:
         ahead.answer = early.pop(ahead.tag)
     if typ != "OK":
@@ -546,11 +596,15 @@ def append_message_parts(
     flags: Sequence[str], when: dt.datetime | None, content: bytes
 ) -> list[bytes]:
     """One message of an APPEND (LITERAL+): `` (flags) "date" {n+}\r\n`` and its bytes."""
+    return [*append_message_head(flags, when, len(content)), content]
+
+
+def append_message_head(flags: Sequence[str], when: dt.datetime | None, size: int) -> list[bytes]:
+    """`` (flags) "date" {size+}\r\n``: one message of an APPEND (LITERAL+) up to its bytes."""
     parts = [b" (" + " ".join(flags).encode("utf-8") + b")"]
     if when is not None:
         parts.append(b' "' + format_internaldate(when) + b'"')
-    parts.append(b" {" + str(len(content)).encode("ascii") + b"+}\r\n")
-    parts.append(content)
+    parts.append(b" {" + str(size).encode("ascii") + b"+}\r\n")
     return parts
 
 
@@ -588,11 +642,13 @@ def read_tagged(
     outstanding: set[bytes],
     early: dict[bytes, tuple[str, bytes]],
     on_fetch=None,
+    on_literal=None,
 ) -> tuple[str, bytes]:
     """Read until the tagged answer of ``tag`` (a command of :func:`send_command`). A server
     may answer pipelined commands out of order: the answer of another tag in ``outstanding``
     read on the way is kept in ``early`` for its own call. ``on_fetch(items)`` gets each FETCH
-    response; other untagged responses go to imaplib's store, as imaplib would put them.
+    response (``on_literal``: see :func:`_read_response`); other untagged responses go to
+    imaplib's store, as imaplib would put them.
 
     :return: ``(typ, text)`` of the tagged answer.
     :raises MalformedResponse: a tagged answer to no command under way.
@@ -613,7 +669,8 @@ def read_tagged(
                 raise MalformedResponse(f"an answer to no command under way: {line[:200]!r}")
             early[head] = answer
             continue
-        fragments, literals = _read_response(imap, line)
+        streamed = on_literal if on_fetch is not None and _FETCH_START.match(line) else None
+        fragments, literals = _read_response(imap, line, streamed)
         if on_fetch is not None and _FETCH_START.match(fragments[0]):
             on_fetch(parse_fetch(fragments, literals))
         else:
@@ -691,11 +748,12 @@ def status_many(
 
 
 def pipelined(
-    imap: imaplib.IMAP4, commands: Sequence[bytes], on_fetch=None
+    imap: imaplib.IMAP4, commands: Sequence[bytes], on_fetch=None, on_tagged=None
 ) -> list[tuple[str, bytes]]:
     """Send ``commands`` (complete, without tags) at once and read all their responses: one
     round trip for all. ``on_fetch(items)`` gets each FETCH response; other untagged responses
-    go to imaplib's store, as imaplib would put them.
+    go to imaplib's store, as imaplib would put them; ``on_tagged(index, typ)`` is called as
+    each command's tagged answer is read (a server answers them in order).
 
     :return: ``(typ, text)`` of each command's tagged response, in the order sent.
     """
@@ -710,6 +768,8 @@ def pipelined(
             if tag in tags:
                 typ, _, text = line[len(tag) + 1 : -2].partition(b" ")
                 done[tag] = (typ.decode("ascii", "replace"), text)
+                if on_tagged is not None:
+                    on_tagged(tags.index(tag), done[tag][0])
                 continue
             if line.startswith(b"+"):
                 raise imaplib.IMAP4.abort(f"unexpected continuation: {line[:200]!r}")

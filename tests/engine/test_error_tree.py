@@ -31,6 +31,7 @@ ENGINE = Path(mailmigrate.__file__).parent
 PRIVATE = {
     "mailmigrate.mailbox.imap_common.ServerRefused",
     "mailmigrate.mailbox.imap_wire.MalformedResponse",
+    "mailmigrate.mailbox.imap_wire.OutOfStep",
 }
 
 

@@ -248,3 +248,34 @@ def test_a_big_message_whose_reply_breaks_after_its_bytes_went_on_costs_only_its
     healed = copy_account(plan, account, source, destination, "initial")
     assert healed.ok and healed.totals()["copied"] == 1, healed.summary_lines()
     assert snapshot(dst, "INBOX") == snapshot(src, "INBOX")
+
+
+def test_a_destination_that_reads_an_appends_literal_as_commands_costs_a_retry(
+    legacy_imap, modern_imap, new_account, tmp_path
+):
+    """Cyrus, failing an APPEND with "System I/O error", reads the rest of its literal as
+    commands and answers each line ("From: BAD Null command"). Those answers belong to no
+    command: the session is given up and the folder retried (not failed as a malformed reply),
+    and what the destination did store is found again, nothing twice."""
+    account, plan, src, dst = _pair(legacy_imap, modern_imap, new_account, tmp_path,
+                                    batch_messages=4)  # fmt: skip
+    seed_account(src, {"INBOX": _mail(86_000, [("\\Seen",)] * 10),
+                       "INBOX.Other": _mail(86_100, [()] * 3)})  # fmt: skip
+    source, destination = endpoints(legacy_imap, modern_imap)
+    told = []
+
+    def fail_once(response: bytes) -> bytes:
+        answered = re.match(rb"(\S+) OK \[APPENDUID", response)
+        if answered is None or told:
+            return response
+        told.append(response)  # stored all the same: the retry must find those messages
+        return answered.group(1) + b" NO System I/O error\r\nFrom: BAD Null command\r\n"
+
+    lines: list[str] = []
+    with RewritingProxy(modern_imap.host, modern_imap.port, fail_once) as proxy:
+        result = copy_account(plan, account, source, replace(destination, port=proxy.port),
+                              "initial", retry_delays=(0.01,) * 3, progress=lines.append)  # fmt: skip
+    assert told and any("out of step with the server" in line for line in lines), lines
+    assert result.ok, result.summary_lines()
+    assert snapshot(dst, "INBOX") == snapshot(src, "INBOX")
+    assert snapshot(dst, "Other") == snapshot(src, "INBOX.Other")

@@ -48,6 +48,12 @@ class MalformedResponse(imaplib.IMAP4.error):
     again), but the session is out of step with the server and must be dropped."""
 
 
+class OutOfStep(imaplib.IMAP4.abort):
+    """A line that answers no command under way and is no untagged response: the server read
+    something else than the commands sent (Cyrus, failing an APPEND with "System I/O error",
+    reads the rest of its literal as commands). The session is lost; a new one may do."""
+
+
 class _Word(bytes):
     """An atom as the tokenizer read it, typed (number, NIL) only once its item is known: the
     atoms of FLAGS stay text (a keyword ``2024`` or ``0123`` is a keyword, not a number)."""
@@ -372,6 +378,8 @@ def _atom_list(inner: bytes, *, numbers: bool = True) -> tuple[Any, ...]:
 def _store_untagged(imap: imaplib.IMAP4, fragments: list[bytes], literals: list[bytes]) -> None:
     """Keep a response this module does not consume where imaplib would have kept it."""
     match = _UNTAGGED.match(fragments[0])
+    if match is None and not fragments[0].startswith(b"* "):
+        raise OutOfStep(f"out of step with the server: unexpected line {fragments[0][:200]!r}")
     if match is None:
         raise MalformedResponse(f"unexpected response: {fragments[0][:200]!r}")
     if match.group("num") is not None:
@@ -666,7 +674,8 @@ def read_tagged(
             if head == tag:
                 return answer
             if head not in outstanding or head in early:
-                raise MalformedResponse(f"an answer to no command under way: {line[:200]!r}")
+                raise OutOfStep(f"out of step with the server: an answer to no command under "
+                                f"way: {line[:200]!r}")  # fmt: skip
             early[head] = answer
             continue
         streamed = on_literal if on_fetch is not None and _FETCH_START.match(line) else None

@@ -30,8 +30,8 @@ ENGINE = Path(mailmigrate.__file__).parent
 # Exceptions that never leave the IMAP adapter: its guard turns both into MailboxError.
 PRIVATE = {
     "mailmigrate.mailbox.imap_common.ServerRefused",
-    "mailmigrate.mailbox.imap_wire.MalformedResponse",
-    "mailmigrate.mailbox.imap_wire.OutOfStep",
+    "mailmigrate.mailbox.imap_responses.MalformedResponse",
+    "mailmigrate.mailbox.imap_responses.OutOfStep",
 }
 
 

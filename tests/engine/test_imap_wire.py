@@ -1,5 +1,6 @@
-"""The engine's own FETCH reader and APPEND writer (``mailmigrate.mailbox.imap_wire``): the same
-values as imapclient's parser, on crafted responses and on a real Dovecot; appends byte-exact."""
+"""The engine's own FETCH reader and APPEND writer (``mailmigrate.mailbox.imap_responses``,
+``imap_wire``): the same values as imapclient's parser, on crafted responses and on a real
+Dovecot; appends byte-exact."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from harness.corpus import make_message
 from imapclient.response_parser import parse_fetch_response
 
-from mailmigrate.mailbox import imap_wire
+from mailmigrate.mailbox import imap_responses, imap_wire
 
 RESPONSES = [
     # (fragments as read, literal markers removed; literals)
@@ -46,7 +47,7 @@ def _imapclient(fragments: list[bytes], literals: list[bytes]) -> dict:
 
 @pytest.mark.parametrize("fragments, literals", RESPONSES)
 def test_fetch_responses_parse_as_imapclient_parses_them(fragments, literals):
-    assert imap_wire.parse_fetch(fragments, literals) == _imapclient(fragments, literals)
+    assert imap_responses.parse_fetch(fragments, literals) == _imapclient(fragments, literals)
 
 
 @pytest.mark.parametrize(
@@ -58,7 +59,7 @@ def test_fetch_responses_parse_as_imapclient_parses_them(fragments, literals):
     ],
 )
 def test_keywords_of_digits_stay_text_with_their_leading_zeros(fragments, literals):
-    parsed = imap_wire.parse_fetch(fragments, literals)
+    parsed = imap_responses.parse_fetch(fragments, literals)
     assert parsed[b"FLAGS"] == (b"2024", b"0123", b"\\Seen") and parsed[b"UID"] == 5
     if literals:
         assert parsed[b"BODY[]"] == b"0123"  # a literal is never a number
@@ -66,7 +67,7 @@ def test_keywords_of_digits_stay_text_with_their_leading_zeros(fragments, litera
 
 def test_a_literal_in_flags_stays_one_flag_for_the_destination_to_refuse():
     injected = b'x) "01-Jan-2024 00:00:00 +0000" {0+}\r\n\r\nA1 DELETE "INBOX"'
-    parsed = imap_wire.parse_fetch([b"* 1 FETCH (UID 5 FLAGS (\\Seen ", b"))"], [injected])
+    parsed = imap_responses.parse_fetch([b"* 1 FETCH (UID 5 FLAGS (\\Seen ", b"))"], [injected])
     assert parsed[b"FLAGS"] == (b"\\Seen", injected)
 
 
@@ -82,19 +83,21 @@ def test_a_literal_in_flags_stays_one_flag_for_the_destination_to_refuse():
     ],
 )
 def test_malformed_fetch_responses_raise_malformed_response_not_a_lost_connection(fragments):
-    with pytest.raises(imap_wire.MalformedResponse) as raised:
-        imap_wire.parse_fetch(fragments, [])
+    with pytest.raises(imap_responses.MalformedResponse) as raised:
+        imap_responses.parse_fetch(fragments, [])
     assert not isinstance(raised.value, imaplib.IMAP4.abort)
 
 
 def test_internaldate_keeps_the_servers_text_and_formats_others():
-    when = imap_wire.parse_internaldate(b" 7-Jul-1996 02:44:25 -0730")
+    when = imap_responses.parse_internaldate(b" 7-Jul-1996 02:44:25 -0730")
     zone = dt.timezone(-dt.timedelta(hours=7, minutes=30))
     assert when == dt.datetime(1996, 7, 7, 2, 44, 25, tzinfo=zone)
-    assert imap_wire.format_internaldate(when) == b" 7-Jul-1996 02:44:25 -0730"
-    assert imap_wire.format_internaldate(when.astimezone(dt.UTC)) == b"07-Jul-1996 10:14:25 +0000"
+    assert imap_responses.format_internaldate(when) == b" 7-Jul-1996 02:44:25 -0730"
+    assert (
+        imap_responses.format_internaldate(when.astimezone(dt.UTC)) == b"07-Jul-1996 10:14:25 +0000"
+    )
     with pytest.raises(ValueError):
-        imap_wire.parse_internaldate(b"yesterday")
+        imap_responses.parse_internaldate(b"yesterday")
 
 
 def test_fetch_and_append_against_dovecot(legacy_imap, new_account):

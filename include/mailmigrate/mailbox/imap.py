@@ -22,7 +22,7 @@ from imapclient.response_parser import parse_response
 
 from mailmigrate.connections import Endpoint
 from mailmigrate.errors import MailboxError
-from mailmigrate.mailbox import imap_wire
+from mailmigrate.mailbox import imap_responses, imap_wire
 from mailmigrate.mailbox import imapclient_internals as internals
 from mailmigrate.mailbox.base import (
     Mailbox,
@@ -213,7 +213,7 @@ class ImapMailbox(ImapFolders, ImapListings, ImapWrites, Mailbox):
             info = self.client.select_folder(self.name_of(path), readonly=not writable)
         except (ValueError, TypeError, AttributeError, IndexError) as exc:
             # imapclient's reading of FLAGS/PERMANENTFLAGS fails on a reply that is no IMAP
-            raise imap_wire.MalformedResponse(f"SELECT reply: {exc}") from None
+            raise imap_responses.MalformedResponse(f"SELECT reply: {exc}") from None
         if b"UIDNEXT" not in info:  # optional in a SELECT reply (Courier leaves it out)
             status = self.client.folder_status(self.name_of(path), [b"UIDNEXT"])
             info[b"UIDNEXT"] = status[b"UIDNEXT"]
@@ -379,14 +379,14 @@ class ImapMailbox(ImapFolders, ImapListings, ImapWrites, Mailbox):
                 for uid in uids:
                     self._lost_in[(path, uid)] = 1
                 raise
-            except imap_wire.MalformedResponse:
+            except imap_responses.MalformedResponse:
                 self._malformed_in.update((path, uid) for uid in uids)
                 self._drop_session()
         messages = []
         for uid in uids:
             try:
                 messages.extend(self._fetch_batch(path, [uid]))
-            except imap_wire.MalformedResponse as exc:
+            except imap_responses.MalformedResponse as exc:
                 self._drop_session()
                 messages.append(self._unreadable(uid, f"malformed reply: {exc}"))
             except TRANSIENT_ERRORS as exc:

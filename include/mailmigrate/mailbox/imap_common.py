@@ -15,7 +15,7 @@ from imapclient import imap_utf7
 from imapclient.exceptions import IMAPClientError
 
 from mailmigrate.errors import MailboxError
-from mailmigrate.mailbox import imap_wire
+from mailmigrate.mailbox import imap_responses
 from mailmigrate.mailbox.imap_session import TRANSIENT_ERRORS, abandon
 
 # Server refusals that concern the connection, not one message: reconnect and retry. Not
@@ -113,7 +113,7 @@ def guarded(operation: str):
                 return method(self, *args, **kwargs)
             except MailboxError:
                 raise
-            except imap_wire.MalformedResponse as exc:
+            except imap_responses.MalformedResponse as exc:
                 self._drop_session()  # out of step with the server
                 raise MailboxError(
                     f"{self.label}: {operation}{where}: malformed reply from the server: {exc}",

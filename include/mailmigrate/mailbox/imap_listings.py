@@ -13,7 +13,7 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from mailmigrate import identity as ident
-from mailmigrate.mailbox import imap_wire
+from mailmigrate.mailbox import imap_responses, imap_wire
 from mailmigrate.mailbox import imapclient_internals as internals
 from mailmigrate.mailbox.base import Changes, Listing, MessageInfo, Ref
 from mailmigrate.mailbox.imap_common import (
@@ -61,7 +61,7 @@ class ImapListings:
         try:
             info = internals.end_examine(self.client, imap, typ == "OK")
         except (ValueError, TypeError, AttributeError, IndexError) as exc:
-            raise imap_wire.MalformedResponse(f"EXAMINE reply: {exc}") from None
+            raise imap_responses.MalformedResponse(f"EXAMINE reply: {exc}") from None
         if typ != "OK":
             raise ServerRefused(f"examine failed: {typ} {text.decode(errors='replace')}")
         if b"UIDNEXT" not in info:  # optional in a SELECT reply (Courier leaves it out)

@@ -75,6 +75,9 @@ def odd_corpus(seed: int) -> dict[tuple[str, ...], list]:
     ]
     inbox += [(make_message(seed + i, size=1500 + 300 * i), (("\\Seen",), ("\\Answered",), ())[i % 3],
                (WHEN + timedelta(days=i)).astimezone(UTC)) for i in range(4)]  # fmt: skip
+    # Two big ones: their bytes go on to the destination's APPEND as they arrive.
+    inbox += [(make_message(seed + 50 + i, size=200_000 + 70_000 * i), ("\\Flagged",),
+               WHEN + timedelta(days=5 + i)) for i in range(2)]  # fmt: skip
     folders: dict[tuple[str, ...], list] = {("INBOX",): inbox}
     for n, path in enumerate(ODD_FOLDERS):
         count = 0 if path == ("Empty",) else 1 + n % 2

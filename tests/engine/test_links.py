@@ -22,6 +22,7 @@ from harness.proxy import CuttingProxy
 from harness.shaper import ShapingProxy
 
 from mailmigrate.connections import endpoint_from_dict
+from mailmigrate.mailbox import imap_append
 from mailmigrate.mailbox.base import Message, MessageInfo
 from mailmigrate.mailbox.imap import ImapMailbox
 from mailmigrate.pipeline import growing_batches
@@ -116,10 +117,16 @@ def test_compress_false_on_a_connection_keeps_the_session_uncompressed(
     assert_same_folders(src_client, dst_client, FOLDERS)
 
 
-def test_a_cut_compressed_copy_resumes_exactly(zlib_servers, new_account, tmp_path):
+def test_a_cut_compressed_copy_resumes_exactly(zlib_servers, new_account, tmp_path, monkeypatch):
+    """Cut both links in the middle of a compressed copy whose big messages' bytes go on to the
+    destination as they arrive: the resumed copy is exact."""
+    passed_on = []
+    begin = imap_append.PipelinedAppender.begin
+    monkeypatch.setattr(imap_append.PipelinedAppender, "begin",
+                        lambda self, info: (passed_on.append(info.ref), begin(self, info)))  # fmt: skip
     source_server, destination_server = zlib_servers
     account, src_client = _account(source_server, destination_server, new_account)
-    seed_folder(src_client, "INBOX.Lists", [(make_message(9000 + i, size=60_000), (), when)
+    seed_folder(src_client, "INBOX.Lists", [(make_message(9000 + i, size=90_000), (), when)
                                             for i, (_, _, when) in enumerate(rich_corpus(9))])  # fmt: skip
     plan = make_plan(tmp_path, [account], batch_messages=5)
     source, destination, near_source, near_destination = _shaped(*zlib_servers)
@@ -143,6 +150,7 @@ def test_a_cut_compressed_copy_resumes_exactly(zlib_servers, new_account, tmp_pa
         cutter.join(10)
         assert cuts, "the copy ended before the cut"
         assert result.ok, result.summary_lines()
+    assert passed_on  # the big messages went on as they arrived, compressed
     dst_client = destination_server.client(account.destination_user, account.destination_password)
     assert_same_folders(src_client, dst_client, FOLDERS)
 

@@ -5,8 +5,9 @@ messages it selected and found or put on the destination, and the destination ma
 at or after. Once every folder of the account is done, :func:`settle` lists each destination
 folder from that mark (the account's folder lanes share the checks; each lane lists its folders
 together where the adapter can, :func:`listed_at_once`) with the listing the owner report uses
-(sizes, Message-IDs, header hashes; no message body is read) and counts what is not there. Checking after the whole account, not per folder, also catches a destination that drops
-earlier folders' mail while later ones are appended (a "trash" plugin making room under quota, a
+(sizes, Message-IDs, header hashes; no message body is read) and counts what is not there.
+Checking after the whole account, not per folder, also catches a destination that drops earlier
+folders' mail while later ones are appended (a "trash" plugin making room under quota, a
 server-side rule).
 
 Invariants: a folder's sync token and append mark move on only once its check found everything

@@ -392,6 +392,7 @@ def pipelined(
     :return: ``(typ, text)`` of each command's tagged response, in the order sent.
     """
     tags = [imap._new_tag() for _ in commands]
+    position = {tag: index for index, tag in enumerate(tags)}
     done: dict[bytes, tuple[str, bytes]] = {}
     try:
         imap.send(b"".join(tag + b" " + command + b"\r\n" for tag, command in
@@ -399,11 +400,11 @@ def pipelined(
         while len(done) < len(tags):
             line = read_line(imap)
             tag = line.split(b" ", 1)[0]
-            if tag in tags:
+            if tag in position:
                 typ, _, text = line[len(tag) + 1 : -2].partition(b" ")
                 done[tag] = (typ.decode("ascii", "replace"), text)
                 if on_tagged is not None:
-                    on_tagged(tags.index(tag), done[tag][0])
+                    on_tagged(position[tag], done[tag][0])
                 continue
             if line.startswith(b"+"):
                 raise imaplib.IMAP4.abort(f"unexpected continuation: {line[:200]!r}")

@@ -184,29 +184,37 @@ def test_messages_stream_to_the_destination_and_a_source_cut_mid_batch_keeps_the
     """Each message goes into the destination's APPEND as soon as it is read: when the source
     is cut in the middle of a batch, the command is ended with the whole messages sent so far,
     which land and are recorded; the resumed copy adds the rest, nothing twice."""
+    mail = _messages(7, 120, 6_000)
+    raw, flags, when = mail[49]  # the 10th of the second batch of 40 (each about 245 KB)
+    mail[49] = (raw.replace(b"\r\n\r\n", b"\r\nX-Cut: here\r\n\r\n", 1), flags, when)
     account, plan, source, destination, src, dst = _migration(
         legacy_imap,
         modern_imap,
         new_account,
         tmp_path,
-        {"INBOX": _messages(7, 120, 6_000)},
+        {"INBOX": mail},
         batch_messages=40,
         parallel_folders=1,
     )
-    cutter = CuttingProxy(legacy_imap.host, legacy_imap.port)
-    try:
-        source = replace(source, port=cutter.port)
-        cutter.arm(400_000)  # inside the second batch of 40 (each about 245 KB)
+    cuts = []
+
+    def cut_once(response: bytes) -> bytes | Cut:
+        if b"X-Cut: here" not in response or cuts:
+            return response
+        cuts.append(response)
+        return Cut(response[: len(response) // 2])  # the stream ends: no reset loses bytes
+
+    with RewritingProxy(legacy_imap.host, legacy_imap.port, cut_once) as dying:
+        source = replace(source, port=dying.port)
         with pytest.raises(MailboxError):
             copy_account(plan, account, source, destination, "initial", retry_delays=())
+        assert cuts
         recorded = _recorded(tmp_path, plan, account, source, destination)
         assert 40 < len(recorded) < 80  # the first batch and part of the second
         assert sum(snapshot(dst, "INBOX").values()) == len(recorded)  # whole messages only
         result = copy_account(plan, account, source, destination, "initial")
         assert result.ok and result.totals()["copied"] == 120 - len(recorded)
         assert_same_folders(src, dst, {"INBOX": "INBOX"})
-    finally:
-        cutter.close()
 
 
 @pytest.fixture
